@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+import { mkdir, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { loadAuditInputs, runAudit } from './audit.js';
+import { defaultRegion } from './collect/clients.js';
+import { parseDuration } from './core/duration.js';
+import { describeError, InputError } from './errors.js';
+import { createLogger } from './logger.js';
+import { recordManifests } from './manifest/record.js';
+import { loadPolicies } from './policy/load.js';
+import { EXIT, exitCodeOf } from './report/model.js';
+import { renderTable } from './report/table.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** `24h`, `7d` (ago) or an ISO-8601 time, to epoch ms. */
+export function parseSince(text: string, now: number): number {
+  const ms = parseDuration(text);
+  if (ms !== null) return now - ms;
+  const at = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(at)) throw new InputError(`--since: expected a duration such as 24h or 7d, or an ISO-8601 time; got "${text}"`);
+  if (at > now) throw new InputError(`--since: ${text} is in the future`);
+  return at;
+}
+
+async function writeOutput(text: string, file: string | undefined): Promise<void> {
+  if (!file) {
+    process.stdout.write(text);
+    return;
+  }
+  await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  await writeFile(file, text);
+}
+
+function build(): Command {
+  const program = new Command()
+    .name('pristine')
+    .description('Finds EC2 instances changed in place since they were launched from their baked image.')
+    .version(pkg.version)
+    .addOption(new Option('--log-level <level>', 'log level (JSON lines on stderr)').choices(['debug', 'info', 'warn', 'error', 'silent']).default('warn'))
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('audit')
+    .description('inventory running instances, gather evidence of in-place change, print a verdict per instance')
+    .option('--policies <dir>', 'policy directory or file', 'policies')
+    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
+    .option('--since <duration|iso>', 'examine activity from this time (e.g. 24h, 7d, 2026-11-01T00:00:00Z); default: since each region\'s oldest launch')
+    .addOption(new Option('--format <format>', 'report format').choices(['table', 'json']).default('table'))
+    .option('--output <file>', 'write the report to a file instead of stdout')
+    .action(async (opts: { policies: string; manifests: string; since?: string; format: 'table' | 'json'; output?: string }) => {
+      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
+      const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
+      const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests });
+      const report = await runAudit(inputs, { policiesDir: opts.policies, manifestsDir: opts.manifests, since, logger });
+      await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
+      process.exitCode = exitCodeOf(report);
+    });
+
+  const policy = program.command('policy').description('work with policy files');
+  policy
+    .command('validate')
+    .description('check policy files; errors name the file, the policy and the field')
+    .argument('[dir]', 'policy directory or file', 'policies')
+    .action(async (dir: string) => {
+      const policies = await loadPolicies(dir);
+      const files = new Set(policies.map((p) => p.file));
+      for (const p of policies) process.stdout.write(`${p.file}: ${p.name}: ok\n`);
+      process.stdout.write(`${policies.length} ${policies.length === 1 ? 'policy' : 'policies'} in ${files.size} ${files.size === 1 ? 'file' : 'files'}: valid\n`);
+    });
+
+  const manifest = program.command('manifest').description('work with baked-image manifests');
+  manifest
+    .command('record')
+    .description('write a manifest per image from the packages recorded at bake time')
+    .requiredOption('--packages <file>', 'dpkg or rpm list (name<TAB>version<TAB>arch) or a CycloneDX JSON SBOM')
+    .option('--image <ami>', 'the image the packages belong to')
+    .option('--packer <file>', "Packer's manifest post-processor output: records every AMI of its artifact_id")
+    .option('--region <region>', 'region of --image (default: the SDK\'s region)')
+    .option('--name <name>', 'image name for --image')
+    .option('--built-at <iso>', 'when the image was built, for --image (default: now)')
+    .option('--out <dir>', 'manifests directory', 'manifests')
+    .action(async (opts: { packages: string; image?: string; packer?: string; region?: string; name?: string; builtAt?: string; out: string }) => {
+      if (Boolean(opts.image) === Boolean(opts.packer)) throw new InputError('manifest record: give exactly one of --image AMI_ID or --packer PACKER_MANIFEST');
+      const region = opts.image ? (opts.region ?? (await defaultRegion())) : opts.region;
+      if (opts.image && !region) throw new InputError('manifest record: --image needs --region (or AWS_REGION)');
+      const written = await recordManifests({
+        packagesFile: opts.packages,
+        image: opts.image,
+        packerFile: opts.packer,
+        outDir: opts.out,
+        region: region ?? undefined,
+        name: opts.name,
+        builtAt: opts.builtAt,
+      });
+      for (const f of written) process.stdout.write(`${f}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = build();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; every usage error is bad input.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT.badInput;
+    } else if (err instanceof InputError) {
+      process.stderr.write(`pristine: ${err.message}\n`);
+      process.exitCode = EXIT.badInput;
+    } else {
+      process.stderr.write(`pristine: failed: ${describeError(err)}\n`);
+      process.exitCode = EXIT.incomplete;
+    }
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,10 @@
+import { paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
+
+/** The instances a command ran on. Called only for commands sent by targets, once per command. */
+export async function readCommandInstances(ssm: SSMClient, commandId: string): Promise<string[]> {
+  const ids = new Set<string>();
+  for await (const page of paginateListCommandInvocations({ client: ssm, pageSize: 50 }, { CommandId: commandId })) {
+    for (const inv of page.CommandInvocations ?? []) if (inv.InstanceId) ids.add(inv.InstanceId);
+  }
+  return [...ids];
+}

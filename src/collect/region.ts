@@ -1,0 +1,108 @@
+import type { Logger } from 'pino';
+import { TRACKED_EVENT_NAMES } from '../core/event-catalog.js';
+import type { Activity, EvidenceSource, Gap, RegionFacts } from '../core/facts.js';
+import { activityFromSession } from '../core/ssm-session.js';
+import { describeError } from '../errors.js';
+import type { RegionClients } from './clients.js';
+import { readTrackedEvents } from './cloudtrail.js';
+import { readCommandInstances } from './commands.js';
+import { listRunningInstances } from './instances.js';
+import { readInventory } from './inventory.js';
+import { readSessions } from './sessions.js';
+
+/** LookupEvents reaches back 90 days; keep an hour's margin so the oldest page is not cut at the edge. */
+export const CLOUDTRAIL_RETENTION_MS = 90 * 86_400_000 - 3_600_000;
+
+export interface CollectOptions {
+  /** start of the evidence window (epoch ms); default: the oldest instance's launch */
+  since: number | null;
+  now: number;
+  logger: Logger;
+}
+
+export interface CollectError {
+  source: string;
+  region: string;
+  message: string;
+}
+
+/** The evidence window: from the oldest launch (or --since) to now, never beyond what CloudTrail keeps. */
+export function evidenceWindow(launchTimes: readonly number[], since: number | null, now: number): { from: number; to: number } {
+  const floor = now - CLOUDTRAIL_RETENTION_MS;
+  const oldest = launchTimes.length ? Math.min(...launchTimes) : now;
+  return { from: Math.max(floor, since ?? oldest), to: now };
+}
+
+/**
+ * Reads every source for one region. A source that fails becomes a gap (its instances' verdicts
+ * turn `unknown`) and an error in the report; it never shortens the facts into a clean result.
+ */
+export async function collectRegion(clients: RegionClients, opts: CollectOptions): Promise<{ facts: RegionFacts; errors: CollectError[] }> {
+  const { region } = clients;
+  const log = opts.logger.child({ region });
+  const errors: CollectError[] = [];
+  const gaps: Gap[] = [];
+  const fail = (source: EvidenceSource, operation: string, err: unknown) => {
+    const message = `${operation} failed: ${describeError(err)}`;
+    log.warn({ source, operation, err: describeError(err) }, 'evidence could not be read');
+    errors.push({ source: `${source}:${operation}`, region, message });
+    gaps.push({ source, region, message });
+  };
+
+  const facts: RegionFacts = {
+    region,
+    window: { from: opts.now, to: opts.now },
+    instances: [],
+    activities: [],
+    inventory: new Map(),
+    commandTargets: new Map(),
+    gaps,
+  };
+  try {
+    facts.instances = await listRunningInstances(clients.ec2, region);
+  } catch (err) {
+    fail('ec2', 'DescribeInstances', err);
+    return { facts, errors };
+  }
+  facts.window = evidenceWindow(facts.instances.map((i) => i.launchTime), opts.since, opts.now);
+  log.debug({ instances: facts.instances.length, from: new Date(facts.window.from).toISOString() }, 'instances listed');
+  if (facts.instances.length === 0) return { facts, errors };
+
+  const trail = readTrackedEvents(clients.cloudtrail, clients.lookupPacer, TRACKED_EVENT_NAMES, facts.window).then(
+    (r) => {
+      for (const s of r.skipped) log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
+      return r.activities;
+    },
+    (err) => {
+      fail('cloudtrail', 'LookupEvents', err);
+      return [] as Activity[];
+    },
+  );
+  const sessions = readSessions(clients.ssm, facts.window.from).then(
+    (records) => records.flatMap((s) => activityFromSession(s, region) ?? []),
+    (err) => {
+      fail('ssm-sessions', 'DescribeSessions', err);
+      return [] as Activity[];
+    },
+  );
+  const inventory = readInventory(clients.ssm).catch((err) => {
+    fail('ssm-inventory', 'GetInventory', err);
+    return new Map();
+  });
+
+  const [trailActivities, sessionActivities, inv] = await Promise.all([trail, sessions, inventory]);
+  facts.activities = [...trailActivities, ...sessionActivities];
+  facts.inventory = inv;
+
+  // Commands sent by targets name no instance: ask SSM where each ran (one call per command).
+  const commandIds = new Set(facts.activities.flatMap((a) => (a.commandTargets?.commandId ? [a.commandTargets.commandId] : [])));
+  for (const id of commandIds) {
+    try {
+      const ids = await readCommandInstances(clients.ssm, id);
+      if (ids.length > 0) facts.commandTargets.set(id, ids);
+    } catch (err) {
+      fail('ssm-commands', `ListCommandInvocations(${id})`, err);
+    }
+  }
+  return { facts, errors };
+}

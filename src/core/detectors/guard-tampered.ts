@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { activityFinding, byWhom } from './activity-finding.js';
+import { defineDetector } from './types.js';
+
+const Options = z.strictObject({});
+
+export const guardTampered = defineDetector({
+  id: 'guard-tampered',
+  description: "Someone added or removed one of pristine's own tags (pristine:*, or the policy's exemption tags) after launch.",
+  severity: 'high',
+  sources: ['cloudtrail'],
+  options: Options,
+  evaluate(ctx) {
+    const findings = [];
+    for (const a of ctx.activities) {
+      if (a.kind !== 'tag-change' || !a.tagChanges) continue;
+      const touched = a.tagChanges.filter((t) => ctx.isGuardTag(t.key));
+      if (touched.length === 0) continue;
+      const what = touched
+        .map((t) => (t.op === 'add' ? `added ${t.key}=${t.value ?? ''}` : `removed ${t.key}`))
+        .join(', ');
+      const f = activityFinding('guard-tampered', 'high', a, `guard tag ${what} ${byWhom(a)}`);
+      f.evidence['tags'] = touched;
+      findings.push(f);
+    }
+    return findings;
+  },
+});

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { activityFinding, byWhom } from './activity-finding.js';
+import { defineDetector } from './types.js';
+
+const Options = z.strictObject({
+  /** event names that do not taint, e.g. [ModifyInstanceAttribute] where only termination protection is toggled */
+  ignoreEvents: z.array(z.string().min(1)).default([]),
+});
+
+const WHAT: Record<string, string> = {
+  ModifyInstanceAttribute: 'instance attribute changed',
+  AttachVolume: 'volume attached',
+  DetachVolume: 'volume detached',
+  AssociateIamInstanceProfile: 'IAM instance profile associated',
+  ReplaceIamInstanceProfileAssociation: 'IAM instance profile replaced',
+  DisassociateIamInstanceProfile: 'IAM instance profile removed',
+  ModifyInstanceMetadataOptions: 'metadata options changed',
+  CreateReplaceRootVolumeTask: 'root volume replaced',
+};
+
+export const instanceModified = defineDetector({
+  id: 'instance-modified',
+  description: 'The instance itself was changed: attributes, volumes, IAM role, metadata options, root volume.',
+  severity: 'medium',
+  sources: ['cloudtrail'],
+  options: Options,
+  evaluate(ctx, options) {
+    const ignored = new Set(options.ignoreEvents);
+    return ctx.activities
+      .filter((a) => a.kind === 'instance-modified' && !ignored.has(a.eventName))
+      .map((a) => {
+        const what = WHAT[a.eventName] ?? a.eventName;
+        const attrs = Array.isArray(a.detail['attributes']) ? ` (${(a.detail['attributes'] as string[]).join(', ')})` : '';
+        const volume = typeof a.detail['volumeId'] === 'string' ? ` ${String(a.detail['volumeId'])}` : '';
+        return activityFinding('instance-modified', 'medium', a, `${what}${attrs}${volume} ${byWhom(a)}`);
+      });
+  },
+});

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+import type { Manifest } from '../../manifest/types.js';
+import type { Package } from '../facts.js';
+import { anyGlob } from '../glob.js';
+import { normalizeVersion } from '../package-version.js';
+import { Duration, Glob } from '../schema-types.js';
+import { defineDetector, type Finding } from './types.js';
+
+const Options = z.strictObject({
+  /** package names (globs) whose changes do not taint, e.g. linux-image-* updated by unattended-upgrades */
+  ignore: z.array(Glob).default([]),
+  /** inventory older than this cannot vouch for the instance */
+  maxInventoryAge: Duration.prefault('48h'),
+});
+
+export interface PackageDiff {
+  added: Array<{ name: string; version: string }>;
+  removed: Array<{ name: string; version: string }>;
+  changed: Array<{ name: string; from: string; to: string }>;
+}
+
+type VersionsByName = Map<string, string[]>;
+
+function index(packages: Iterable<Package>): VersionsByName {
+  const out: VersionsByName = new Map();
+  for (const p of packages) {
+    const list = out.get(p.name);
+    if (list) list.push(p.version);
+    else out.set(p.name, [p.version]);
+  }
+  for (const list of out.values()) list.sort();
+  return out;
+}
+
+// Manifests are shared by many instances: normalise and index each once.
+const baselines = new WeakMap<Manifest, VersionsByName>();
+function baselineOf(manifest: Manifest): VersionsByName {
+  let b = baselines.get(manifest);
+  if (!b) {
+    b = index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })));
+    baselines.set(manifest, b);
+  }
+  return b;
+}
+
+function sameVersions(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** What differs between the image's recorded packages and the ones installed now (versions normalised). */
+export function diffPackages(baseline: VersionsByName, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
+  const diff: PackageDiff = { added: [], removed: [], changed: [] };
+  for (const [name, now] of installed) {
+    if (ignored(name)) continue;
+    const then = baseline.get(name);
+    if (!then) for (const version of now) diff.added.push({ name, version });
+    else if (!sameVersions(then, now)) diff.changed.push({ name, from: then.join(', '), to: now.join(', ') });
+  }
+  for (const [name, then] of baseline) {
+    if (ignored(name) || installed.has(name)) continue;
+    for (const version of then) diff.removed.push({ name, version });
+  }
+  const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
+  diff.added.sort(byName);
+  diff.removed.sort(byName);
+  diff.changed.sort(byName);
+  return diff;
+}
+
+function describeDiff(diff: PackageDiff, limit = 5): string {
+  const parts: string[] = [];
+  const list = <T>(items: T[], show: (x: T) => string) =>
+    items.slice(0, limit).map(show).join(', ') + (items.length > limit ? `, +${items.length - limit} more` : '');
+  if (diff.added.length) parts.push(`added ${list(diff.added, (p) => `${p.name} ${p.version}`)}`);
+  if (diff.removed.length) parts.push(`removed ${list(diff.removed, (p) => `${p.name} ${p.version}`)}`);
+  if (diff.changed.length) parts.push(`changed ${list(diff.changed, (p) => `${p.name} ${p.from} -> ${p.to}`)}`);
+  return parts.join('; ');
+}
+
+export const packageDrift = defineDetector({
+  id: 'package-drift',
+  description: "Installed packages (SSM Inventory) differ from the ones recorded when the image was baked.",
+  severity: 'high',
+  sources: ['ssm-inventory', 'manifest'],
+  options: Options,
+  evaluate(ctx, options) {
+    // No manifest: unrecorded-image already says the instance cannot be vouched for.
+    if (!ctx.manifest) return [];
+    const { instance, inventory } = ctx;
+    if (!inventory) {
+      return [
+        {
+          detector: 'package-drift',
+          severity: 'medium',
+          effect: 'unknown',
+          summary: 'no SSM Inventory (AWS:Application) for this instance: its packages could not be compared',
+          at: null,
+          actor: null,
+          evidence: { instanceId: instance.instanceId },
+        },
+      ];
+    }
+    const findings: Finding[] = [];
+    const diff = diffPackages(baselineOf(ctx.manifest), index(inventory.packages), anyGlob(options.ignore));
+    const count = diff.added.length + diff.removed.length + diff.changed.length;
+    if (count > 0) {
+      findings.push({
+        detector: 'package-drift',
+        severity: 'high',
+        effect: 'taint',
+        summary: `${count} package${count === 1 ? '' : 's'} differ from image ${ctx.manifest.imageId}: ${describeDiff(diff)}`,
+        at: inventory.captureTime,
+        actor: null,
+        evidence: { imageId: ctx.manifest.imageId, manifest: ctx.manifest.file, ...diff },
+      });
+    }
+    const age = inventory.captureTime === null ? null : ctx.now - inventory.captureTime;
+    if (age === null || age > options.maxInventoryAge) {
+      findings.push({
+        detector: 'package-drift',
+        severity: 'medium',
+        effect: 'unknown',
+        summary:
+          age === null
+            ? 'SSM Inventory has no capture time: how current it is cannot be told'
+            : `SSM Inventory is ${Math.round(age / 3_600_000)}h old (limit ${Math.round(options.maxInventoryAge / 3_600_000)}h): later changes would not show`,
+        at: inventory.captureTime,
+        actor: null,
+        evidence: { captureTime: inventory.captureTime === null ? null : new Date(inventory.captureTime).toISOString() },
+      });
+    }
+    return findings;
+  },
+});

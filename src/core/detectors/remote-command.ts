@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { Glob } from '../schema-types.js';
+import { anyGlob } from '../glob.js';
+import { activityFinding, byWhom } from './activity-finding.js';
+import { defineDetector } from './types.js';
+
+/** SSM's own inventory gathering reads the instance; it never changes it. */
+export const ALWAYS_IGNORED_DOCUMENTS = ['AWS-GatherSoftwareInventory'];
+
+const Options = z.strictObject({
+  /** more documents that do not taint (globs over the document name) */
+  ignoreDocuments: z.array(Glob).default([]),
+});
+
+export const remoteCommand = defineDetector({
+  id: 'remote-command',
+  description: 'A command or automation ran on the instance (SSM Run Command, Automation).',
+  severity: 'high',
+  sources: ['cloudtrail', 'ssm-commands'],
+  options: Options,
+  evaluate(ctx, options) {
+    const ignored = anyGlob([...ALWAYS_IGNORED_DOCUMENTS, ...options.ignoreDocuments]);
+    return ctx.activities
+      .filter((a) => a.kind === 'remote-command')
+      .filter((a) => {
+        const doc = a.detail['documentName'];
+        return !(typeof doc === 'string' && ignored(doc));
+      })
+      .map((a) => {
+        const doc = typeof a.detail['documentName'] === 'string' ? String(a.detail['documentName']) : 'an unnamed document';
+        const what = a.eventName === 'StartAutomationExecution' ? `automation ${doc} started` : `command ${doc} sent`;
+        const via = a.detail['resolvedBy'] === 'targets' ? ' (matched by its targets)' : '';
+        return activityFinding('remote-command', 'high', a, `${what}${via} ${byWhom(a)}`);
+      });
+  },
+});

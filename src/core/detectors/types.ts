@@ -1,0 +1,57 @@
+import type { z } from 'zod';
+import type { Activity, EvidenceSource, Instance, InventorySnapshot } from '../facts.js';
+import type { Manifest } from '../../manifest/types.js';
+
+export const DETECTOR_IDS = [
+  'interactive-session',
+  'remote-command',
+  'instance-modified',
+  'package-drift',
+  'unrecorded-image',
+  'guard-tampered',
+] as const;
+export type DetectorId = (typeof DETECTOR_IDS)[number];
+
+export type Severity = 'critical' | 'high' | 'medium' | 'low';
+
+/**
+ * What a detector found. `effect: 'taint'` proves an in-place change; `effect: 'unknown'`
+ * means pristine cannot vouch for the instance (e.g. its image was never recorded).
+ */
+export interface Finding {
+  detector: DetectorId;
+  severity: Severity;
+  effect: 'taint' | 'unknown';
+  summary: string;
+  /** epoch ms, null when the evidence has no time */
+  at: number | null;
+  actor: string | null;
+  evidence: Record<string, unknown>;
+}
+
+export interface InstanceContext {
+  instance: Instance;
+  /** activities on this instance after its launch, by principals the policy does not allow */
+  activities: readonly Activity[];
+  manifest: Manifest | null;
+  inventory: InventorySnapshot | null;
+  /** tags whose change after launch is tampering: `pristine:*` and the policy's exemption tags */
+  isGuardTag: (key: string) => boolean;
+  now: number;
+}
+
+export interface Detector<O = unknown> {
+  id: DetectorId;
+  description: string;
+  severity: Severity;
+  /** evidence it reads: a gap in any of them makes an instance it guards `unknown` */
+  sources: readonly EvidenceSource[];
+  /** zod schema of its options in a policy's `detect` block; `{}` must parse */
+  options: z.ZodType<O>;
+  evaluate(ctx: InstanceContext, options: O): Finding[];
+}
+
+/** Helper so each detector module gets its options type inferred from its schema. */
+export function defineDetector<S extends z.ZodType>(d: Detector<z.output<S>> & { options: S }): Detector<z.output<S>> {
+  return d;
+}

@@ -1,0 +1,36 @@
+import type { ActivityKind } from './facts.js';
+
+/**
+ * The CloudTrail management events that can change an instance in place, by source and name.
+ * The collector looks each name up once per window (LookupEvents takes one attribute a call);
+ * records from another service with the same name (QLDB's SendCommand) are ignored.
+ */
+export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: string; kind: ActivityKind }> = [
+  { eventSource: 'ssm.amazonaws.com', eventName: 'StartSession', kind: 'interactive-session' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'ResumeSession', kind: 'interactive-session' },
+  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSSHPublicKey', kind: 'interactive-session' },
+  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSerialConsoleSSHPublicKey', kind: 'interactive-session' },
+  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'OpenTunnel', kind: 'interactive-session' },
+  { eventSource: 'ssm-guiconnect.amazonaws.com', eventName: 'StartConnection', kind: 'interactive-session' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'SendCommand', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'StartAutomationExecution', kind: 'remote-command' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachVolume', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'DetachVolume', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateIamInstanceProfile', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ReplaceIamInstanceProfileAssociation', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'DisassociateIamInstanceProfile', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceMetadataOptions', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateReplaceRootVolumeTask', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateTags', kind: 'tag-change' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'DeleteTags', kind: 'tag-change' },
+];
+
+/** The distinct event names to look up. */
+export const TRACKED_EVENT_NAMES: readonly string[] = [...new Set(TRACKED_EVENTS.map((e) => e.eventName))];
+
+const BY_KEY = new Map(TRACKED_EVENTS.map((e) => [`${e.eventSource} ${e.eventName}`, e.kind]));
+
+export function trackedKind(eventSource: string, eventName: string): ActivityKind | undefined {
+  return BY_KEY.get(`${eventSource} ${eventName}`);
+}

@@ -1,0 +1,39 @@
+import picomatch from 'picomatch';
+
+/**
+ * Globs in policies follow IAM's reading: `*` matches any run of characters, `/` included,
+ * so `arn:aws:iam::*:role/Deployer*` matches `arn:aws:iam::111122223333:role/Deployer-ci`.
+ * Brackets must balance; braces and extglobs are not special.
+ */
+const OPTIONS: picomatch.PicomatchOptions = {
+  bash: true,
+  dot: true,
+  strictBrackets: true,
+  nobrace: true,
+  noextglob: true,
+  nonegate: true,
+};
+
+export type Matcher = (value: string) => boolean;
+
+/** Throws an Error with picomatch's reason when the pattern is not a valid glob. */
+export function compileGlob(pattern: string): Matcher {
+  if (pattern.length === 0) throw new Error('empty glob');
+  return picomatch(pattern, OPTIONS);
+}
+
+/** Null when the pattern compiles, else why not. */
+export function globProblem(pattern: string): string | null {
+  try {
+    compileGlob(pattern);
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** A matcher that is true when any of the patterns matches. */
+export function anyGlob(patterns: readonly string[]): Matcher {
+  const matchers = patterns.map(compileGlob);
+  return (value) => matchers.some((m) => m(value));
+}

@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import { DETECTORS } from '../core/detectors/registry.js';
+import { DETECTOR_IDS, type DetectorId } from '../core/detectors/types.js';
+import { Glob } from '../core/schema-types.js';
+
+/** Instance tags that must all match; values are globs (`"*"` = the tag is present). */
+const TagMatch = z.record(z.string().min(1, 'tag key must not be empty'), Glob);
+
+const Region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'expected an AWS region such as us-east-1');
+
+// `interactive-session:` with no value in YAML is null: the detector is on with its defaults.
+const detectorOptions = (id: DetectorId) => z.preprocess((v) => (v === null ? {} : v), DETECTORS[id].options).optional();
+
+const Detect = z
+  .strictObject(
+    Object.fromEntries(DETECTOR_IDS.map((id) => [id, detectorOptions(id)])) as Record<DetectorId, ReturnType<typeof detectorOptions>>,
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown detector ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${DETECTOR_IDS.join(', ')})`
+          : undefined,
+    },
+  )
+  .refine((d) => Object.values(d).some((v) => v !== undefined), 'turn on at least one detector');
+
+const Respond = z.strictObject({
+  mode: z.enum(['observe', 'enforce']).default('observe'),
+});
+
+export const Policy = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, ".", "_" or "-"'),
+  description: z.string().optional(),
+  scope: z
+    .strictObject({
+      regions: z.array(Region).min(1).optional(),
+      tags: TagMatch.default({}),
+      exclude: z.strictObject({ tags: TagMatch }).optional(),
+    })
+    .default({ tags: {} }),
+  allow: z
+    .strictObject({
+      /** globs over the caller's ARNs (session ARN and the IAM role or user behind it) */
+      principals: z.array(Glob).default([]),
+    })
+    .default({ principals: [] }),
+  detect: Detect,
+  respond: Respond.default({ mode: 'observe' }),
+});
+export type Policy = z.output<typeof Policy>;
+
+export const PolicyFile = z.strictObject({
+  policies: z.array(Policy).min(1, 'expected at least one policy'),
+});
+export type PolicyFile = z.output<typeof PolicyFile>;
+
+/** A policy as loaded, with the file it came from. */
+export type LoadedPolicy = Policy & { file: string };

@@ -1,0 +1,44 @@
+import type { Report, ReportInstance } from './model.js';
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+const VERDICT_LABEL = { pristine: 'pristine', tainted: 'TAINTED', unknown: 'UNKNOWN' } as const;
+
+function rows(instances: ReportInstance[]): string[] {
+  const header = ['INSTANCE', 'NAME', 'REGION', 'IMAGE', 'POLICY', 'VERDICT'];
+  const cells = instances.map((i) => [i.instanceId, i.name ?? '-', i.region, i.imageId, i.policy, VERDICT_LABEL[i.verdict]]);
+  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]) => r.map((cell, c) => pad(cell, widths[c] ?? 0)).join('  ').trimEnd();
+  const out = [line(header)];
+  instances.forEach((inst, n) => {
+    out.push(line(cells[n] ?? []));
+    const notes = [
+      ...inst.findings.map((f) => `${f.at ?? '-'}  ${f.detector} [${f.severity}]  ${f.summary}`),
+      ...inst.gaps.map((g) => `evidence missing (${g.source}): ${g.message}`),
+    ];
+    notes.forEach((note, k) => out.push(`  ${k === notes.length - 1 ? '└─' : '├─'} ${note}`));
+  });
+  return out;
+}
+
+/** The report for a terminal: one instance a row, its findings and missing evidence beneath. */
+export function renderTable(report: Report): string {
+  const out: string[] = [];
+  if (report.instances.length === 0) out.push('No running instance is in scope of the policies.');
+  else out.push(...rows(report.instances));
+  const s = report.summary;
+  out.push('');
+  out.push(
+    `${s.pristine} pristine, ${s.tainted} tainted, ${s.unknown} unknown` +
+      ` (${s.exempt} exempt, ${s.outOfScope} out of scope)` +
+      (report.complete ? '' : ' — evidence INCOMPLETE: unknown is not pristine'),
+  );
+  for (const r of report.regions) out.push(`${r.region}: activity examined from ${r.window.from} to ${r.window.to}`);
+  if (report.errors.length > 0) {
+    out.push('', 'Errors:');
+    for (const e of report.errors) out.push(`  ${e.region ? `${e.region} ` : ''}${e.source}: ${e.message}`);
+  }
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,123 @@
+// Builders for the pure core's inputs: instances, facts, policies and manifests, with fixture records.
+import { readFileSync } from 'node:fs';
+import { activityFromRecord } from '../../src/core/cloudtrail-record.js';
+import type { Activity, Instance, InventorySnapshot, RegionFacts } from '../../src/core/facts.js';
+import { normalizeVersion } from '../../src/core/package-version.js';
+import { toPackages } from '../../src/collect/inventory.js';
+import type { Manifest, ManifestIndex } from '../../src/manifest/types.js';
+import { manifestKey } from '../../src/manifest/types.js';
+import { parsePolicyText } from '../../src/policy/load.js';
+import type { LoadedPolicy } from '../../src/policy/schema.js';
+import { fixturePath, readFixtureJson, readFixtureJsonl } from './fixtures.js';
+
+export const FIXTURE_INSTANCE = 'i-0a1b2c3d4e5f60718';
+export const FIXTURE_IMAGE = 'ami-0c0ffee1234567890';
+export const REGION = 'us-east-1';
+/** The fixtures' instance was launched before every fixture record but the RunInstances noise. */
+export const FIXTURE_LAUNCH = Date.parse('2026-11-19T00:00:00Z');
+/** "now" for the fixtures: after every record, inventory captured a few hours before */
+export const FIXTURE_NOW = Date.parse('2026-11-21T12:00:00Z');
+
+export function instance(over: Partial<Instance> = {}): Instance {
+  return {
+    instanceId: FIXTURE_INSTANCE,
+    region: REGION,
+    accountId: '111122223333',
+    imageId: FIXTURE_IMAGE,
+    launchTime: FIXTURE_LAUNCH,
+    state: 'running',
+    name: 'web-1',
+    tags: { role: 'web', Name: 'web-1' },
+    privateIpAddress: '10.0.1.15',
+    autoScalingGroup: null,
+    ...over,
+  };
+}
+
+export function facts(over: Partial<RegionFacts> = {}): RegionFacts {
+  return {
+    region: REGION,
+    window: { from: FIXTURE_LAUNCH - 86_400_000, to: FIXTURE_NOW },
+    instances: [instance()],
+    activities: [],
+    inventory: new Map(),
+    commandTargets: new Map(),
+    gaps: [],
+    ...over,
+  };
+}
+
+/** A fixture CloudTrail record (cloudtrail/NAME.json) as an Activity; fails the test if it is not one. */
+export function trailActivity(name: string, edit?: (record: Record<string, unknown>) => void): Activity {
+  const record = readFixtureJson<Record<string, unknown>>(`cloudtrail/${name}.json`);
+  edit?.(record);
+  const r = activityFromRecord(record);
+  if (r.kind !== 'activity') throw new Error(`fixture ${name} is not an activity: ${JSON.stringify(r)}`);
+  return r.activity;
+}
+
+/** Policies from YAML text, as `pristine` loads them; fails the test on a problem. */
+export function policies(yaml: string): LoadedPolicy[] {
+  const parsed = parsePolicyText(yaml, 'test.yaml');
+  if (parsed.problems.length) throw new Error(parsed.problems.join('\n'));
+  return parsed.policies;
+}
+
+export const WEB_POLICY = `
+policies:
+  - name: web-immutable
+    scope:
+      tags: { role: web }
+      exclude: { tags: { "pristine:exempt": "true" } }
+    allow:
+      principals: ["arn:aws:iam::*:role/Deployer*"]
+    detect:
+      interactive-session: {}
+      remote-command: {}
+      instance-modified: {}
+      package-drift: { ignore: ["linux-image-*"] }
+      guard-tampered: {}
+`;
+
+/** The baked image's packages: the real Debian 12 dpkg list of the fixtures. */
+export function debianPackages(): Array<{ name: string; version: string; arch: string }> {
+  return readFileSync(fixturePath('packages/debian12-base.dpkg.tsv'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [name = '', version = '', arch = ''] = line.split('\t');
+      return { name, version, arch };
+    });
+}
+
+export function manifest(over: Partial<Manifest> = {}): Manifest {
+  return {
+    imageId: FIXTURE_IMAGE,
+    region: REGION,
+    name: 'web',
+    builtAt: '2026-11-18T10:00:00Z',
+    packageManager: 'dpkg',
+    packages: debianPackages(),
+    file: 'manifests/web.json',
+    ...over,
+  };
+}
+
+export function manifests(...list: Manifest[]): ManifestIndex {
+  return new Map(list.map((m) => [manifestKey(m.region, m.imageId), m]));
+}
+
+/** Inventory equal to the manifest's packages: a clean instance. */
+export function cleanInventory(m: Manifest, instanceId = FIXTURE_INSTANCE, captureTime = FIXTURE_NOW - 3_600_000): InventorySnapshot {
+  return {
+    instanceId,
+    captureTime,
+    packages: m.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })),
+  };
+}
+
+/** The drifted instance's inventory from the fixtures (SSM Inventory entries, one a line). */
+export function driftedInventory(captureTime = FIXTURE_NOW - 3_600_000): InventorySnapshot {
+  const rows = readFixtureJsonl<Record<string, string>>('ssm/inventory-drifted.jsonl');
+  return { instanceId: FIXTURE_INSTANCE, captureTime, packages: toPackages(rows) };
+}
