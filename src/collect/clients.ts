@@ -13,22 +13,37 @@ export interface AwsCall {
 }
 export type AwsCallListener = (call: AwsCall) => void;
 
+/** LookupEvents allows 2 requests/s per account and region; a little slower leaves room for jitter. */
+export const LOOKUP_EVENTS_INTERVAL_MS = 550;
+
 export interface RegionClients {
   region: string;
   ec2: EC2Client;
   cloudtrail: CloudTrailClient;
   ssm: SSMClient;
-  /** LookupEvents' own budget in this region */
-  lookupPacer: Pacer;
 }
 
 interface MiddlewareClient {
   middlewareStack: {
     add(
       mw: (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => (args: unknown) => Promise<unknown>,
-      options: { step: 'initialize'; name: string },
+      options: { step: 'initialize' | 'finalizeRequest'; name: string; priority?: 'high' | 'normal' | 'low' },
     ): void;
   };
+}
+
+/**
+ * Paces every attempt of one operation, retries included: added after the SDK's retry middleware
+ * in the same step, it runs once per attempt rather than once per call.
+ */
+function pace(client: MiddlewareClient, commandName: string, pacer: Pacer): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === commandName) await pacer.wait();
+      return next(args);
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'pristinePacer' },
+  );
 }
 
 function observe(client: MiddlewareClient, service: string, region: string, listener: AwsCallListener | undefined): void {
@@ -62,7 +77,8 @@ export function createRegionClients(region: string, listener?: AwsCallListener):
   observe(ec2 as unknown as MiddlewareClient, 'ec2', region, listener);
   observe(cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, listener);
   observe(ssm as unknown as MiddlewareClient, 'ssm', region, listener);
-  return { region, ec2, cloudtrail, ssm, lookupPacer: new Pacer(500) };
+  pace(cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_INTERVAL_MS));
+  return { region, ec2, cloudtrail, ssm };
 }
 
 /** The region the SDK's chain names (AWS_REGION, the profile's region), or null. */

@@ -1,7 +1,6 @@
 import { LookupEventsCommand, type CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { activityFromRecord } from '../core/cloudtrail-record.js';
 import type { Activity } from '../core/facts.js';
-import type { Pacer } from './pacer.js';
 
 export interface TrailReadResult {
   activities: Activity[];
@@ -13,11 +12,10 @@ export interface TrailReadResult {
 /**
  * Every tracked event in the window, one LookupEvents query per event name (the API takes exactly
  * one lookup attribute a call). Fleet-wide: the instance is found inside each record, never by a
- * query per instance. Calls go through the region's pacer to stay under 2 requests/s.
+ * query per instance. The client paces the calls (see createRegionClients) to stay under 2 requests/s.
  */
 export async function readTrackedEvents(
   client: CloudTrailClient,
-  pacer: Pacer,
   eventNames: readonly string[],
   window: { from: number; to: number },
 ): Promise<TrailReadResult> {
@@ -25,7 +23,6 @@ export async function readTrackedEvents(
   for (const name of eventNames) {
     let token: string | undefined;
     do {
-      await pacer.wait();
       result.calls++;
       const page = await client.send(
         new LookupEventsCommand({

@@ -68,7 +68,7 @@ export async function collectRegion(clients: RegionClients, opts: CollectOptions
   log.debug({ instances: facts.instances.length, from: new Date(facts.window.from).toISOString() }, 'instances listed');
   if (facts.instances.length === 0) return { facts, errors };
 
-  const trail = readTrackedEvents(clients.cloudtrail, clients.lookupPacer, TRACKED_EVENT_NAMES, facts.window).then(
+  const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, facts.window).then(
     (r) => {
       for (const s of r.skipped) log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
       return r.activities;

@@ -1,0 +1,222 @@
+// A small AWS world for integration tests and the demo: moto (EC2 and friends, real state) behind
+// the CloudTrail/SSM fake, a temp folder for policies and manifests, and a way to run the real CLI.
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { EC2Client, RegisterImageCommand, RunInstancesCommand, type Tag } from '@aws-sdk/client-ec2';
+import { AwsFake, type CloudTrailRecord } from './aws-fake.js';
+import { readFixtureJson, repoRoot } from './fixtures.js';
+import { FIXTURE_INSTANCE, debianPackages } from './facts.js';
+import { startMoto, type MotoServer } from './moto.js';
+
+export const REGION = 'us-east-1';
+export const ACCOUNT = '123456789012';
+export const CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Launched {
+  instanceId: string;
+  launchTime: number;
+  privateIpAddress: string;
+}
+
+let seq = 0;
+
+export class Scenario {
+  readonly fake: AwsFake;
+  /** seeding goes straight to moto, so the fake's call log holds only what pristine called */
+  readonly ec2: EC2Client;
+  readonly policiesDir: string;
+  readonly manifestsDir: string;
+
+  private constructor(
+    readonly moto: MotoServer,
+    fake: AwsFake,
+    readonly dir: string,
+  ) {
+    this.fake = fake;
+    this.ec2 = new EC2Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
+    this.policiesDir = path.join(dir, 'policies');
+    this.manifestsDir = path.join(dir, 'manifests');
+  }
+
+  static async start(opts: { lookupEventsPerSecond?: number } = {}): Promise<Scenario> {
+    const moto = await startMoto();
+    const fake = new AwsFake({ upstream: moto.url, lookupEventsPerSecond: opts.lookupEventsPerSecond ?? 2 });
+    await fake.start();
+    const dir = await mkdtemp(path.join(tmpdir(), 'pristine-it-'));
+    const s = new Scenario(moto, fake, dir);
+    await mkdir(s.policiesDir);
+    await mkdir(s.manifestsDir);
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    this.ec2.destroy();
+    await this.fake.stop();
+    await this.moto.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** Environment for the CLI: the SDK's standard variables only, pointing at the fake and moto. */
+  env(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      PATH: process.env.PATH ?? '',
+      HOME: this.dir,
+      AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+      AWS_REGION: REGION,
+      AWS_CONFIG_FILE: path.join(this.dir, 'no-aws-config'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(this.dir, 'no-aws-credentials'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      AWS_ENDPOINT_URL_EC2: this.fake.url,
+      AWS_ENDPOINT_URL_CLOUDTRAIL: this.fake.url,
+      AWS_ENDPOINT_URL_SSM: this.fake.url,
+      ...extra,
+    };
+  }
+
+  /** Run the built `pristine` CLI (dist/cli.js) as a user would. */
+  run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
+    return runCli(args, this.env(extraEnv), this.dir);
+  }
+
+  /** `pristine audit --format json` against this scenario's policies and manifests. */
+  async audit(extra: string[] = []): Promise<CliResult & { report: AuditReport }> {
+    const r = await this.run(['audit', '--policies', this.policiesDir, '--manifests', this.manifestsDir, '--format', 'json', ...extra]);
+    let report: AuditReport;
+    try {
+      report = JSON.parse(r.stdout) as AuditReport;
+    } catch {
+      throw new Error(`audit printed no JSON report (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    }
+    return { ...r, report };
+  }
+
+  async writePolicies(yaml: string, file = 'policies.yaml'): Promise<void> {
+    await writeFile(path.join(this.policiesDir, file), yaml);
+  }
+
+  /** An AMI in moto, with a manifest of the fixtures' Debian 12 packages (unless told otherwise). */
+  async image(name: string, opts: { manifest?: boolean } = {}): Promise<string> {
+    const out = await this.ec2.send(
+      new RegisterImageCommand({ Name: name, RootDeviceName: '/dev/xvda', Architecture: 'x86_64', VirtualizationType: 'hvm' }),
+    );
+    const imageId = out.ImageId;
+    if (!imageId) throw new Error('moto returned no image id');
+    if (opts.manifest !== false) {
+      const manifest = {
+        imageId,
+        region: REGION,
+        name,
+        builtAt: '2026-11-18T10:00:00Z',
+        packageManager: 'dpkg',
+        packages: debianPackages(),
+      };
+      await writeFile(path.join(this.manifestsDir, `${name}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
+    }
+    return imageId;
+  }
+
+  /** Launch instances in moto; each gets a clean SSM inventory (its image's packages) unless told otherwise. */
+  async launch(imageId: string, tags: Record<string, string>, opts: { count?: number; inventory?: boolean } = {}): Promise<Launched[]> {
+    const count = opts.count ?? 1;
+    const Tags: Tag[] = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+    const out = await this.ec2.send(
+      new RunInstancesCommand({
+        ImageId: imageId,
+        MinCount: count,
+        MaxCount: count,
+        InstanceType: 't3.micro',
+        TagSpecifications: Tags.length ? [{ ResourceType: 'instance', Tags }] : undefined,
+      }),
+    );
+    const launched = (out.Instances ?? []).map((i) => ({
+      instanceId: i.InstanceId ?? '',
+      launchTime: i.LaunchTime?.getTime() ?? Date.now(),
+      privateIpAddress: i.PrivateIpAddress ?? '',
+    }));
+    if (opts.inventory !== false) for (const i of launched) this.cleanInventory(i.instanceId);
+    return launched;
+  }
+
+  async launchOne(imageId: string, tags: Record<string, string>, opts: { inventory?: boolean } = {}): Promise<Launched> {
+    const [one] = await this.launch(imageId, tags, opts);
+    if (!one) throw new Error('moto launched no instance');
+    return one;
+  }
+
+  /** SSM Inventory equal to the baked Debian 12 list, captured now. */
+  cleanInventory(instanceId: string, captureTime = new Date()): void {
+    this.fake.ssm.inventory.set(instanceId, {
+      captureTime: captureTime.toISOString(),
+      content: debianPackages().map((p) => ({ Name: p.name, Version: p.version, Architecture: p.arch, Release: '', Epoch: '' })),
+    });
+  }
+
+  /**
+   * A fixture CloudTrail record (cloudtrail/NAME.json) re-aimed at `instanceId` at time `at`,
+   * optionally by another caller. The fixture's own instance id is replaced wherever it appears.
+   */
+  trail(name: string, instanceId: string, at: number, actor?: { arn: string; roleArn?: string }): CloudTrailRecord {
+    const text = JSON.stringify(readFixtureJson(`cloudtrail/${name}.json`)).split(FIXTURE_INSTANCE).join(instanceId);
+    const record = JSON.parse(text) as Record<string, unknown>;
+    record['eventTime'] = new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    record['eventID'] = `00000000-0000-4000-8000-${String(++seq).padStart(12, '0')}`;
+    if (actor) {
+      record['userIdentity'] = {
+        type: 'AssumedRole',
+        arn: actor.arn,
+        accountId: ACCOUNT,
+        ...(actor.roleArn ? { sessionContext: { sessionIssuer: { type: 'Role', arn: actor.roleArn } } } : {}),
+      };
+    }
+    this.fake.cloudtrail.records.push(record);
+    return record;
+  }
+}
+
+/** The report fields the integration tests read. */
+export interface AuditReport {
+  version: number;
+  complete: boolean;
+  summary: { pristine: number; tainted: number; unknown: number; exempt: number; outOfScope: number };
+  instances: Array<{
+    instanceId: string;
+    verdict: 'pristine' | 'tainted' | 'unknown';
+    policy: string;
+    imageId: string;
+    findings: Array<{ detector: string; severity: string; summary: string; at: string | null; actor: string | null; evidence: Record<string, unknown> }>;
+    gaps: Array<{ source: string; message: string }>;
+  }>;
+  errors: Array<{ source: string; message: string }>;
+}
+
+export function runCli(args: string[], env: Record<string, string>, cwd: string, timeoutMs = 120_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Wait until the clock has moved past `ms` (events must fall between launch and the audit). */
+export async function after(ms: number): Promise<void> {
+  const wait = ms - Date.now() + 50;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+}
