@@ -53,15 +53,18 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
   const clients: RegionClients[] = inputs.regions.map((r) => createRegionClients(r, opts.onAwsCall));
   try {
     const errors: ReportError[] = [];
+    const warnings: ReportError[] = [];
     // Regions have their own API limits: read them side by side.
     const regions = await Promise.all(
       clients.map(async (c) => {
-        const { facts, errors: regionErrors } = await collectRegion(c, { since: opts.since, now: startedAt, logger: opts.logger });
-        errors.push(...regionErrors);
+        const collected = await collectRegion(c, { since: opts.since, now: startedAt, logger: opts.logger });
+        errors.push(...collected.errors);
+        warnings.push(...collected.warnings);
+        const facts = collected.facts;
         return { ...evaluateRegion(facts, inputs.policies, inputs.manifests, startedAt), window: facts.window };
       }),
     );
-    return buildReport({ startedAt, finishedAt: Date.now(), regions, errors });
+    return buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings });
   } finally {
     clients.forEach(destroyClients);
   }

@@ -37,10 +37,14 @@ export function evidenceWindow(launchTimes: readonly number[], since: number | n
  * Reads every source for one region. A source that fails becomes a gap (its instances' verdicts
  * turn `unknown`) and an error in the report; it never shortens the facts into a clean result.
  */
-export async function collectRegion(clients: RegionClients, opts: CollectOptions): Promise<{ facts: RegionFacts; errors: CollectError[] }> {
+export async function collectRegion(
+  clients: RegionClients,
+  opts: CollectOptions,
+): Promise<{ facts: RegionFacts; errors: CollectError[]; warnings: CollectError[] }> {
   const { region } = clients;
   const log = opts.logger.child({ region });
   const errors: CollectError[] = [];
+  const warnings: CollectError[] = [];
   const gaps: Gap[] = [];
   const fail = (source: EvidenceSource, operation: string, err: unknown) => {
     const message = `${operation} failed: ${describeError(err)}`;
@@ -62,15 +66,18 @@ export async function collectRegion(clients: RegionClients, opts: CollectOptions
     facts.instances = await listRunningInstances(clients.ec2, region);
   } catch (err) {
     fail('ec2', 'DescribeInstances', err);
-    return { facts, errors };
+    return { facts, errors, warnings };
   }
   facts.window = evidenceWindow(facts.instances.map((i) => i.launchTime), opts.since, opts.now);
   log.debug({ instances: facts.instances.length, from: new Date(facts.window.from).toISOString() }, 'instances listed');
-  if (facts.instances.length === 0) return { facts, errors };
+  if (facts.instances.length === 0) return { facts, errors, warnings };
 
   const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, facts.window).then(
     (r) => {
-      for (const s of r.skipped) log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
+      for (const s of r.skipped) {
+        log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
+        warnings.push({ source: 'cloudtrail', region, message: `record ${s.eventId ?? '(no event id)'} skipped: ${s.reason}` });
+      }
       return r.activities;
     },
     (err) => {
@@ -104,5 +111,5 @@ export async function collectRegion(clients: RegionClients, opts: CollectOptions
       fail('ssm-commands', `ListCommandInvocations(${id})`, err);
     }
   }
-  return { facts, errors };
+  return { facts, errors, warnings };
 }

@@ -14,6 +14,8 @@ export interface Report {
   summary: { pristine: number; tainted: number; unknown: number; exempt: number; outOfScope: number };
   instances: ReportInstance[];
   errors: ReportError[];
+  /** things skipped that did not stop the audit, e.g. a CloudTrail record of an unexpected shape */
+  warnings: ReportError[];
 }
 
 export interface ReportFinding {
@@ -79,6 +81,7 @@ export function buildReport(input: {
   finishedAt: number;
   regions: Array<RegionResult & { window: { from: number; to: number } }>;
   errors: ReportError[];
+  warnings: ReportError[];
 }): Report {
   const instances = input.regions.flatMap((r) => r.results.map(toReportInstance));
   instances.sort((a, b) => a.region.localeCompare(b.region) || a.instanceId.localeCompare(b.instanceId));
@@ -98,6 +101,7 @@ export function buildReport(input: {
     },
     instances,
     errors: input.errors,
+    warnings: input.warnings,
   };
 }
 

@@ -40,5 +40,9 @@ export function renderTable(report: Report): string {
     out.push('', 'Errors:');
     for (const e of report.errors) out.push(`  ${e.region ? `${e.region} ` : ''}${e.source}: ${e.message}`);
   }
+  if (report.warnings.length > 0) {
+    out.push('', 'Warnings:');
+    for (const w of report.warnings) out.push(`  ${w.region ? `${w.region} ` : ''}${w.source}: ${w.message}`);
+  }
   return out.join('\n') + '\n';
 }

@@ -197,6 +197,7 @@ export interface AuditReport {
     gaps: Array<{ source: string; message: string }>;
   }>;
   errors: Array<{ source: string; message: string }>;
+  warnings: Array<{ source: string; region?: string; message: string }>;
 }
 
 export function runCli(args: string[], env: Record<string, string>, cwd: string, timeoutMs = 120_000): Promise<CliResult> {
