@@ -1,0 +1,52 @@
+// A fleet of a few hundred instances: pristine's API calls grow with pages of results, not with instances.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
+import { Scenario, after, type Launched } from '../support/scenario.js';
+
+const FLEET = 300;
+const SESSIONS = 120;
+
+describe('pristine audit on 300 instances', () => {
+  let s: Scenario;
+  let fleet: Launched[] = [];
+  let result: Awaited<ReturnType<Scenario['audit']>>;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(`
+policies:
+  - name: fleet
+    scope: { tags: { team: core } }
+    detect: { interactive-session: {}, remote-command: {}, instance-modified: {}, package-drift: {}, guard-tampered: {} }
+`);
+    const image = await s.image('base');
+    for (let batch = 0; batch < 3; batch++) fleet.push(...(await s.launch(image, { team: 'core' }, { count: FLEET / 3 })));
+    fleet.slice(0, SESSIONS).forEach((l, n) => s.trail('ssm-start-session', l.instanceId, l.launchTime + 1000 + n));
+    await after(Math.max(...fleet.map((l) => l.launchTime)) + 1200);
+    result = await s.audit();
+  });
+  afterAll(() => s?.stop());
+
+  it('judges every instance', () => {
+    expect(result.report.summary).toMatchObject({ tainted: SESSIONS, pristine: FLEET - SESSIONS, unknown: 0 });
+    expect(result.code).toBe(1);
+  });
+
+  it('makes a fixed number of calls: one instance page, one lookup per event name and page, 50 instances of inventory a call', () => {
+    const count = (op: string) => s.fake.calls.filter((c) => c.operation === op).length;
+    expect(count('DescribeInstances')).toBe(1);
+    // StartSession holds 120 records: three pages of 50; every other name one page.
+    expect(count('LookupEvents')).toBe(TRACKED_EVENT_NAMES.length + 2);
+    expect(count('GetInventory')).toBe(FLEET / 50);
+    expect(count('DescribeSessions')).toBe(2);
+    expect(count('ListInventoryEntries')).toBe(0);
+    expect(count('ListCommandInvocations')).toBe(0);
+    expect(s.fake.calls).toHaveLength(1 + TRACKED_EVENT_NAMES.length + 2 + FLEET / 50 + 2);
+  });
+
+  it('never exceeds 2 LookupEvents a second', () => {
+    expect(s.fake.throttled).toBe(0);
+    const times = s.fake.calls.filter((c) => c.operation === 'LookupEvents').map((c) => c.at);
+    for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 2]!).toBeGreaterThanOrEqual(1000);
+  });
+});
