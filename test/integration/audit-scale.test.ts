@@ -8,7 +8,7 @@ const SESSIONS = 120;
 
 describe('pristine audit on 300 instances', () => {
   let s: Scenario;
-  let fleet: Launched[] = [];
+  const fleet: Launched[] = [];
   let result: Awaited<ReturnType<Scenario['audit']>>;
 
   beforeAll(async () => {

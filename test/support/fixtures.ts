@@ -1,6 +1,5 @@
-// Locates the shared fixture corpus. It lives beside the repository (`<repo>/../shared/fixtures`),
-// not inside it: CI clones the repo into some folder and puts a copy of `shared/` next to it, so
-// the path is resolved from this file's location rather than from the working directory.
+// Locates the fixture corpus in test/fixtures (real-shaped CloudTrail records, SSM responses,
+// package lists, a Packer manifest and an SBOM), resolved from this file so any working directory works.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,9 +7,8 @@ import { fileURLToPath } from 'node:url';
 /** Root of the repository (this file is `<repo>/test/support/fixtures.ts`). */
 export const repoRoot: string = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Absolute path of the shared fixtures folder; `PRISTINE_FIXTURES_DIR` overrides it. */
-export const fixturesDir: string =
-  process.env.PRISTINE_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
+/** Absolute path of the fixtures folder. */
+export const fixturesDir: string = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
 /** Absolute path of a fixture, e.g. `fixturePath('cloudtrail/ssm-start-session.json')`. */
 export function fixturePath(relPath: string): string {

@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import { parsePackageList } from '../../src/manifest/package-list.js';
+import { fixturesDir } from '../support/fixtures.js';
 
-const fixturesDir =
-  process.env.PRISTINE_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const readFixture = (rel: string): string => readFileSync(path.join(fixturesDir, rel), 'utf8');
 
 /** Run `fn`, expect an InputError, and return its message. */

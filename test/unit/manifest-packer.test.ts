@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import { parsePackerManifest } from '../../src/manifest/packer.js';
+import { fixturesDir } from '../support/fixtures.js';
 
-const fixturesDir =
-  process.env.PRISTINE_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const fixtureText = readFileSync(path.join(fixturesDir, 'packer/packer-manifest.json'), 'utf8');
 
 function inputError(fn: () => unknown): string {

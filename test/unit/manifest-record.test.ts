@@ -1,15 +1,13 @@
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/errors.js';
 import { loadManifests } from '../../src/manifest/load.js';
 import { recordManifests, type RecordOptions } from '../../src/manifest/record.js';
 import { ManifestFile } from '../../src/manifest/schema.js';
+import { fixturesDir } from '../support/fixtures.js';
 
-const fixturesDir =
-  process.env.PRISTINE_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const fixture = (rel: string): string => path.join(fixturesDir, rel);
 const DPKG = fixture('packages/debian12-base.dpkg.tsv');
 const RPM = fixture('packages/al2023-sample.rpm.tsv');
