@@ -58,8 +58,25 @@ function tagsMatch(tags: Record<string, string>, matchers: Array<[string, Matche
   return matchers.every(([key, match]) => tags[key] !== undefined && match(tags[key] as string));
 }
 
-function gapsFor(instance: Instance, gaps: readonly Gap[], sources: ReadonlySet<EvidenceSource>): Gap[] {
-  return gaps.filter((g) => sources.has(g.source) && (!g.instanceIds || g.instanceIds.includes(instance.instanceId)));
+/** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per region. */
+class GapIndex {
+  private readonly everyone: Gap[] = [];
+  private readonly byInstance = new Map<string, Gap[]>();
+  constructor(gaps: readonly Gap[]) {
+    for (const g of gaps) {
+      if (!g.instanceIds) this.everyone.push(g);
+      else
+        for (const id of g.instanceIds) {
+          const list = this.byInstance.get(id);
+          if (list) list.push(g);
+          else this.byInstance.set(id, [g]);
+        }
+    }
+  }
+  for(instance: Instance, sources: ReadonlySet<EvidenceSource>): Gap[] {
+    const own = this.byInstance.get(instance.instanceId) ?? [];
+    return [...this.everyone, ...own].filter((g) => sources.has(g.source));
+  }
 }
 
 function verdictOf(findings: readonly Finding[], gaps: readonly Gap[]): Verdict {
@@ -69,6 +86,7 @@ function verdictOf(findings: readonly Finding[], gaps: readonly Gap[]): Verdict 
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const TRAIL_ONLY: ReadonlySet<EvidenceSource> = new Set(['cloudtrail']);
 
 /**
  * Facts of one region to a verdict per in-scope instance. Pure: no I/O, no clock (`now` is given).
@@ -84,7 +102,7 @@ export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPoli
     .filter((p) => !p.scope.regions || p.scope.regions.includes(facts.region))
     .map(compile);
   const { byInstance, gaps: attributionGaps } = attribute(facts);
-  const allGaps = [...facts.gaps, ...attributionGaps];
+  const gapIndex = new GapIndex([...facts.gaps, ...attributionGaps]);
   const out: RegionResult = { region: facts.region, results: [], outOfScope: 0, exempt: 0 };
 
   for (const instance of facts.instances) {
@@ -98,7 +116,7 @@ export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPoli
     );
     const detectors = new Set<DetectorId>(cp.detectors);
     const gaps: Gap[] = [];
-    const trailGaps = gapsFor(instance, allGaps, new Set(['cloudtrail']));
+    const trailGaps = gapIndex.for(instance, TRAIL_ONLY);
     const beforeWindow = instance.launchTime < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
@@ -132,7 +150,7 @@ export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPoli
       for (const s of detector.sources) sources.add(s);
       findings.push(...detector.evaluate(ctx, cp.options.get(id)));
     }
-    gaps.push(...gapsFor(instance, allGaps, sources));
+    gaps.push(...gapIndex.for(instance, sources));
     if (beforeWindow && sources.has('cloudtrail')) {
       gaps.push({
         source: 'cloudtrail',

@@ -37,3 +37,15 @@ export function anyGlob(patterns: readonly string[]): Matcher {
   const matchers = patterns.map(compileGlob);
   return (value) => matchers.some((m) => m(value));
 }
+
+const cache = new WeakMap<readonly string[], Matcher>();
+
+/** anyGlob, compiled once per (frozen, policy-owned) pattern list: detectors run once per instance. */
+export function cachedAnyGlob(patterns: readonly string[]): Matcher {
+  let m = cache.get(patterns);
+  if (!m) {
+    m = anyGlob(patterns);
+    cache.set(patterns, m);
+  }
+  return m;
+}

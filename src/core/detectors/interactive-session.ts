@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
-import { anyGlob } from '../glob.js';
+import { cachedAnyGlob } from '../glob.js';
 import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
@@ -37,7 +37,7 @@ export const interactiveSession = defineDetector({
   sources: ['cloudtrail', 'ssm-sessions'],
   options: Options,
   evaluate(ctx, options) {
-    const ignored = anyGlob(options.ignoreDocuments);
+    const ignored = cachedAnyGlob(options.ignoreDocuments);
     return ctx.activities
       .filter((a) => a.kind === 'interactive-session')
       .filter((a) => {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Manifest } from '../../manifest/types.js';
 import type { Package } from '../facts.js';
-import { anyGlob } from '../glob.js';
+import { cachedAnyGlob } from '../glob.js';
 import { normalizeVersion } from '../package-version.js';
 import { Duration, Glob } from '../schema-types.js';
 import { defineDetector, type Finding } from './types.js';
@@ -50,14 +50,16 @@ function sameVersions(a: string[], b: string[]): boolean {
 /** What differs between the image's recorded packages and the ones installed now (versions normalised). */
 export function diffPackages(baseline: VersionsByName, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
+  // Globs are tested only on the few names that differ: most packages match their baseline.
   for (const [name, now] of installed) {
-    if (ignored(name)) continue;
     const then = baseline.get(name);
+    if (then && sameVersions(then, now)) continue;
+    if (ignored(name)) continue;
     if (!then) for (const version of now) diff.added.push({ name, version });
-    else if (!sameVersions(then, now)) diff.changed.push({ name, from: then.join(', '), to: now.join(', ') });
+    else diff.changed.push({ name, from: then.join(', '), to: now.join(', ') });
   }
   for (const [name, then] of baseline) {
-    if (ignored(name) || installed.has(name)) continue;
+    if (installed.has(name) || ignored(name)) continue;
     for (const version of then) diff.removed.push({ name, version });
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
@@ -101,7 +103,7 @@ export const packageDrift = defineDetector({
       ];
     }
     const findings: Finding[] = [];
-    const diff = diffPackages(baselineOf(ctx.manifest), index(inventory.packages), anyGlob(options.ignore));
+    const diff = diffPackages(baselineOf(ctx.manifest), index(inventory.packages), cachedAnyGlob(options.ignore));
     const count = diff.added.length + diff.removed.length + diff.changed.length;
     if (count > 0) {
       findings.push({

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
-import { anyGlob } from '../glob.js';
+import { anyGlob, cachedAnyGlob } from '../glob.js';
 import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
 /** SSM's own inventory gathering reads the instance; it never changes it. */
 export const ALWAYS_IGNORED_DOCUMENTS = ['AWS-GatherSoftwareInventory'];
+const always = anyGlob(ALWAYS_IGNORED_DOCUMENTS);
 
 const Options = z.strictObject({
   /** more documents that do not taint (globs over the document name) */
@@ -19,7 +20,7 @@ export const remoteCommand = defineDetector({
   sources: ['cloudtrail', 'ssm-commands'],
   options: Options,
   evaluate(ctx, options) {
-    const ignored = anyGlob([...ALWAYS_IGNORED_DOCUMENTS, ...options.ignoreDocuments]);
+    const ignored = (doc: string) => always(doc) || cachedAnyGlob(options.ignoreDocuments)(doc);
     return ctx.activities
       .filter((a) => a.kind === 'remote-command')
       .filter((a) => {
