@@ -1,6 +1,7 @@
 import { createRegionClients, defaultRegion, destroyClients, type AwsCallListener, type RegionClients } from './collect/clients.js';
-import { collectRegion } from './collect/region.js';
-import { evaluateRegion } from './core/evaluate.js';
+import { collectRegion, fullWindows } from './collect/region.js';
+import { evaluateRegion, type RegionResult } from './core/evaluate.js';
+import type { EvidenceMemory } from './state/evidence-memory.js';
 import { InputError } from './errors.js';
 import type { Logger } from './logger.js';
 import { loadManifests } from './manifest/load.js';
@@ -10,12 +11,18 @@ import type { LoadedPolicy } from './policy/schema.js';
 import { buildReport, type Report, type ReportError } from './report/model.js';
 
 export interface AuditOptions {
-  policiesDir: string;
-  manifestsDir: string;
   /** start of the evidence window, epoch ms; null: each region from its oldest instance's launch */
   since: number | null;
   logger: Logger;
   onAwsCall?: AwsCallListener;
+  /** with a state store: read only what is new since the last cycle */
+  memory?: EvidenceMemory;
+}
+
+export interface AuditResult {
+  report: Report;
+  /** the verdicts behind the report, with whether each region's evidence was read in full */
+  regions: Array<RegionResult & { complete: boolean }>;
 }
 
 export interface AuditInputs {
@@ -41,14 +48,14 @@ export async function regionsOf(policies: readonly LoadedPolicy[], fallback: () 
 }
 
 /** Everything the user gave, checked before any AWS call: a bad file stops the audit here (exit 2). */
-export async function loadAuditInputs(opts: Pick<AuditOptions, 'policiesDir' | 'manifestsDir'>): Promise<AuditInputs> {
+export async function loadAuditInputs(opts: { policiesDir: string; manifestsDir: string }): Promise<AuditInputs> {
   const policies = await loadPolicies(opts.policiesDir);
   const manifests = await loadManifests(opts.manifestsDir);
   return { policies, manifests, regions: await regionsOf(policies) };
 }
 
-/** One audit: collect each region's facts, evaluate them, and report. Read-only. */
-export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise<Report> {
+/** One audit: collect each region's facts, evaluate them, and report. Read-only towards AWS. */
+export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise<AuditResult> {
   const startedAt = Date.now();
   const clients: RegionClients[] = inputs.regions.map((r) => createRegionClients(r, opts.onAwsCall));
   try {
@@ -57,14 +64,20 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
     // Regions have their own API limits: read them side by side.
     const regions = await Promise.all(
       clients.map(async (c) => {
-        const collected = await collectRegion(c, { since: opts.since, now: startedAt, logger: opts.logger });
+        const windows = opts.memory ? opts.memory.windows(c.region, startedAt) : fullWindows(opts.since, startedAt);
+        const collected = await collectRegion(c, { now: startedAt, logger: opts.logger, windows });
         errors.push(...collected.errors);
         warnings.push(...collected.warnings);
         const facts = collected.facts;
-        return { ...evaluateRegion(facts, inputs.policies, inputs.manifests, startedAt), window: facts.window };
+        opts.memory?.merge(facts, startedAt);
+        return {
+          ...evaluateRegion(facts, inputs.policies, inputs.manifests, startedAt),
+          window: facts.window,
+          complete: collected.errors.length === 0,
+        };
       }),
     );
-    return buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings });
+    return { report: buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings }), regions };
   } finally {
     clients.forEach(destroyClients);
   }

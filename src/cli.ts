@@ -55,7 +55,7 @@ function build(): Command {
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
       const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests });
-      const report = await runAudit(inputs, { policiesDir: opts.policies, manifestsDir: opts.manifests, since, logger });
+      const { report } = await runAudit(inputs, { since, logger });
       await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
       process.exitCode = exitCodeOf(report);
     });

@@ -13,11 +13,17 @@ import { readSessions } from './sessions.js';
 /** LookupEvents reaches back 90 days; keep an hour's margin so the oldest page is not cut at the edge. */
 export const CLOUDTRAIL_RETENTION_MS = 90 * 86_400_000 - 3_600_000;
 
+/** The window evidence must cover (`evidence`), and the part of it to read from AWS this time (`read`). */
+export interface Windows {
+  evidence: { from: number; to: number };
+  read: { from: number; to: number };
+}
+
 export interface CollectOptions {
-  /** start of the evidence window (epoch ms); default: the oldest instance's launch */
-  since: number | null;
   now: number;
   logger: Logger;
+  /** given the instances' launch times, which windows to examine and read */
+  windows: (launchTimes: readonly number[]) => Windows;
 }
 
 export interface CollectError {
@@ -31,6 +37,14 @@ export function evidenceWindow(launchTimes: readonly number[], since: number | n
   const floor = now - CLOUDTRAIL_RETENTION_MS;
   const oldest = launchTimes.length ? Math.min(...launchTimes) : now;
   return { from: Math.max(floor, since ?? oldest), to: now };
+}
+
+/** A stateless audit reads the whole evidence window. */
+export function fullWindows(since: number | null, now: number): (launchTimes: readonly number[]) => Windows {
+  return (launchTimes) => {
+    const evidence = evidenceWindow(launchTimes, since, now);
+    return { evidence, read: evidence };
+  };
 }
 
 /**
@@ -68,11 +82,12 @@ export async function collectRegion(
     fail('ec2', 'DescribeInstances', err);
     return { facts, errors, warnings };
   }
-  facts.window = evidenceWindow(facts.instances.map((i) => i.launchTime), opts.since, opts.now);
+  const windows = opts.windows(facts.instances.map((i) => i.launchTime));
+  facts.window = windows.evidence;
   log.debug({ instances: facts.instances.length, from: new Date(facts.window.from).toISOString() }, 'instances listed');
   if (facts.instances.length === 0) return { facts, errors, warnings };
 
-  const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, facts.window).then(
+  const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, windows.read).then(
     (r) => {
       for (const s of r.skipped) {
         log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
@@ -85,7 +100,7 @@ export async function collectRegion(
       return [] as Activity[];
     },
   );
-  const sessions = readSessions(clients.ssm, facts.window.from).then(
+  const sessions = readSessions(clients.ssm, windows.read.from).then(
     (records) => records.flatMap((s) => activityFromSession(s, region) ?? []),
     (err) => {
       fail('ssm-sessions', 'DescribeSessions', err);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DETECTORS } from '../core/detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId } from '../core/detectors/types.js';
-import { Glob } from '../core/schema-types.js';
+import { Duration, Glob, Share, Window } from '../core/schema-types.js';
 
 /** Instance tags that must all match; values are globs (`"*"` = the tag is present). */
 const TagMatch = z.record(z.string().min(1, 'tag key must not be empty'), Glob);
@@ -23,8 +23,26 @@ const Detect = z
   )
   .refine((d) => Object.values(d).some((v) => v !== undefined), 'turn on at least one detector');
 
+const Replace = z.strictObject({
+  /** at most this many replacements started per cycle (per policy) */
+  maxPerCycle: z.number().int().min(0).default(1),
+  /** never more than this share of a target group or Auto Scaling group being replaced at once */
+  maxUnavailable: Share.prefault('25%'),
+  /** leave instances younger than this alone: they may still be bootstrapping */
+  minAge: Duration.prefault('10m'),
+  /** how long a fresh instance may take to pass its checks before the replacement is rolled back */
+  healthTimeout: Duration.prefault('10m'),
+  /** when replacements may start; outside them pristine alerts and holds */
+  windows: z.array(Window).min(1).optional(),
+});
+
 const Respond = z.strictObject({
+  /** observe: alert only; enforce: alert and replace */
   mode: z.enum(['observe', 'enforce']).default('observe'),
+  notify: z.strictObject({ slack: z.strictObject({ channel: z.string().min(1) }).optional() }).optional(),
+  replace: Replace.prefault({}),
+  /** more of the policy's in-scope instances tainted than this: replace nothing, alert loudly */
+  breaker: z.strictObject({ taintedShare: Share.prefault('50%') }).prefault({}),
 });
 
 export const Policy = z.strictObject({
@@ -44,7 +62,7 @@ export const Policy = z.strictObject({
     })
     .default({ principals: [] }),
   detect: Detect,
-  respond: Respond.default({ mode: 'observe' }),
+  respond: Respond.prefault({}),
 });
 export type Policy = z.output<typeof Policy>;
 

@@ -1,0 +1,51 @@
+import { CLOUDTRAIL_RETENTION_MS, type Windows } from '../collect/region.js';
+import type { RegionFacts } from '../core/facts.js';
+import type { StateStore } from './store.js';
+
+/** CloudTrail can deliver an event to LookupEvents minutes after it happened: re-read this much. */
+export const REREAD_OVERLAP_MS = 20 * 60_000;
+const SOURCE = 'activity';
+
+/**
+ * Lets a cycle read only what is new. The store remembers, per region, the span of time whose
+ * activity (CloudTrail and SSM sessions) was read without a hole, and the activities themselves;
+ * a cycle reads from the end of that span (less an overlap) and evaluates remembered + new.
+ * An instance launched before the remembered span widens the read back to its launch.
+ */
+export class EvidenceMemory {
+  constructor(private readonly store: StateStore) {}
+
+  windows(region: string, now: number): (launchTimes: readonly number[]) => Windows {
+    const floor = now - CLOUDTRAIL_RETENTION_MS;
+    const cov = this.store.coverage(region, SOURCE);
+    return (launchTimes) => {
+      const oldest = launchTimes.length ? Math.min(...launchTimes) : now;
+      if (!cov || cov.to < floor) {
+        const evidence = { from: Math.max(floor, oldest), to: now };
+        return { evidence, read: evidence };
+      }
+      const from = Math.max(floor, Math.min(cov.from, oldest));
+      const readFrom = from < cov.from ? from : Math.max(from, cov.to - REREAD_OVERLAP_MS);
+      return { evidence: { from, to: now }, read: { from: readFrom, to: now } };
+    };
+  }
+
+  /**
+   * Adds remembered activities to the facts. When this cycle's activity sources were read in full,
+   * remembers the new activities and extends the span; otherwise the span stays as it was, so the
+   * next cycle reads this stretch again.
+   */
+  merge(facts: RegionFacts, now: number): void {
+    const seen = new Set(facts.activities.map((a) => a.id));
+    const remembered = this.store.activities(facts.region, facts.window.from).filter((a) => !seen.has(a.id));
+    const complete = !facts.gaps.some((g) => g.source === 'cloudtrail' || g.source === 'ssm-sessions' || g.source === 'ec2');
+    if (complete) {
+      this.store.transaction(() => {
+        this.store.saveActivities(facts.activities);
+        this.store.setCoverage(facts.region, SOURCE, facts.window);
+        this.store.pruneActivities(now - CLOUDTRAIL_RETENTION_MS);
+      });
+    }
+    facts.activities = [...remembered, ...facts.activities];
+  }
+}

@@ -1,0 +1,466 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Activity } from '../core/facts.js';
+import type { Notice } from '../notify/types.js';
+
+/** The store could not be opened or used: the daemon reports itself unhealthy. */
+export class StoreError extends Error {
+  override name = 'StoreError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- What has been read without a hole, per region and source: the next cycle starts from 'to'.
+CREATE TABLE IF NOT EXISTS coverage (
+  region TEXT NOT NULL, source TEXT NOT NULL, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL,
+  PRIMARY KEY (region, source));
+-- Activities already read (CloudTrail records, SSM sessions), so a cycle reads only what is new.
+CREATE TABLE IF NOT EXISTS activities (
+  id TEXT PRIMARY KEY, region TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS activities_region_at ON activities (region, at);
+-- The last verdict per instance, and whether its taint was alerted.
+CREATE TABLE IF NOT EXISTS instances (
+  instance_id TEXT PRIMARY KEY, region TEXT NOT NULL, policy TEXT NOT NULL, verdict TEXT NOT NULL,
+  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, tainted_since INTEGER,
+  alert_outbox_id INTEGER, name TEXT);
+CREATE TABLE IF NOT EXISTS findings (
+  instance_id TEXT NOT NULL, key TEXT NOT NULL, detector TEXT NOT NULL, severity TEXT NOT NULL,
+  summary TEXT NOT NULL, at INTEGER, actor TEXT, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+  PRIMARY KEY (instance_id, key));
+-- Messages to send, in order; a reply waits for its parent's ts.
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, parent_id INTEGER REFERENCES outbox (id),
+  notice TEXT NOT NULL, created_at INTEGER NOT NULL, sent_at INTEGER, ts TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT, dropped_at INTEGER);
+CREATE TABLE IF NOT EXISTS replacements (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, old_instance_id TEXT NOT NULL, region TEXT NOT NULL, policy TEXT NOT NULL,
+  image_id TEXT NOT NULL, status TEXT NOT NULL, step TEXT NOT NULL, new_instance_id TEXT, data TEXT NOT NULL,
+  alert_outbox_id INTEGER, started_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER, error TEXT);
+-- Never two replacements of one instance: only a rolled-back one may be followed by another.
+CREATE UNIQUE INDEX IF NOT EXISTS replacements_one_per_instance
+  ON replacements (old_instance_id) WHERE status <> 'rolled-back';
+CREATE TABLE IF NOT EXISTS journal (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, replacement_id INTEGER NOT NULL REFERENCES replacements (id),
+  step TEXT NOT NULL, phase TEXT NOT NULL, at INTEGER NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS cycles (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, started_at INTEGER NOT NULL, finished_at INTEGER, outcome TEXT,
+  exit_code INTEGER, summary TEXT);
+`;
+
+export type ReplacementStatus = 'in-progress' | 'done' | 'rolled-back' | 'failed';
+
+export interface ReplacementRow<D = Record<string, unknown>> {
+  id: number;
+  oldInstanceId: string;
+  region: string;
+  policy: string;
+  imageId: string;
+  status: ReplacementStatus;
+  step: string;
+  newInstanceId: string | null;
+  data: D;
+  alertOutboxId: number | null;
+  startedAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  error: string | null;
+}
+
+export interface OutboxRow {
+  id: number;
+  channel: string;
+  parentId: number | null;
+  notice: Notice;
+  createdAt: number;
+  attempts: number;
+  lastError: string | null;
+}
+
+export interface JournalRow {
+  id: number;
+  replacementId: number;
+  step: string;
+  phase: 'begin' | 'end' | 'fail';
+  at: number;
+  detail: Record<string, unknown> | null;
+}
+
+export interface FindingInput {
+  key: string;
+  detector: string;
+  severity: string;
+  summary: string;
+  at: number | null;
+  actor: string | null;
+}
+
+export interface VerdictInput {
+  instanceId: string;
+  region: string;
+  policy: string;
+  name: string | null;
+  verdict: string;
+  findings: FindingInput[];
+}
+
+export interface InstanceRow {
+  instanceId: string;
+  region: string;
+  policy: string;
+  name: string | null;
+  verdict: string;
+  firstSeen: number;
+  lastSeen: number;
+  taintedSince: number | null;
+  alertOutboxId: number | null;
+}
+
+type Row = Record<string, unknown>;
+
+function toReplacement(r: Row): ReplacementRow {
+  return {
+    id: r['id'] as number,
+    oldInstanceId: r['old_instance_id'] as string,
+    region: r['region'] as string,
+    policy: r['policy'] as string,
+    imageId: r['image_id'] as string,
+    status: r['status'] as ReplacementStatus,
+    step: r['step'] as string,
+    newInstanceId: (r['new_instance_id'] as string | null) ?? null,
+    data: JSON.parse(r['data'] as string) as Record<string, unknown>,
+    alertOutboxId: (r['alert_outbox_id'] as number | null) ?? null,
+    startedAt: r['started_at'] as number,
+    updatedAt: r['updated_at'] as number,
+    finishedAt: (r['finished_at'] as number | null) ?? null,
+    error: (r['error'] as string | null) ?? null,
+  };
+}
+
+function toInstance(r: Row): InstanceRow {
+  return {
+    instanceId: r['instance_id'] as string,
+    region: r['region'] as string,
+    policy: r['policy'] as string,
+    name: (r['name'] as string | null) ?? null,
+    verdict: r['verdict'] as string,
+    firstSeen: r['first_seen'] as number,
+    lastSeen: r['last_seen'] as number,
+    taintedSince: (r['tainted_since'] as number | null) ?? null,
+    alertOutboxId: (r['alert_outbox_id'] as number | null) ?? null,
+  };
+}
+
+/**
+ * pristine's memory between cycles, in one SQLite file (WAL): verdicts and findings, what was
+ * alerted, the Slack outbox, the replacement journal, the sources' high-water marks and the
+ * activities already read. Every write is a transaction, so a crash (`kill -9`) loses at most the
+ * step that was running, which the journal shows as begun and not ended.
+ */
+export class StateStore {
+  private constructor(private readonly db: Database.Database) {}
+
+  static open(file: string): StateStore {
+    try {
+      if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      const db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.pragma('foreign_keys = ON');
+      db.exec(SCHEMA);
+      const version = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+      if (!version) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
+      else if (Number(version.value) > SCHEMA_VERSION) {
+        db.close();
+        throw new StoreError(`${file}: written by a newer pristine (schema ${version.value}); this one knows ${SCHEMA_VERSION}`);
+      }
+      return new StateStore(db);
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(`state store ${file} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Throws a StoreError when the file can no longer be read and written. */
+  check(): void {
+    try {
+      this.db.prepare('SELECT count(*) FROM meta').get();
+      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('health_checked_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(Date.now()));
+    } catch (err) {
+      throw new StoreError(`state store unusable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  // --- high-water marks and activities ---------------------------------------------------------
+
+  coverage(region: string, source: string): { from: number; to: number } | null {
+    const r = this.db.prepare('SELECT from_ms, to_ms FROM coverage WHERE region = ? AND source = ?').get(region, source) as Row | undefined;
+    return r ? { from: r['from_ms'] as number, to: r['to_ms'] as number } : null;
+  }
+
+  setCoverage(region: string, source: string, cov: { from: number; to: number }): void {
+    this.db
+      .prepare('INSERT INTO coverage (region, source, from_ms, to_ms) VALUES (?, ?, ?, ?) ON CONFLICT (region, source) DO UPDATE SET from_ms = excluded.from_ms, to_ms = excluded.to_ms')
+      .run(region, source, cov.from, cov.to);
+  }
+
+  saveActivities(activities: readonly Activity[]): void {
+    const put = this.db.prepare('INSERT INTO activities (id, region, at, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body');
+    this.transaction(() => {
+      for (const a of activities) put.run(a.id, a.region, a.at, JSON.stringify(a));
+    });
+  }
+
+  activities(region: string, from: number): Activity[] {
+    return (this.db.prepare('SELECT body FROM activities WHERE region = ? AND at >= ? ORDER BY at').all(region, from) as Row[]).map(
+      (r) => JSON.parse(r['body'] as string) as Activity,
+    );
+  }
+
+  pruneActivities(before: number): number {
+    return this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
+  }
+
+  // --- verdicts and findings -------------------------------------------------------------------
+
+  /**
+   * Records this cycle's verdicts. Returns the instances whose taint is new (not alerted before),
+   * and per already-alerted instance the findings not seen before.
+   */
+  recordVerdicts(now: number, verdicts: readonly VerdictInput[]): { newlyTainted: string[]; newFindings: Map<string, string[]> } {
+    const newlyTainted: string[] = [];
+    const newFindings = new Map<string, string[]>();
+    const getInstance = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?');
+    const upsert = this.db.prepare(`
+      INSERT INTO instances (instance_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
+      VALUES (@instanceId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
+      ON CONFLICT (instance_id) DO UPDATE SET policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
+        last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`);
+    const getFinding = this.db.prepare('SELECT 1 FROM findings WHERE instance_id = ? AND key = ?');
+    const putFinding = this.db.prepare(`
+      INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
+      VALUES (@instanceId, @key, @detector, @severity, @summary, @at, @actor, @now, @now)
+      ON CONFLICT (instance_id, key) DO UPDATE SET last_seen = excluded.last_seen, summary = excluded.summary`);
+    this.transaction(() => {
+      for (const v of verdicts) {
+        const before = getInstance.get(v.instanceId) as Row | undefined;
+        const tainted = v.verdict === 'tainted';
+        upsert.run({ instanceId: v.instanceId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null });
+        const fresh: string[] = [];
+        for (const f of v.findings) {
+          if (!getFinding.get(v.instanceId, f.key)) fresh.push(f.key);
+          putFinding.run({ instanceId: v.instanceId, now, ...f });
+        }
+        if (tainted && (before?.['alert_outbox_id'] ?? null) === null) newlyTainted.push(v.instanceId);
+        else if (tainted && fresh.length > 0) newFindings.set(v.instanceId, fresh);
+      }
+    });
+    return { newlyTainted, newFindings };
+  }
+
+  instance(instanceId: string): InstanceRow | null {
+    const r = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?').get(instanceId) as Row | undefined;
+    return r ? toInstance(r) : null;
+  }
+
+  setAlert(instanceId: string, outboxId: number): void {
+    this.db.prepare('UPDATE instances SET alert_outbox_id = ? WHERE instance_id = ?').run(outboxId, instanceId);
+  }
+
+  /** Tainted instances seen in the last cycle that have not been replaced. */
+  openFindings(): Array<InstanceRow & { findings: Array<FindingInput & { firstSeen: number; lastSeen: number }> }> {
+    const rows = this.db
+      .prepare(
+        `SELECT i.* FROM instances i WHERE i.verdict = 'tainted' AND i.last_seen = (SELECT max(last_seen) FROM instances)
+         AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_instance_id = i.instance_id AND r.status = 'done')
+         ORDER BY i.tainted_since`,
+      )
+      .all() as Row[];
+    const findings = this.db.prepare('SELECT * FROM findings WHERE instance_id = ? ORDER BY at');
+    return rows.map((r) => ({
+      ...toInstance(r),
+      findings: (findings.all(r['instance_id']) as Row[]).map((f) => ({
+        key: f['key'] as string,
+        detector: f['detector'] as string,
+        severity: f['severity'] as string,
+        summary: f['summary'] as string,
+        at: (f['at'] as number | null) ?? null,
+        actor: (f['actor'] as string | null) ?? null,
+        firstSeen: f['first_seen'] as number,
+        lastSeen: f['last_seen'] as number,
+      })),
+    }));
+  }
+
+  // --- outbox ------------------------------------------------------------------------------------
+
+  enqueue(channel: string, notice: Notice, parentId: number | null = null, now = Date.now()): number {
+    return Number(
+      this.db.prepare('INSERT INTO outbox (channel, parent_id, notice, created_at) VALUES (?, ?, ?, ?)').run(channel, parentId, JSON.stringify(notice), now)
+        .lastInsertRowid,
+    );
+  }
+
+  /** Messages not yet sent, oldest first. */
+  pending(): OutboxRow[] {
+    return (this.db.prepare('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id').all() as Row[]).map((r) => ({
+      id: r['id'] as number,
+      channel: r['channel'] as string,
+      parentId: (r['parent_id'] as number | null) ?? null,
+      notice: JSON.parse(r['notice'] as string) as Notice,
+      createdAt: r['created_at'] as number,
+      attempts: r['attempts'] as number,
+      lastError: (r['last_error'] as string | null) ?? null,
+    }));
+  }
+
+  /** The Slack ts of a sent message; null while it waits in the outbox. */
+  sentTs(outboxId: number): string | null {
+    const r = this.db.prepare('SELECT ts FROM outbox WHERE id = ? AND sent_at IS NOT NULL').get(outboxId) as Row | undefined;
+    return (r?.['ts'] as string | null | undefined) ?? null;
+  }
+
+  markSent(id: number, ts: string | null, now = Date.now()): void {
+    this.db.prepare('UPDATE outbox SET sent_at = ?, ts = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, ts, id);
+  }
+
+  markFailed(id: number, error: string): void {
+    this.db.prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?').run(error, id);
+  }
+
+  /** A message Slack will never take (e.g. channel_not_found): kept for the record, not retried. */
+  markDropped(id: number, error: string, now = Date.now()): void {
+    this.db.prepare('UPDATE outbox SET dropped_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?').run(now, error, id);
+  }
+
+  outboxStats(): { pending: number; sent: number; dropped: number } {
+    const r = this.db
+      .prepare(
+        `SELECT sum(sent_at IS NULL AND dropped_at IS NULL) AS pending, sum(sent_at IS NOT NULL) AS sent, sum(dropped_at IS NOT NULL) AS dropped FROM outbox`,
+      )
+      .get() as Row;
+    return { pending: Number(r['pending'] ?? 0), sent: Number(r['sent'] ?? 0), dropped: Number(r['dropped'] ?? 0) };
+  }
+
+  // --- replacements and their journal ------------------------------------------------------------
+
+  /** Starts a replacement; null when one that was not rolled back already exists for the instance. */
+  createReplacement(r: { oldInstanceId: string; region: string; policy: string; imageId: string; step: string; data: Record<string, unknown>; alertOutboxId: number | null }, now = Date.now()): ReplacementRow | null {
+    try {
+      const id = Number(
+        this.db
+          .prepare(
+            `INSERT INTO replacements (old_instance_id, region, policy, image_id, status, step, data, alert_outbox_id, started_at, updated_at)
+             VALUES (?, ?, ?, ?, 'in-progress', ?, ?, ?, ?, ?)`,
+          )
+          .run(r.oldInstanceId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now).lastInsertRowid,
+      );
+      return this.replacement(id);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') return null;
+      throw err;
+    }
+  }
+
+  replacement(id: number): ReplacementRow | null {
+    const r = this.db.prepare('SELECT * FROM replacements WHERE id = ?').get(id) as Row | undefined;
+    return r ? toReplacement(r) : null;
+  }
+
+  /** The latest replacement of an instance, whatever its status. */
+  replacementOf(oldInstanceId: string): ReplacementRow | null {
+    const r = this.db.prepare('SELECT * FROM replacements WHERE old_instance_id = ? ORDER BY id DESC LIMIT 1').get(oldInstanceId) as Row | undefined;
+    return r ? toReplacement(r) : null;
+  }
+
+  inFlight(): ReplacementRow[] {
+    return (this.db.prepare(`SELECT * FROM replacements WHERE status = 'in-progress' ORDER BY id`).all() as Row[]).map(toReplacement);
+  }
+
+  recentReplacements(limit = 20): ReplacementRow[] {
+    return (this.db.prepare('SELECT * FROM replacements ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map(toReplacement);
+  }
+
+  /** Journals a step's phase and moves the replacement to it, in one transaction. */
+  journal(
+    replacementId: number,
+    step: string,
+    phase: JournalRow['phase'],
+    patch: { data?: Record<string, unknown>; newInstanceId?: string | null; status?: ReplacementStatus; error?: string | null; detail?: Record<string, unknown> } = {},
+    now = Date.now(),
+  ): ReplacementRow {
+    return this.transaction(() => {
+      this.db.prepare('INSERT INTO journal (replacement_id, step, phase, at, detail) VALUES (?, ?, ?, ?, ?)').run(replacementId, step, phase, now, patch.detail ? JSON.stringify(patch.detail) : null);
+      const current = this.replacement(replacementId);
+      if (!current) throw new StoreError(`no replacement ${replacementId}`);
+      const status = patch.status ?? current.status;
+      const finished = status !== 'in-progress' ? now : null;
+      this.db
+        .prepare(
+          `UPDATE replacements SET step = ?, status = ?, data = ?, new_instance_id = ?, error = ?, updated_at = ?, finished_at = COALESCE(finished_at, ?) WHERE id = ?`,
+        )
+        .run(
+          step,
+          status,
+          JSON.stringify(patch.data ?? current.data),
+          patch.newInstanceId === undefined ? current.newInstanceId : patch.newInstanceId,
+          patch.error === undefined ? current.error : patch.error,
+          now,
+          finished,
+          replacementId,
+        );
+      return this.replacement(replacementId) as ReplacementRow;
+    });
+  }
+
+  journalOf(replacementId: number): JournalRow[] {
+    return (this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id').all(replacementId) as Row[]).map((r) => ({
+      id: r['id'] as number,
+      replacementId: r['replacement_id'] as number,
+      step: r['step'] as string,
+      phase: r['phase'] as JournalRow['phase'],
+      at: r['at'] as number,
+      detail: r['detail'] ? (JSON.parse(r['detail'] as string) as Record<string, unknown>) : null,
+    }));
+  }
+
+  // --- cycles --------------------------------------------------------------------------------------
+
+  startCycle(now = Date.now()): number {
+    return Number(this.db.prepare('INSERT INTO cycles (started_at) VALUES (?)').run(now).lastInsertRowid);
+  }
+
+  finishCycle(id: number, outcome: string, exitCode: number, summary: Record<string, unknown>, now = Date.now()): void {
+    this.db.prepare('UPDATE cycles SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?').run(now, outcome, exitCode, JSON.stringify(summary), id);
+  }
+
+  recentCycles(limit = 10): Array<{ id: number; startedAt: number; finishedAt: number | null; outcome: string | null; exitCode: number | null; summary: Record<string, unknown> | null }> {
+    return (this.db.prepare('SELECT * FROM cycles ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map((r) => ({
+      id: r['id'] as number,
+      startedAt: r['started_at'] as number,
+      finishedAt: (r['finished_at'] as number | null) ?? null,
+      outcome: (r['outcome'] as string | null) ?? null,
+      exitCode: (r['exit_code'] as number | null) ?? null,
+      summary: r['summary'] ? (JSON.parse(r['summary'] as string) as Record<string, unknown>) : null,
+    }));
+  }
+
+  lastFinishedCycle(): { finishedAt: number; outcome: string } | null {
+    const r = this.db.prepare('SELECT finished_at, outcome FROM cycles WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1').get() as Row | undefined;
+    return r ? { finishedAt: r['finished_at'] as number, outcome: r['outcome'] as string } : null;
+  }
+}
