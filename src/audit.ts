@@ -17,6 +17,8 @@ export interface AuditOptions {
   onAwsCall?: AwsCallListener;
   /** with a state store: read only what is new since the last cycle */
   memory?: EvidenceMemory;
+  /** clients the caller owns (a daemon keeps them across cycles); default: made and destroyed here */
+  clientsFor?: (region: string) => RegionClients;
 }
 
 export interface AuditResult {
@@ -57,7 +59,8 @@ export async function loadAuditInputs(opts: { policiesDir: string; manifestsDir:
 /** One audit: collect each region's facts, evaluate them, and report. Read-only towards AWS. */
 export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise<AuditResult> {
   const startedAt = Date.now();
-  const clients: RegionClients[] = inputs.regions.map((r) => createRegionClients(r, opts.onAwsCall));
+  const owned = !opts.clientsFor;
+  const clients: RegionClients[] = inputs.regions.map((r) => (opts.clientsFor ? opts.clientsFor(r) : createRegionClients(r, opts.onAwsCall)));
   try {
     const errors: ReportError[] = [];
     const warnings: ReportError[] = [];
@@ -79,6 +82,6 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
     );
     return { report: buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings }), regions };
   } finally {
-    clients.forEach(destroyClients);
+    if (owned) clients.forEach(destroyClients);
   }
 }

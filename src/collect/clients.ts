@@ -1,5 +1,7 @@
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Pacer } from './pacer.js';
 
@@ -21,6 +23,8 @@ export interface RegionClients {
   ec2: EC2Client;
   cloudtrail: CloudTrailClient;
   ssm: SSMClient;
+  elbv2: ElasticLoadBalancingV2Client;
+  autoscaling: AutoScalingClient;
 }
 
 interface MiddlewareClient {
@@ -74,11 +78,15 @@ export function createRegionClients(region: string, listener?: AwsCallListener):
   const ec2 = new EC2Client({ region, maxAttempts: 5 });
   const cloudtrail = new CloudTrailClient({ region, maxAttempts: 8 });
   const ssm = new SSMClient({ region, maxAttempts: 6 });
+  const elbv2 = new ElasticLoadBalancingV2Client({ region, maxAttempts: 6 });
+  const autoscaling = new AutoScalingClient({ region, maxAttempts: 6 });
   observe(ec2 as unknown as MiddlewareClient, 'ec2', region, listener);
+  observe(elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, listener);
+  observe(autoscaling as unknown as MiddlewareClient, 'autoscaling', region, listener);
   observe(cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, listener);
   observe(ssm as unknown as MiddlewareClient, 'ssm', region, listener);
   pace(cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_INTERVAL_MS));
-  return { region, ec2, cloudtrail, ssm };
+  return { region, ec2, cloudtrail, ssm, elbv2, autoscaling };
 }
 
 /** The region the SDK's chain names (AWS_REGION, the profile's region), or null. */
@@ -97,4 +105,6 @@ export function destroyClients(c: RegionClients): void {
   c.ec2.destroy();
   c.cloudtrail.destroy();
   c.ssm.destroy();
+  c.elbv2.destroy();
+  c.autoscaling.destroy();
 }

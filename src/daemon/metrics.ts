@@ -1,0 +1,125 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AwsCall } from '../collect/clients.js';
+
+export type CycleOutcome = 'ok' | 'tainted' | 'incomplete' | 'failed';
+export type ReplacementOutcome = 'started' | 'done' | 'rolled-back' | 'failed' | 'held';
+export type SlackOutcome = 'sent' | 'failed' | 'dropped';
+export type VerdictCounts = { pristine: number; tainted: number; unknown: number };
+
+const CYCLE_OUTCOMES: readonly CycleOutcome[] = ['ok', 'tainted', 'incomplete', 'failed'];
+const REPLACEMENT_OUTCOMES: readonly ReplacementOutcome[] = ['started', 'done', 'rolled-back', 'failed', 'held'];
+const SLACK_OUTCOMES: readonly SlackOutcome[] = ['sent', 'failed', 'dropped'];
+const VERDICTS: readonly (keyof VerdictCounts)[] = ['pristine', 'tainted', 'unknown'];
+
+/** An audit cycle lasts from seconds (a small fleet) to tens of minutes (a large one, CloudTrail-paced). */
+export const CYCLE_DURATION_BUCKETS = [5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800];
+
+export interface Metrics {
+  registry: Registry;
+  cycles: Counter<'outcome'>;
+  cycleDuration: Histogram;
+  lastCycle: Gauge;
+  instances: Gauge<'verdict'>;
+  findings: Gauge<'detector'>;
+  replacements: Counter<'outcome'>;
+  awsCalls: Counter<'service' | 'operation' | 'outcome'>;
+  slack: Counter<'outcome'>;
+  /** Sets all three verdict series at once (one cycle's counts). */
+  setVerdicts(counts: VerdictCounts): void;
+  /** Sets one series per detector; a detector seen in an earlier cycle but absent now goes to 0. */
+  setFindings(countsByDetector: Record<string, number>): void;
+  /** An AwsCallListener (src/collect/clients.ts); bound, so it can be passed as is. */
+  onAwsCall(call: Pick<AwsCall, 'service' | 'operation' | 'outcome'>): void;
+}
+
+/**
+ * pristine's metrics on a registry of their own (never prom-client's global one), so a process or a
+ * test can create as many as it likes. Label values of the counters are initialised to 0, so every
+ * outcome has a series from the first scrape and `rate()`/`increase()` see the first event.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'pristine_' });
+
+  const cycles = new Counter({
+    name: 'pristine_cycles_total',
+    help: 'Audit cycles finished, by outcome (ok, tainted, incomplete, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const cycleDuration = new Histogram({
+    name: 'pristine_cycle_duration_seconds',
+    help: 'Wall-clock duration of an audit cycle.',
+    buckets: CYCLE_DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const lastCycle = new Gauge({
+    name: 'pristine_last_cycle_timestamp_seconds',
+    help: 'Unix time at which the last audit cycle finished.',
+    registers: [registry],
+  });
+  const instances = new Gauge({
+    name: 'pristine_instances',
+    help: 'In-scope instances by verdict in the last cycle.',
+    labelNames: ['verdict'] as const,
+    registers: [registry],
+  });
+  const findings = new Gauge({
+    name: 'pristine_findings',
+    help: 'Findings in the last cycle, by detector.',
+    labelNames: ['detector'] as const,
+    registers: [registry],
+  });
+  const replacements = new Counter({
+    name: 'pristine_replacements_total',
+    help: 'Instance replacements, by outcome (started, done, rolled-back, failed, held).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const awsCalls = new Counter({
+    name: 'pristine_aws_calls_total',
+    help: 'AWS API calls (each SDK call once, retries included), by service, operation and outcome.',
+    labelNames: ['service', 'operation', 'outcome'] as const,
+    registers: [registry],
+  });
+  const slack = new Counter({
+    name: 'pristine_slack_messages_total',
+    help: 'Slack messages, by outcome (sent, failed, dropped).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+
+  for (const outcome of CYCLE_OUTCOMES) cycles.inc({ outcome }, 0);
+  for (const outcome of REPLACEMENT_OUTCOMES) replacements.inc({ outcome }, 0);
+  for (const outcome of SLACK_OUTCOMES) slack.inc({ outcome }, 0);
+  for (const verdict of VERDICTS) instances.set({ verdict }, 0);
+
+  const seenDetectors = new Set<string>();
+
+  return {
+    registry,
+    cycles,
+    cycleDuration,
+    lastCycle,
+    instances,
+    findings,
+    replacements,
+    awsCalls,
+    slack,
+    setVerdicts(counts: VerdictCounts): void {
+      for (const verdict of VERDICTS) instances.set({ verdict }, counts[verdict]);
+    },
+    setFindings(countsByDetector: Record<string, number>): void {
+      for (const [detector, count] of Object.entries(countsByDetector)) {
+        seenDetectors.add(detector);
+        findings.set({ detector }, count);
+      }
+      for (const detector of seenDetectors) {
+        if (!Object.hasOwn(countsByDetector, detector)) findings.set({ detector }, 0);
+      }
+    },
+    onAwsCall: (call) => {
+      awsCalls.inc({ service: call.service, operation: call.operation, outcome: call.outcome });
+    },
+  };
+}
