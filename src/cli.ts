@@ -9,7 +9,12 @@ import { parseDuration } from './core/duration.js';
 import { describeError, InputError } from './errors.js';
 import { createLogger } from './logger.js';
 import { recordManifests } from './manifest/record.js';
+import { iamPolicyFor } from './permissions.js';
 import { loadPolicies } from './policy/load.js';
+import { replaceOne } from './commands/replace.js';
+import { runOnce } from './commands/run.js';
+import { statusOf } from './commands/status.js';
+import { createInterface } from 'node:readline/promises';
 import { EXIT, exitCodeOf } from './report/model.js';
 import { renderTable } from './report/table.js';
 
@@ -34,6 +39,36 @@ async function writeOutput(text: string, file: string | undefined): Promise<void
   await writeFile(file, text);
 }
 
+interface AuditFlags {
+  policies: string;
+  manifests: string;
+  since?: string;
+  format: 'table' | 'json';
+  output?: string;
+}
+
+/** The flags `audit`, `run` and `daemon` share. */
+function withAuditFlags(cmd: Command): Command {
+  return cmd
+    .option('--policies <dir>', 'policy directory or file', 'policies')
+    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
+    .option('--since <duration|iso>', "examine activity from this time (e.g. 24h, 7d, 2026-11-01T00:00:00Z); default: since each region's oldest launch")
+    .addOption(new Option('--format <format>', 'report format').choices(['table', 'json']).default('table'))
+    .option('--output <file>', 'write the report to a file instead of stdout');
+}
+
+const STATE_FLAG = ['--state <path>', 'state file (SQLite)', 'pristine.db'] as const;
+
+async function ask(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) throw new InputError('not confirmed: run with --yes to replace without a prompt');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
 function build(): Command {
   const program = new Command()
     .name('pristine')
@@ -43,21 +78,51 @@ function build(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  program
-    .command('audit')
-    .description('inventory running instances, gather evidence of in-place change, print a verdict per instance')
-    .option('--policies <dir>', 'policy directory or file', 'policies')
-    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
-    .option('--since <duration|iso>', 'examine activity from this time (e.g. 24h, 7d, 2026-11-01T00:00:00Z); default: since each region\'s oldest launch')
-    .addOption(new Option('--format <format>', 'report format').choices(['table', 'json']).default('table'))
-    .option('--output <file>', 'write the report to a file instead of stdout')
-    .action(async (opts: { policies: string; manifests: string; since?: string; format: 'table' | 'json'; output?: string }) => {
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
+  const logLevel = () => program.opts<{ logLevel: string }>().logLevel;
+
+  withAuditFlags(program.command('audit').description('inventory running instances, gather evidence of in-place change, print a verdict per instance'))
+    .action(async (opts: AuditFlags) => {
+      const logger = createLogger(logLevel());
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
       const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests });
       const { report } = await runAudit(inputs, { since, logger });
       await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
       process.exitCode = exitCodeOf(report);
+    });
+
+  withAuditFlags(program.command('run').description('one cycle: audit, then alert and replace as each policy\'s respond block says'))
+    .option(...STATE_FLAG)
+    .option('--dry-run', 'print the planned actions and change nothing', false)
+    .action(async (opts: AuditFlags & { state: string; dryRun: boolean }) => {
+      const logger = createLogger(logLevel());
+      const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
+      const { text, exitCode } = await runOnce({ ...opts, since }, logger);
+      await writeOutput(text, opts.output);
+      process.exitCode = exitCode;
+    });
+
+  program
+    .command('replace')
+    .description('replace one instance now, the way a cycle would (asks first unless --yes)')
+    .argument('<instance-id>', 'the instance to replace')
+    .option('--policies <dir>', 'policy directory or file', 'policies')
+    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
+    .option(...STATE_FLAG)
+    .option('--yes', 'do not ask', false)
+    .action(async (instanceId: string, opts: { policies: string; manifests: string; state: string; yes: boolean }) => {
+      const logger = createLogger(logLevel());
+      const { text, exitCode } = await replaceOne({ instanceId, ...opts }, logger, ask);
+      process.stdout.write(text);
+      process.exitCode = exitCode;
+    });
+
+  program
+    .command('status')
+    .description('open findings, replacements in flight and their step, recent history')
+    .option(...STATE_FLAG)
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action((opts: { state: string; format: 'table' | 'json' }) => {
+      process.stdout.write(statusOf(opts.state, opts.format));
     });
 
   const policy = program.command('policy').description('work with policy files');
@@ -70,6 +135,14 @@ function build(): Command {
       const files = new Set(policies.map((p) => p.file));
       for (const p of policies) process.stdout.write(`${p.file}: ${p.name}: ok\n`);
       process.stdout.write(`${policies.length} ${policies.length === 1 ? 'policy' : 'policies'} in ${files.size} ${files.size === 1 ? 'file' : 'files'}: valid\n`);
+    });
+
+  policy
+    .command('iam')
+    .description('print the least-privilege IAM policy for these policies')
+    .argument('[dir]', 'policy directory or file', 'policies')
+    .action(async (dir: string) => {
+      process.stdout.write(`${JSON.stringify(iamPolicyFor(await loadPolicies(dir)), null, 2)}\n`);
     });
 
   const manifest = program.command('manifest').description('work with baked-image manifests');

@@ -2,6 +2,9 @@ import { LookupEventsCommand, type CloudTrailClient } from '@aws-sdk/client-clou
 import { activityFromRecord } from '../core/cloudtrail-record.js';
 import type { Activity } from '../core/facts.js';
 
+/** IAM actions this collector calls. */
+export const IAM_ACTIONS = ['cloudtrail:LookupEvents'] as const;
+
 export interface TrailReadResult {
   activities: Activity[];
   /** records of tracked events that were skipped, with why */

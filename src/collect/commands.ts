@@ -1,5 +1,8 @@
 import { paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
 
+/** IAM actions this collector calls. */
+export const IAM_ACTIONS = ['ssm:ListCommandInvocations'] as const;
+
 /** The instances a command ran on. Called only for commands sent by targets, once per command. */
 export async function readCommandInstances(ssm: SSMClient, commandId: string): Promise<string[]> {
   const ids = new Set<string>();

@@ -1,6 +1,9 @@
 import { paginateDescribeInstances, type EC2Client, type Instance as Ec2Instance } from '@aws-sdk/client-ec2';
 import type { Instance } from '../core/facts.js';
 
+/** IAM actions this collector calls. */
+export const IAM_ACTIONS = ['ec2:DescribeInstances'] as const;
+
 function toInstance(i: Ec2Instance, region: string, accountId: string | null): Instance | null {
   if (!i.InstanceId || !i.ImageId || !i.LaunchTime) return null;
   const tags: Record<string, string> = {};

@@ -2,6 +2,9 @@ import { paginateGetInventory, type SSMClient } from '@aws-sdk/client-ssm';
 import type { InventorySnapshot, Package } from '../core/facts.js';
 import { normalizeVersion } from '../core/package-version.js';
 
+/** IAM actions this collector calls. */
+export const IAM_ACTIONS = ['ssm:GetInventory'] as const;
+
 const TYPE = 'AWS:Application';
 
 /** Inventory content keys are documented capitalised (Name, Version); some producers write them lower-case. */

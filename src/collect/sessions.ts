@@ -1,6 +1,9 @@
 import { paginateDescribeSessions, type SSMClient, type Session, type SessionState } from '@aws-sdk/client-ssm';
 import type { SessionRecord } from '../core/ssm-session.js';
 
+/** IAM actions this collector calls. */
+export const IAM_ACTIONS = ['ssm:DescribeSessions'] as const;
+
 function toRecord(s: Session): SessionRecord | null {
   if (!s.SessionId || !s.Target || !s.StartDate) return null;
   return {

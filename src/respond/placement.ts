@@ -3,6 +3,9 @@ import { DescribeTargetHealthCommand, paginateDescribeTargetGroups } from '@aws-
 import type { RegionClients } from '../collect/clients.js';
 import type { Placement } from '../core/plan.js';
 
+/** IAM actions this reader calls. */
+export const IAM_ACTIONS = ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTargetHealth', 'autoscaling:DescribeAutoScalingGroups'] as const;
+
 export interface TargetGroupMembership {
   arn: string;
   port: number;

@@ -23,6 +23,28 @@ import type { Notice } from '../notify/types.js';
 import type { ReplacementRow, StateStore } from '../state/store.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
 
+/**
+ * IAM actions a replacement calls. RunInstances with tags needs ec2:CreateTags, and with an instance
+ * profile iam:PassRole on its role.
+ */
+export const IAM_ACTIONS = [
+  'ec2:DescribeInstances',
+  'ec2:DescribeInstanceAttribute',
+  'ec2:DescribeInstanceStatus',
+  'ec2:DescribeLaunchTemplateVersions',
+  'ec2:RunInstances',
+  'ec2:CreateTags',
+  'ec2:TerminateInstances',
+  'iam:PassRole',
+  'elasticloadbalancing:DescribeTargetHealth',
+  'elasticloadbalancing:RegisterTargets',
+  'elasticloadbalancing:DeregisterTargets',
+  'autoscaling:DescribeAutoScalingGroups',
+  'autoscaling:SetDesiredCapacity',
+  'autoscaling:UpdateAutoScalingGroup',
+  'autoscaling:TerminateInstanceInAutoScalingGroup',
+] as const;
+
 /** What a replacement remembers between steps (and across crashes): journaled with every step. */
 export interface ReplacementData {
   [key: string]: unknown;

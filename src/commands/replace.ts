@@ -1,0 +1,90 @@
+import { loadAuditInputs, runAudit } from '../audit.js';
+import { describeError, InputError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { drainOutbox } from '../notify/outbox.js';
+import type { Notice } from '../notify/types.js';
+import { readPlacement } from '../respond/placement.js';
+import { Replacer } from '../respond/replacement.js';
+import { EvidenceMemory } from '../state/evidence-memory.js';
+import type { ReplacementRow } from '../state/store.js';
+import { ClientPool, openStore, transportFromEnv } from './shared.js';
+
+export interface ReplaceFlags {
+  instanceId: string;
+  policies: string;
+  manifests: string;
+  state: string;
+  yes: boolean;
+}
+
+/** Exit statuses of `pristine replace`. */
+export const REPLACE_EXIT = { done: 0, failed: 1, refused: 2, incomplete: 3 } as const;
+
+function describeRow(r: ReplacementRow): string {
+  if (r.status === 'done') return `replaced ${r.oldInstanceId} with ${r.newInstanceId}`;
+  if (r.status === 'rolled-back') return `replacement of ${r.oldInstanceId} rolled back: ${r.error ?? 'unknown error'}; it keeps serving`;
+  return `replacement of ${r.oldInstanceId} stopped at step ${r.step}${r.error ? `: ${r.error}` : ''}; the next run resumes it`;
+}
+
+/**
+ * `pristine replace INSTANCE_ID`: the same replacement a cycle would start, on demand. The instance
+ * must be in scope, not exempt, not protected from termination, with its evidence read in full.
+ */
+export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (question: string) => Promise<boolean>): Promise<{ text: string; exitCode: number }> {
+  if (!/^i-[0-9a-f]{8,17}$/.test(flags.instanceId)) throw new InputError(`not an instance id: ${flags.instanceId}`);
+  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+  const store = openStore(flags.state);
+  const pool = new ClientPool();
+  try {
+    const policies = new Map(inputs.policies.map((p) => [p.name, p]));
+    const notify = (row: ReplacementRow, notice: Notice) => {
+      const channel = (row.data as { channel?: string | null }).channel;
+      if (channel) store.enqueue(channel, notice, row.alertOutboxId);
+    };
+    const replacer = new Replacer({ store, clientsFor: pool.get, logger, notify });
+    const finish = async (row: ReplacementRow) => {
+      await drainOutbox(store, transportFromEnv(logger), logger);
+      return { text: `${describeRow(row)}\n`, exitCode: row.status === 'done' ? REPLACE_EXIT.done : REPLACE_EXIT.failed };
+    };
+
+    const existing = store.replacementOf(flags.instanceId);
+    if (existing?.status === 'in-progress') return await finish(await replacer.resume(existing));
+    if (existing?.status === 'done') throw new InputError(`${flags.instanceId} was already replaced by ${existing.newInstanceId}`);
+
+    const { regions } = await runAudit(inputs, { since: null, logger, clientsFor: pool.get, memory: new EvidenceMemory(store) });
+    const region = regions.find((r) => r.results.some((x) => x.instance.instanceId === flags.instanceId));
+    const result = region?.results.find((x) => x.instance.instanceId === flags.instanceId);
+    if (!region || !result) throw new InputError(`${flags.instanceId} is not a running instance in scope of a policy (or it is exempt): pristine does not act on it`);
+    if (!region.complete || result.gaps.length > 0) {
+      return { text: `${flags.instanceId}: evidence is incomplete (${result.gaps.map((g) => g.message).join('; ') || 'see the audit'}): nothing is replaced on partial evidence\n`, exitCode: REPLACE_EXIT.incomplete };
+    }
+    const policy = policies.get(result.policy);
+    const instance = result.instance;
+    const placement = (await readPlacement(pool.get(instance.region), [instance])).get(instance.instanceId);
+    const candidate = {
+      instanceId: instance.instanceId,
+      region: instance.region,
+      imageId: instance.imageId,
+      policy: result.policy,
+      healthTimeoutMs: policy?.respond.replace.healthTimeout ?? 600_000,
+      channel: policy?.respond.notify?.slack?.channel ?? null,
+      alertOutboxId: store.instance(instance.instanceId)?.alertOutboxId ?? null,
+      placement,
+    };
+    const reason = await replacer.preflight(candidate);
+    if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);
+    const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';
+    const question = `Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
+    if (!flags.yes && !(await confirm(question))) return { text: 'Nothing done.\n', exitCode: REPLACE_EXIT.refused };
+    const row = await replacer.start(candidate);
+    if (!row) throw new InputError(`${flags.instanceId} already has a replacement`);
+    return await finish(row);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    logger.error({ err: describeError(err) }, 'replace failed');
+    throw err;
+  } finally {
+    pool.destroy();
+    store.close();
+  }
+}

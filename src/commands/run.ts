@@ -1,0 +1,55 @@
+import { loadAuditInputs } from '../audit.js';
+import { runCycle, type CycleResult } from '../cycle.js';
+import type { Logger } from '../logger.js';
+import { renderTable } from '../report/table.js';
+import { actionLabel } from '../notify/slack-messages.js';
+import { ClientPool, openStore, transportFromEnv } from './shared.js';
+
+export interface RunFlags {
+  policies: string;
+  manifests: string;
+  since: number | null;
+  format: 'table' | 'json';
+  state: string;
+  dryRun: boolean;
+}
+
+/** The actions of a cycle, for the terminal. */
+export function renderActions(result: CycleResult, dryRun: boolean): string {
+  const lines = [dryRun ? 'Planned actions (dry run: nothing was changed):' : 'Actions:'];
+  const names = new Map(result.report.instances.map((i) => [i.instanceId, i.name ? `${i.instanceId} (${i.name})` : i.instanceId]));
+  if (result.plan.decisions.length === 0) lines.push('  none: no tainted instance');
+  for (const d of result.plan.decisions) lines.push(`  ${names.get(d.instanceId) ?? d.instanceId}: ${d.action.kind === 'dry-run' ? 'would replace' : actionLabel(d.action)}`);
+  for (const b of result.plan.breakers) lines.push(`  BREAKER ${b.policy}: ${b.tainted} of ${b.inScope} tainted (limit ${b.limitPercent}%): nothing replaced`);
+  for (const r of result.replacements) lines.push(`  replacement of ${r.oldInstanceId}: ${r.status}${r.newInstanceId ? `, fresh instance ${r.newInstanceId}` : ''}${r.error ? ` (${r.error})` : ''}`);
+  if (result.outbox && result.outbox.pending > 0) lines.push(`  ${result.outbox.pending} message(s) wait in the outbox: Slack is unavailable`);
+  return lines.join('\n') + '\n';
+}
+
+export function cycleJson(result: CycleResult): string {
+  return `${JSON.stringify(
+    {
+      ...result.report,
+      actions: result.plan.decisions,
+      breakers: result.plan.breakers,
+      replacements: result.replacements.map((r) => ({ id: r.id, oldInstanceId: r.oldInstanceId, newInstanceId: r.newInstanceId, status: r.status, step: r.step, error: r.error })),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+/** `pristine run`: one cycle. */
+export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: string; exitCode: number }> {
+  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+  const store = openStore(flags.state);
+  const pool = new ClientPool();
+  try {
+    const result = await runCycle({ inputs, store, clientsFor: pool.get, transport: transportFromEnv(logger), logger, dryRun: flags.dryRun, since: flags.since });
+    const text = flags.format === 'json' ? cycleJson(result) : `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}`;
+    return { text, exitCode: result.exitCode };
+  } finally {
+    pool.destroy();
+    store.close();
+  }
+}

@@ -1,0 +1,38 @@
+import { openStore } from './shared.js';
+
+const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
+
+/** `pristine status`: open findings, replacements in flight and their step, recent history. */
+export function statusOf(file: string, format: 'table' | 'json'): string {
+  const store = openStore(file);
+  try {
+    const cycles = store.recentCycles(5);
+    const open = store.openFindings();
+    const inFlight = store.inFlight();
+    const recent = store.recentReplacements(10).filter((r) => r.status !== 'in-progress');
+    const outbox = store.outboxStats();
+    if (format === 'json') {
+      return `${JSON.stringify({ cycles, openFindings: open, inFlight, recentReplacements: recent, outbox }, null, 2)}\n`;
+    }
+    const out: string[] = [`State: ${file}`];
+    const last = cycles[0];
+    out.push(last ? `Last cycle: ${iso(last.finishedAt ?? last.startedAt)} (${last.outcome ?? 'running'}${last.exitCode !== null ? `, exit ${last.exitCode}` : ''})` : 'Last cycle: none yet');
+    out.push('', `Open findings (${open.length} tainted instance${open.length === 1 ? '' : 's'} not replaced):`);
+    if (open.length === 0) out.push('  none');
+    for (const i of open) {
+      out.push(`  ${i.instanceId}${i.name ? ` (${i.name})` : ''}  ${i.region}  policy ${i.policy}  tainted since ${iso(i.taintedSince)}`);
+      for (const f of i.findings) out.push(`    ${f.detector} [${f.severity}] ${f.summary}  (first seen ${iso(f.firstSeen)}, last seen ${iso(f.lastSeen)})`);
+    }
+    out.push('', `Replacements in flight (${inFlight.length}):`);
+    if (inFlight.length === 0) out.push('  none');
+    for (const r of inFlight) out.push(`  #${r.id} ${r.oldInstanceId} -> ${r.newInstanceId ?? '(not launched yet)'}  step ${r.step} since ${iso(r.updatedAt)}${r.error ? `  last error: ${r.error}` : ''}`);
+    out.push('', 'Recent history:');
+    for (const c of cycles) out.push(`  cycle #${c.id} ${iso(c.startedAt)} -> ${iso(c.finishedAt)} ${c.outcome ?? 'running'} ${c.summary ? JSON.stringify(c.summary) : ''}`);
+    for (const r of recent) out.push(`  replacement #${r.id} ${r.oldInstanceId} -> ${r.newInstanceId ?? '-'} ${r.status} at ${iso(r.finishedAt)}${r.error ? ` (${r.error})` : ''}`);
+    if (cycles.length === 0 && recent.length === 0) out.push('  none');
+    out.push('', `Slack outbox: ${outbox.pending} waiting, ${outbox.sent} sent, ${outbox.dropped} dropped`);
+    return out.join('\n') + '\n';
+  } finally {
+    store.close();
+  }
+}

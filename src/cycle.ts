@@ -1,0 +1,250 @@
+import { runAudit, type AuditInputs } from './audit.js';
+import type { RegionClients } from './collect/clients.js';
+import type { Finding } from './core/detectors/types.js';
+import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
+import { describeError } from './errors.js';
+import type { Logger } from './logger.js';
+import { drainOutbox, type DrainResult } from './notify/outbox.js';
+import type { Notice, PlannedAction, Transport } from './notify/types.js';
+import type { LoadedPolicy } from './policy/schema.js';
+import { exitCodeOf, type Report, type ReportInstance } from './report/model.js';
+import { readPlacement, type InstancePlacement } from './respond/placement.js';
+import { Replacer, type Candidate } from './respond/replacement.js';
+import { EvidenceMemory } from './state/evidence-memory.js';
+import type { ReplacementRow, StateStore } from './state/store.js';
+
+/** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
+export const DIGEST_ABOVE = 5;
+
+export interface CycleHooks {
+  onReplacement?: (outcome: 'started' | 'done' | 'rolled-back' | 'failed' | 'held') => void;
+  onSlack?: (outcome: 'sent' | 'failed' | 'dropped') => void;
+}
+
+export interface CycleOptions {
+  inputs: AuditInputs;
+  store: StateStore;
+  clientsFor: (region: string) => RegionClients;
+  /** where notices go: Slack, or the terminal when no token is set */
+  transport: Transport;
+  logger: Logger;
+  /** print the plan and change nothing: no AWS mutation, no Slack, no state written */
+  dryRun: boolean;
+  since: number | null;
+  signal?: AbortSignal;
+  hooks?: CycleHooks;
+}
+
+export interface CycleResult {
+  report: Report;
+  plan: Plan;
+  exitCode: number;
+  replacements: ReplacementRow[];
+  outbox: DrainResult | null;
+}
+
+/** The findings key under which the store remembers a finding, so the same evidence is not news twice. */
+function findingKey(f: Pick<Finding, 'detector' | 'evidence' | 'summary'> & { at: number | string | null }): string {
+  const id = f.evidence['eventId'] ?? f.evidence['sessionId'];
+  return `${f.detector}:${typeof id === 'string' ? id : f.summary}`;
+}
+
+function channelOf(policy: LoadedPolicy | undefined): string | null {
+  return policy?.respond.notify?.slack?.channel ?? null;
+}
+
+/**
+ * One cycle: resume replacements left in flight, audit (reading only what is new since the last
+ * cycle), record verdicts, plan, then alert and replace as each policy's `respond` says, and send
+ * what waits in the outbox. With `dryRun` it stops after planning: this is the one place that decides
+ * whether anything changes.
+ */
+export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
+  const { store, logger, inputs } = opts;
+  const startedAt = Date.now();
+  const cycleId = opts.dryRun ? null : store.startCycle(startedAt);
+  const policies = new Map(inputs.policies.map((p) => [p.name, p]));
+  const replacements: ReplacementRow[] = [];
+  const notify = (row: ReplacementRow, notice: Notice) => {
+    const channel = (row.data as { channel?: string | null }).channel;
+    if (channel) store.enqueue(channel, notice, row.alertOutboxId);
+  };
+  const replacer = new Replacer({ store, clientsFor: opts.clientsFor, logger, signal: opts.signal, notify, onOutcome: opts.hooks?.onReplacement });
+
+  try {
+    if (!opts.dryRun) {
+      for (const r of store.inFlight()) {
+        if (opts.signal?.aborted) break;
+        logger.info({ replacement: r.id, instanceId: r.oldInstanceId, step: r.step }, 'resuming replacement');
+        replacements.push(await replacer.resume(r));
+      }
+    }
+
+    const { report, regions } = await runAudit(inputs, {
+      since: opts.since,
+      logger,
+      memory: opts.dryRun ? undefined : new EvidenceMemory(store),
+      clientsFor: opts.clientsFor,
+    });
+    const results = regions.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
+    const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
+
+    // What is news: taints never alerted before, and new evidence on ones that were.
+    let newlyTainted: string[];
+    let newFindings = new Map<string, string[]>();
+    const verdicts = results.map(({ result }) => ({
+      instanceId: result.instance.instanceId,
+      region: result.instance.region,
+      policy: result.policy,
+      name: result.instance.name,
+      verdict: result.verdict,
+      findings: result.findings.map((f) => ({ key: findingKey(f), detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
+    }));
+    if (opts.dryRun) {
+      newlyTainted = verdicts.filter((v) => v.verdict === 'tainted' && store.instance(v.instanceId)?.alertOutboxId == null).map((v) => v.instanceId);
+    } else {
+      ({ newlyTainted, newFindings } = store.recordVerdicts(startedAt, verdicts));
+    }
+
+    // Where enforce candidates serve, read only for them.
+    const prior = new Map<string, PriorReplacement>();
+    const candidates = results.filter(({ result }) => result.verdict === 'tainted' && policies.get(result.policy)?.respond.mode === 'enforce');
+    for (const { result } of candidates) {
+      const r = store.replacementOf(result.instance.instanceId);
+      if (r) prior.set(result.instance.instanceId, { status: r.status, step: r.step, groups: groupsOf(r) });
+    }
+    for (const r of store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, groups: groupsOf(r) });
+    const placement = new Map<string, InstancePlacement>();
+    const placementFailed = new Set<string>();
+    for (const region of inputs.regions) {
+      const wanted = candidates.filter(({ result }) => result.instance.region === region && !prior.has(result.instance.instanceId)).map(({ result }) => result.instance);
+      if (wanted.length === 0) continue;
+      try {
+        for (const [id, p] of await readPlacement(opts.clientsFor(region), wanted)) placement.set(id, p);
+      } catch (err) {
+        logger.warn({ region, err: describeError(err) }, 'target groups or Auto Scaling groups could not be read');
+        wanted.forEach((i) => placementFailed.add(i.instanceId));
+      }
+    }
+
+    const plan = makePlan({
+      now: startedAt,
+      results: results.map((r) => (placementFailed.has(r.result.instance.instanceId) ? { ...r, regionComplete: false } : r)),
+      policies,
+      prior,
+      placement,
+      dryRun: opts.dryRun,
+    });
+
+    // Checks that need AWS but change nothing: termination protection, the group's image.
+    const byId = new Map(results.map(({ result }) => [result.instance.instanceId, result]));
+    const candidateOf = (d: Decision): Candidate => {
+      const result = byId.get(d.instanceId);
+      const policy = policies.get(d.policy);
+      if (!result || !policy) throw new Error(`no verdict for ${d.instanceId}`);
+      return {
+        instanceId: d.instanceId,
+        region: result.instance.region,
+        imageId: result.instance.imageId,
+        policy: d.policy,
+        healthTimeoutMs: policy.respond.replace.healthTimeout,
+        channel: channelOf(policy),
+        alertOutboxId: store.instance(d.instanceId)?.alertOutboxId ?? null,
+        placement: placement.get(d.instanceId),
+      };
+    };
+    for (const d of plan.decisions) {
+      if (d.action.kind !== 'replace' && d.action.kind !== 'dry-run') continue;
+      try {
+        const reason = await replacer.preflight(candidateOf(d));
+        if (reason) d.action = { kind: 'hold', reason };
+      } catch (err) {
+        d.action = { kind: 'hold', reason: `could not check the instance before replacing it: ${describeError(err)}` };
+      }
+    }
+    plan.replace = plan.decisions.filter((d) => d.action.kind === 'replace').map((d) => d.instanceId);
+
+    if (opts.dryRun) return { report, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
+
+    // Alerts first, so replacement progress threads under them.
+    enqueueAlerts(store, policies, plan, newlyTainted, newFindings, reported, startedAt);
+    for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
+
+    for (const id of plan.replace) {
+      if (opts.signal?.aborted) break;
+      const decision = plan.decisions.find((d) => d.instanceId === id);
+      if (!decision) continue;
+      const row = await replacer.start(candidateOf(decision));
+      if (row) replacements.push(row);
+    }
+
+    const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack);
+    const exitCode = exitCodeOf(report);
+    if (cycleId !== null) store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
+    return { report, plan, exitCode, replacements, outbox };
+  } catch (err) {
+    if (cycleId !== null) store.finishCycle(cycleId, 'failed', 3, { error: describeError(err) });
+    throw err;
+  }
+}
+
+export function outcomeOf(exitCode: number): 'ok' | 'tainted' | 'incomplete' | 'failed' {
+  return exitCode === 0 ? 'ok' : exitCode === 1 ? 'tainted' : exitCode === 3 ? 'incomplete' : 'failed';
+}
+
+function groupsOf(r: ReplacementRow): string[] {
+  const d = r.data as { targetGroups?: Array<{ arn: string }>; asg?: { name: string } };
+  return [...(d.targetGroups ?? []).map((t) => t.arn), ...(d.asg ? [`asg:${d.asg.name}`] : [])];
+}
+
+function enqueueAlerts(
+  store: StateStore,
+  policies: ReadonlyMap<string, LoadedPolicy>,
+  plan: Plan,
+  newlyTainted: readonly string[],
+  newFindings: ReadonlyMap<string, string[]>,
+  reported: ReadonlyMap<string, ReportInstance>,
+  now: number,
+): void {
+  const actionOf = new Map<string, PlannedAction>(plan.decisions.map((d) => [d.instanceId, d.action]));
+  store.transaction(() => {
+    // A breaker is news when it trips, not every cycle it stays tripped.
+    const tripped = new Set(plan.breakers.map((b) => b.policy));
+    for (const b of plan.breakers) {
+      const channel = channelOf(policies.get(b.policy));
+      if (store.meta(`breaker:${b.policy}`) === null && channel) store.enqueue(channel, { type: 'breaker', ...b }, null, now);
+      store.setMeta(`breaker:${b.policy}`, String(now));
+    }
+    for (const p of policies.keys()) if (!tripped.has(p)) store.setMeta(`breaker:${p}`, null);
+
+    const byChannel = new Map<string, ReportInstance[]>();
+    for (const id of newlyTainted) {
+      const instance = reported.get(id);
+      const channel = instance ? channelOf(policies.get(instance.policy)) : null;
+      if (!instance || !channel) continue;
+      byChannel.set(channel, [...(byChannel.get(channel) ?? []), instance]);
+    }
+    for (const [channel, instances] of byChannel) {
+      const item = (i: ReportInstance) => ({ instance: i, findings: i.findings, action: actionOf.get(i.instanceId) ?? ({ kind: 'observe' } as PlannedAction) });
+      if (instances.length > DIGEST_ABOVE) {
+        const id = store.enqueue(channel, { type: 'digest', items: instances.map(item) }, null, now);
+        for (const i of instances) store.setAlert(i.instanceId, id);
+      } else {
+        for (const i of instances) store.setAlert(i.instanceId, store.enqueue(channel, { type: 'taint', ...item(i) }, null, now));
+      }
+    }
+    for (const [id, keys] of newFindings) {
+      const instance = reported.get(id);
+      const alert = store.instance(id)?.alertOutboxId ?? null;
+      const channel = instance ? channelOf(policies.get(instance.policy)) : null;
+      if (!instance || !channel || alert === null) continue;
+      const fresh = instance.findings.filter((f) => keys.includes(findingKey(f)));
+      store.enqueue(
+        channel,
+        { type: 'progress', instanceId: id, step: 'evidence', outcome: 'progress', message: `New evidence: ${fresh.map((f) => `${f.detector}: ${f.summary}`).join('; ')}` },
+        alert,
+        now,
+      );
+    }
+  });
+}
