@@ -11,6 +11,7 @@ import { createLogger } from './logger.js';
 import { recordManifests } from './manifest/record.js';
 import { iamPolicyFor } from './permissions.js';
 import { loadPolicies } from './policy/load.js';
+import { runDaemon } from './commands/daemon.js';
 import { replaceOne } from './commands/replace.js';
 import { runOnce } from './commands/run.js';
 import { statusOf } from './commands/status.js';
@@ -99,6 +100,22 @@ function build(): Command {
       const { text, exitCode } = await runOnce({ ...opts, since }, logger);
       await writeOutput(text, opts.output);
       process.exitCode = exitCode;
+    });
+
+  program
+    .command('daemon')
+    .description('run a cycle at start and then on a schedule; serve /healthz and /metrics; log JSON lines')
+    .option('--policies <dir>', 'policy directory or file', 'policies')
+    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
+    .option('--since <duration|iso>', 'examine activity from this time on the first cycle (later cycles read only what is new)')
+    .option(...STATE_FLAG)
+    .option('--schedule <cron>', 'cron expression (five fields, or six with seconds)', '*/10 * * * *')
+    .option('--listen <[host:]port>', 'address for /healthz and /metrics', '9464')
+    .action(async (opts: { policies: string; manifests: string; since?: string; state: string; schedule: string; listen: string }) => {
+      // A daemon logs its cycles: info unless --log-level says otherwise.
+      const logger = createLogger(program.getOptionValueSource('logLevel') === 'default' ? 'info' : logLevel());
+      const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
+      process.exitCode = await runDaemon({ ...opts, since }, logger);
     });
 
   program

@@ -161,6 +161,7 @@ export class AwsFake {
   private readonly upstream: URL | undefined;
   private readonly upstreamAgent = new Agent({ keepAlive: true });
   private readonly failures = new Map<string, Required<FailureSpec>>();
+  private readonly delays = new Map<string, { before: number; after: number }>();
   /** Admission times of LookupEvents requests, per region, for the sliding-window limit. */
   private readonly lookupWindow = new Map<string, number[]>();
   private server: Server | undefined;
@@ -231,6 +232,19 @@ export class AwsFake {
     });
   }
 
+  /**
+   * Holds every request of an operation: `before` ms before handling or forwarding it, `after` ms
+   * after moto answered and before the answer is passed on. A test can then kill the caller while
+   * the call has not happened yet, or has happened but the caller does not know.
+   */
+  delay(operation: string, ms: { before?: number; after?: number }): void {
+    this.delays.set(operation, { before: ms.before ?? 0, after: ms.after ?? 0 });
+  }
+
+  clearDelays(): void {
+    this.delays.clear();
+  }
+
   clearFailures(): void {
     this.failures.clear();
   }
@@ -267,6 +281,9 @@ export class AwsFake {
       outcome: 'pending',
     };
     this.calls.push(call);
+
+    const delay = this.delays.get(request.operation);
+    if (delay?.before) await new Promise((r) => setTimeout(r, delay.before));
 
     const failure = this.takeFailure(request.operation);
     if (failure) {
@@ -342,8 +359,15 @@ export class AwsFake {
           const headerCode = upstreamRes.headers['x-amzn-errortype'];
           if (typeof headerCode === 'string') call.errorCode = headerCode.split(':')[0];
         }
-        res.writeHead(status, upstreamRes.headers);
-        upstreamRes.pipe(res);
+        const pass = () => {
+          res.writeHead(status, upstreamRes.headers);
+          upstreamRes.pipe(res);
+        };
+        const after = this.delays.get(request.operation)?.after ?? 0;
+        if (after > 0) {
+          upstreamRes.pause();
+          setTimeout(pass, after);
+        } else pass();
       },
     );
     upstreamReq.on('error', (err) => {
