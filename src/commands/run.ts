@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { loadAuditInputs } from '../audit.js';
 import { runCycle, type CycleResult } from '../cycle.js';
 import type { Logger } from '../logger.js';
@@ -42,7 +43,8 @@ export function cycleJson(result: CycleResult): string {
 /** `pristine run`: one cycle. */
 export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: string; exitCode: number }> {
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
-  const store = openStore(flags.state);
+  // A dry run changes nothing, not even the state file: without one it works from an empty memory.
+  const store = openStore(flags.dryRun && !existsSync(flags.state) ? ':memory:' : flags.state);
   const pool = new ClientPool();
   try {
     const result = await runCycle({ inputs, store, clientsFor: pool.get, transport: transportFromEnv(logger), logger, dryRun: flags.dryRun, since: flags.since });

@@ -4,7 +4,25 @@ import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { EC2Client, RegisterImageCommand, RunInstancesCommand, type Tag } from '@aws-sdk/client-ec2';
+import { AutoScalingClient, CreateAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  CreateLaunchTemplateCommand,
+  DescribeInstancesCommand,
+  DescribeSubnetsCommand,
+  DescribeVpcsCommand,
+  EC2Client,
+  RegisterImageCommand,
+  RunInstancesCommand,
+  type Instance,
+  type Tag,
+} from '@aws-sdk/client-ec2';
+import {
+  CreateTargetGroupCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { SlackFake } from './slack-fake.js';
 import { AwsFake, type CloudTrailRecord } from './aws-fake.js';
 import { readFixtureJson, repoRoot } from './fixtures.js';
 import { FIXTURE_INSTANCE, debianPackages } from './facts.js';
@@ -32,6 +50,10 @@ export class Scenario {
   readonly fake: AwsFake;
   /** seeding goes straight to moto, so the fake's call log holds only what pristine called */
   readonly ec2: EC2Client;
+  readonly elbv2: ElasticLoadBalancingV2Client;
+  readonly autoscaling: AutoScalingClient;
+  readonly slack = new SlackFake();
+  readonly statePath: string;
   readonly policiesDir: string;
   readonly manifestsDir: string;
 
@@ -42,6 +64,9 @@ export class Scenario {
   ) {
     this.fake = fake;
     this.ec2 = new EC2Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
+    this.elbv2 = new ElasticLoadBalancingV2Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
+    this.autoscaling = new AutoScalingClient({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
+    this.statePath = path.join(dir, 'state', 'pristine.db');
     this.policiesDir = path.join(dir, 'policies');
     this.manifestsDir = path.join(dir, 'manifests');
   }
@@ -54,11 +79,15 @@ export class Scenario {
     const s = new Scenario(moto, fake, dir);
     await mkdir(s.policiesDir);
     await mkdir(s.manifestsDir);
+    await s.slack.start();
     return s;
   }
 
   async stop(): Promise<void> {
     this.ec2.destroy();
+    this.elbv2.destroy();
+    this.autoscaling.destroy();
+    await this.slack.stop();
     await this.fake.stop();
     await this.moto.stop();
     await rm(this.dir, { recursive: true, force: true });
@@ -76,6 +105,8 @@ export class Scenario {
       AWS_SHARED_CREDENTIALS_FILE: path.join(this.dir, 'no-aws-credentials'),
       AWS_EC2_METADATA_DISABLED: 'true',
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      // Per-service variables for the three the audit reads; the rest (ELBv2, Auto Scaling) by the global one.
+      AWS_ENDPOINT_URL: this.fake.url,
       AWS_ENDPOINT_URL_EC2: this.fake.url,
       AWS_ENDPOINT_URL_CLOUDTRAIL: this.fake.url,
       AWS_ENDPOINT_URL_SSM: this.fake.url,
@@ -86,6 +117,81 @@ export class Scenario {
   /** Run the built `pristine` CLI (dist/cli.js) as a user would. */
   run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
     return runCli(args, this.env(extraEnv), this.dir);
+  }
+
+  /** Slack environment for the CLI: the token and the stand-in's API base. */
+  slackEnv(): Record<string, string> {
+    return { SLACK_BOT_TOKEN: 'xoxb-test-token-do-not-log', SLACK_API_URL: this.slack.url };
+  }
+
+  /** `pristine run --format json` with this scenario's policies, manifests, state and Slack. */
+  async cycle(extra: string[] = [], env: Record<string, string> = this.slackEnv()): Promise<CliResult & { report: CycleReport }> {
+    const r = await this.run(['run', '--policies', this.policiesDir, '--manifests', this.manifestsDir, '--state', this.statePath, '--format', 'json', ...extra], env);
+    let report: CycleReport;
+    try {
+      report = JSON.parse(r.stdout) as CycleReport;
+    } catch {
+      throw new Error(`run printed no JSON report (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    }
+    return { ...r, report };
+  }
+
+  async defaultSubnet(): Promise<{ vpcId: string; subnetId: string }> {
+    const vpcs = await this.ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'isDefault', Values: ['true'] }] }));
+    const vpcId = vpcs.Vpcs?.[0]?.VpcId ?? '';
+    const subnets = await this.ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }] }));
+    return { vpcId, subnetId: subnets.Subnets?.[0]?.SubnetId ?? '' };
+  }
+
+  /** An ELBv2 target group (instance targets, HTTP) holding the given instances. */
+  async targetGroup(name: string, instanceIds: string[], port = 80): Promise<string> {
+    const { vpcId } = await this.defaultSubnet();
+    const tg = await this.elbv2.send(new CreateTargetGroupCommand({ Name: name, Protocol: 'HTTP', Port: port, VpcId: vpcId, TargetType: 'instance' }));
+    const arn = tg.TargetGroups?.[0]?.TargetGroupArn ?? '';
+    if (instanceIds.length) await this.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: instanceIds.map((Id) => ({ Id, Port: port })) }));
+    return arn;
+  }
+
+  /** Target ids and states in a target group. */
+  async targets(arn: string): Promise<Record<string, string>> {
+    const out = await this.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: arn }));
+    return Object.fromEntries((out.TargetHealthDescriptions ?? []).map((d) => [d.Target?.Id ?? '', d.TargetHealth?.State ?? '']));
+  }
+
+  /** An Auto Scaling group launching `imageId` from a launch template, its instances tagged. */
+  async autoScalingGroup(name: string, imageId: string, tags: Record<string, string>, opts: { desired?: number; targetGroupArns?: string[] } = {}): Promise<string[]> {
+    const { subnetId } = await this.defaultSubnet();
+    const lt = await this.ec2.send(
+      new CreateLaunchTemplateCommand({
+        LaunchTemplateName: `${name}-lt`,
+        LaunchTemplateData: { ImageId: imageId, InstanceType: 't3.micro', TagSpecifications: [{ ResourceType: 'instance', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }] },
+      }),
+    );
+    const desired = opts.desired ?? 2;
+    await this.autoscaling.send(
+      new CreateAutoScalingGroupCommand({
+        AutoScalingGroupName: name,
+        MinSize: desired,
+        MaxSize: desired + 2,
+        DesiredCapacity: desired,
+        VPCZoneIdentifier: subnetId,
+        LaunchTemplate: { LaunchTemplateId: lt.LaunchTemplate?.LaunchTemplateId, Version: '$Latest' },
+        TargetGroupARNs: opts.targetGroupArns,
+      }),
+    );
+    const members = await this.instances([{ Name: 'tag:aws:autoscaling:groupName', Values: [name] }]);
+    for (const i of members) if (i.InstanceId) this.cleanInventory(i.InstanceId);
+    return members.flatMap((i) => (i.InstanceId ? [i.InstanceId] : []));
+  }
+
+  /** Instances in moto matching the filters (every state unless filtered). */
+  async instances(filters: Array<{ Name: string; Values: string[] }>): Promise<Instance[]> {
+    const out = await this.ec2.send(new DescribeInstancesCommand({ Filters: filters }));
+    return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+  }
+
+  async state(instanceId: string): Promise<string | undefined> {
+    return (await this.instances([{ Name: 'instance-id', Values: [instanceId] }]))[0]?.State?.Name;
   }
 
   /** `pristine audit --format json` against this scenario's policies and manifests. */
@@ -181,6 +287,13 @@ export class Scenario {
     this.fake.cloudtrail.records.push(record);
     return record;
   }
+}
+
+/** `pristine run --format json`: the report plus what the cycle did. */
+export interface CycleReport extends AuditReport {
+  actions: Array<{ instanceId: string; policy: string; action: { kind: string; reason?: string } }>;
+  breakers: Array<{ policy: string; tainted: number; inScope: number; limitPercent: number }>;
+  replacements: Array<{ id: number; oldInstanceId: string; newInstanceId: string | null; status: string; step: string; error: string | null }>;
 }
 
 /** The report fields the integration tests read. */
