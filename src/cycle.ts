@@ -127,16 +127,17 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       }
     }
 
-    const plan = makePlan({
+    const planInput = {
       now: startedAt,
       results: results.map((r) => (placementFailed.has(r.result.instance.instanceId) ? { ...r, regionComplete: false } : r)),
       policies,
       prior,
       placement,
       dryRun: opts.dryRun,
-    });
+    };
 
-    // Checks that need AWS but change nothing: termination protection, the group's image.
+    // Checks that need AWS but change nothing (termination protection, the group's image). An instance
+    // they rule out gives its place under maxPerCycle and maxUnavailable to the next one: plan again.
     const byId = new Map(results.map(({ result }) => [result.instance.instanceId, result]));
     const candidateOf = (d: Decision): Candidate => {
       const result = byId.get(d.instanceId);
@@ -153,16 +154,23 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
         placement: placement.get(d.instanceId),
       };
     };
-    for (const d of plan.decisions) {
-      if (d.action.kind !== 'replace' && d.action.kind !== 'dry-run') continue;
-      try {
-        const reason = await replacer.preflight(candidateOf(d));
-        if (reason) d.action = { kind: 'hold', reason };
-      } catch (err) {
-        d.action = { kind: 'hold', reason: `could not check the instance before replacing it: ${describeError(err)}` };
+    const blocked = new Map<string, string>();
+    const checked = new Set<string>();
+    let plan = makePlan({ ...planInput, blocked });
+    for (;;) {
+      const unchecked = plan.decisions.filter((d) => (d.action.kind === 'replace' || d.action.kind === 'dry-run') && !checked.has(d.instanceId));
+      if (unchecked.length === 0) break;
+      for (const d of unchecked) {
+        checked.add(d.instanceId);
+        try {
+          const reason = await replacer.preflight(candidateOf(d));
+          if (reason) blocked.set(d.instanceId, reason);
+        } catch (err) {
+          blocked.set(d.instanceId, `could not check the instance before replacing it: ${describeError(err)}`);
+        }
       }
+      plan = makePlan({ ...planInput, blocked });
     }
-    plan.replace = plan.decisions.filter((d) => d.action.kind === 'replace').map((d) => d.instanceId);
 
     if (opts.dryRun) return { report, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
 

@@ -27,6 +27,8 @@ export interface PlanInput {
   /** instance id -> where it serves (only needed for enforce candidates) */
   placement: ReadonlyMap<string, Placement>;
   dryRun: boolean;
+  /** instance id -> why it must not be replaced (found by checks against AWS: termination protection...) */
+  blocked?: ReadonlyMap<string, string>;
 }
 
 export interface Decision {
@@ -87,7 +89,8 @@ export function plan(input: PlanInput): Plan {
     const breaker = tripped(respond.breaker.taintedShare, tainted.length, results.length);
     if (breaker && respond.mode === 'enforce') {
       const share = respond.breaker.taintedShare;
-      breakers.push({ policy: policyName, tainted: tainted.length, inScope: results.length, limitPercent: share.kind === 'percent' ? share.value * 100 : share.value });
+      const percent = share.kind === 'percent' ? share.value * 100 : (share.value / results.length) * 100;
+      breakers.push({ policy: policyName, tainted: tainted.length, inScope: results.length, limitPercent: Math.round(percent * 10) / 10 });
     }
     let started = 0;
     const oldestFirst = [...tainted].sort((a, b) => a.result.instance.launchTime - b.result.instance.launchTime);
@@ -103,6 +106,7 @@ export function plan(input: PlanInput): Plan {
       else if (breaker) hold(`breaker tripped: ${tainted.length} of ${results.length} instances tainted`);
       else if (!regionComplete || result.gaps.length > 0) hold('evidence is incomplete: nothing is replaced on partial evidence');
       else if (input.now - instance.launchTime < respond.replace.minAge) hold(`younger than minAge ${minutes(respond.replace.minAge)}`);
+      else if (input.blocked?.has(instance.instanceId)) hold(input.blocked.get(instance.instanceId) as string);
       else if (!inAnyWindow(respond.replace.windows, input.now)) hold(`outside the replacement windows (${(respond.replace.windows ?? []).map((w) => w.text).join('; ')})`);
       else if (started >= respond.replace.maxPerCycle) hold(`maxPerCycle ${respond.replace.maxPerCycle} reached: next cycle`);
       else {

@@ -24,7 +24,9 @@ function parseDays(spec: string): Set<number> {
   if (/^(daily|\*)$/i.test(spec)) return new Set([0, 1, 2, 3, 4, 5, 6]);
   const days = new Set<number>();
   for (const part of spec.split(',')) {
-    const [a, b] = part.split('-');
+    const names = part.split('-');
+    if (names.length > 2) throw new Error(`bad day range "${part}"`);
+    const [a, b] = names;
     if (a === undefined || a === '') throw new Error(`empty day in "${spec}"`);
     const from = dayIndex(a);
     const to = b === undefined ? from : dayIndex(b);

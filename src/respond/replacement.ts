@@ -109,6 +109,8 @@ export interface Candidate {
 }
 
 const errName = (err: unknown) => (err as { name?: string }).name ?? '';
+/** ELBv2's InvalidTarget: the target is not (or no longer) registered. The SDK names it InvalidTargetException. */
+const notRegistered = (err: unknown) => errName(err) === 'InvalidTargetException' || errName(err) === 'InvalidTarget';
 const data = (row: ReplacementRow) => row.data as ReplacementData;
 
 function userTags(i: Ec2Instance, oldId: string, replacementId: number): Array<{ Key: string; Value: string }> {
@@ -274,7 +276,7 @@ export class Replacer {
           try {
             await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: row.oldInstanceId, Port: tg.port }] }));
           } catch (err) {
-            if (errName(err) !== 'InvalidTarget') throw err; // already gone
+            if (!notRegistered(err)) throw err; // already gone
           }
         }
         return;
@@ -503,7 +505,7 @@ export class Replacer {
           try {
             await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: fresh, Port: tg.port }] }));
           } catch (err) {
-            if (errName(err) !== 'InvalidTarget') throw err;
+            if (!notRegistered(err)) throw err;
           }
         }
         const inst = await this.describe(c, fresh);

@@ -166,9 +166,10 @@ export class StateStore {
   private constructor(private readonly db: Database.Database) {}
 
   static open(file: string): StateStore {
+    let db: Database.Database | undefined;
     try {
       if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-      const db = new Database(file);
+      db = new Database(file);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
@@ -182,6 +183,7 @@ export class StateStore {
       }
       return new StateStore(db);
     } catch (err) {
+      if (db?.open) db.close();
       if (err instanceof StoreError) throw err;
       throw new StoreError(`state store ${file} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -1,0 +1,256 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { drainOutbox } from '../../src/notify/outbox.js';
+import { NotifyError } from '../../src/notify/slack-transport.js';
+import type { Notice, Transport } from '../../src/notify/types.js';
+import { StateStore } from '../../src/state/store.js';
+
+const logger = pino({ level: 'silent' });
+
+interface Sent {
+  channel: string;
+  message: string;
+  threadTs: string | null;
+}
+
+/**
+ * A Transport that records what it sends and answers `ts-<message>`. `failWith` decides, per call,
+ * whether this attempt throws instead (a call that throws sends nothing).
+ */
+class FakeTransport implements Transport {
+  readonly sent: Sent[] = [];
+  readonly attempts: string[] = [];
+  failWith: (message: string, attempt: number) => Error | null = () => null;
+
+  async send(input: { channel: string; notice: Notice; threadTs?: string | null }): Promise<{ ts: string | null }> {
+    const message = input.notice.type === 'progress' ? input.notice.message : input.notice.type;
+    this.attempts.push(message);
+    const err = this.failWith(message, this.attempts.filter((m) => m === message).length);
+    if (err) throw err;
+    this.sent.push({ channel: input.channel, message, threadTs: input.threadTs ?? null });
+    return { ts: `ts-${message}` };
+  }
+}
+
+const retryable = () => new NotifyError('Slack chat.postMessage failed: rate limited', { retryable: true, code: 'rate_limited' });
+const refused = () => new NotifyError('Slack chat.postMessage failed: channel_not_found', { retryable: false, code: 'channel_not_found' });
+
+function progress(message: string): Notice {
+  return { type: 'progress', instanceId: 'i-0abc', step: 'launch', outcome: 'progress', message };
+}
+
+let dir: string;
+let store: StateStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'pristine-outbox-'));
+  store = StateStore.open(path.join(dir, 'state.db'));
+});
+
+afterEach(async () => {
+  store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('drainOutbox', () => {
+  it('sends every pending message once, in the order queued', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    store.enqueue('#ops', progress('m1'));
+    store.enqueue('#sec', progress('m2'));
+    store.enqueue('#ops', progress('m3'));
+
+    // Act
+    const result = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(transport.sent).toEqual([
+      { channel: '#ops', message: 'm1', threadTs: null },
+      { channel: '#sec', message: 'm2', threadTs: null },
+      { channel: '#ops', message: 'm3', threadTs: null },
+    ]);
+    expect(result).toEqual({ sent: 3, failed: 0, dropped: 0, pending: 0 });
+    expect(store.pending()).toEqual([]);
+    expect(store.outboxStats()).toEqual({ pending: 0, sent: 3, dropped: 0 });
+  });
+
+  it('records the ts Slack gave each message', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    const id = store.enqueue('#ops', progress('alert'));
+
+    // Act
+    await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(store.sentTs(id)).toBe('ts-alert');
+  });
+
+  it('threads a reply under its parent’s ts', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    const alert = store.enqueue('#ops', progress('alert'));
+    store.enqueue('#ops', progress('unrelated'));
+    store.enqueue('#ops', progress('reply'), alert);
+
+    // Act
+    await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(transport.sent).toEqual([
+      { channel: '#ops', message: 'alert', threadTs: null },
+      { channel: '#ops', message: 'unrelated', threadTs: null },
+      { channel: '#ops', message: 'reply', threadTs: 'ts-alert' },
+    ]);
+  });
+
+  it('threads a reply under a parent sent in an earlier drain', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    const alert = store.enqueue('#ops', progress('alert'));
+    await drainOutbox(store, transport, logger);
+    store.enqueue('#ops', progress('reply'), alert);
+
+    // Act
+    await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(transport.sent.map((s) => [s.message, s.threadTs])).toEqual([
+      ['alert', null],
+      ['reply', 'ts-alert'],
+    ]);
+  });
+
+  it('stops at a retryable failure: the rest wait, in order, and the next drain sends them exactly once', async () => {
+    // Prepare: m2 is rate limited on its first attempt only
+    const transport = new FakeTransport();
+    transport.failWith = (m, attempt) => (m === 'm2' && attempt === 1 ? retryable() : null);
+    const ids = ['m1', 'm2', 'm3', 'm4'].map((m) => store.enqueue('#ops', progress(m)));
+    store.enqueue('#ops', progress('m2-reply'), ids[1]);
+
+    // Act
+    const first = await drainOutbox(store, transport, logger);
+    const waiting = store.pending();
+    const second = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(first).toEqual({ sent: 1, failed: 1, dropped: 0, pending: 4 });
+    expect(waiting.map((m) => [(m.notice as { message: string }).message, m.attempts, m.lastError])).toEqual([
+      ['m2', 1, expect.stringContaining('Slack chat.postMessage failed: rate limited')],
+      ['m3', 0, null],
+      ['m4', 0, null],
+      ['m2-reply', 0, null],
+    ]);
+    expect(second).toEqual({ sent: 4, failed: 0, dropped: 0, pending: 0 });
+    expect(transport.attempts).toEqual(['m1', 'm2', 'm2', 'm3', 'm4', 'm2-reply']);
+    expect(transport.sent.map((s) => [s.message, s.threadTs])).toEqual([
+      ['m1', null],
+      ['m2', null],
+      ['m3', null],
+      ['m4', null],
+      ['m2-reply', 'ts-m2'],
+    ]);
+    expect(store.outboxStats()).toEqual({ pending: 0, sent: 5, dropped: 0 });
+  });
+
+  it('treats an error that is not a NotifyError as retryable', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    transport.failWith = (m) => (m === 'm1' ? new Error('socket hang up') : null);
+    store.enqueue('#ops', progress('m1'));
+    store.enqueue('#ops', progress('m2'));
+
+    // Act
+    const result = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(result).toEqual({ sent: 0, failed: 1, dropped: 0, pending: 2 });
+    expect(transport.attempts).toEqual(['m1']);
+    expect(store.pending()).toHaveLength(2);
+  });
+
+  it('drops a message Slack will never take and goes on with the rest', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    transport.failWith = (m) => (m === 'm2' ? refused() : null);
+    const ids = ['m1', 'm2', 'm3'].map((m) => store.enqueue('#ops', progress(m)));
+    const outcomes: string[] = [];
+
+    // Act
+    const first = await drainOutbox(store, transport, logger, (o) => outcomes.push(o));
+    const second = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(first).toEqual({ sent: 2, failed: 0, dropped: 1, pending: 0 });
+    expect(outcomes).toEqual(['sent', 'dropped', 'sent']);
+    expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm3']);
+    expect(store.sentTs(ids[1]!)).toBeNull();
+    expect(store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
+    expect(second).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
+    expect(transport.attempts).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it('sends a reply whose parent was dropped without a thread', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    transport.failWith = (m) => (m === 'alert' ? refused() : null);
+    const alert = store.enqueue('#gone', progress('alert'));
+    store.enqueue('#gone', progress('reply'), alert);
+
+    // Act
+    const result = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(result).toEqual({ sent: 1, failed: 0, dropped: 1, pending: 0 });
+    expect(transport.sent).toEqual([{ channel: '#gone', message: 'reply', threadTs: null }]);
+  });
+
+  it('sends a reply whose parent was sent without a ts as a plain message', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    const alert = store.enqueue('#ops', progress('alert'));
+    store.markSent(alert, null);
+    store.enqueue('#ops', progress('reply'), alert);
+
+    // Act
+    await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(transport.sent).toEqual([{ channel: '#ops', message: 'reply', threadTs: null }]);
+  });
+
+  it('never sends a message twice across drains, whatever fails when', async () => {
+    // Prepare: every message fails retryably on its first attempt, m3 is refused outright
+    const transport = new FakeTransport();
+    transport.failWith = (m, attempt) => (m === 'm3' ? refused() : attempt === 1 ? retryable() : null);
+    const ids: number[] = [];
+    for (const m of ['m1', 'm2', 'm3', 'm4', 'm5']) ids.push(store.enqueue('#ops', progress(m), m === 'm4' ? (ids[0] ?? null) : null));
+
+    // Act
+    const results = [];
+    for (let k = 0; k < 8; k++) results.push(await drainOutbox(store, transport, logger));
+
+    // Assess
+    expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm2', 'm4', 'm5']);
+    expect(transport.sent.find((s) => s.message === 'm4')?.threadTs).toBe('ts-m1');
+    expect(store.outboxStats()).toEqual({ pending: 0, sent: 4, dropped: 1 });
+    expect(results.at(-1)).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
+    const sentPerDrain = results.map((r) => r.sent);
+    expect(sentPerDrain.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+
+  it('does nothing on an empty outbox', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+
+    // Act
+    const result = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(result).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
+    expect(transport.attempts).toEqual([]);
+  });
+});
