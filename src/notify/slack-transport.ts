@@ -253,6 +253,7 @@ export class ConsoleTransport implements Transport {
     const ts = `console-${++this.seq}`;
     let body = renderPlain(input.notice);
     if (input.threadTs) body = body.split('\n').map((l, k) => (k === 0 ? `  ↳ ${l}` : `    ${l}`)).join('\n');
+    else body = `[${input.channel}] ${body}`;
     this.out.write(`${body}\n\n`);
     return { ts };
   }
