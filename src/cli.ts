@@ -158,8 +158,9 @@ function build(): Command {
     .command('iam')
     .description('print the least-privilege IAM policy for these policies')
     .argument('[dir]', 'policy directory or file', 'policies')
-    .action(async (dir: string) => {
-      process.stdout.write(`${JSON.stringify(iamPolicyFor(await loadPolicies(dir)), null, 2)}\n`);
+    .option('--replace', 'include what replacing needs even when no policy enforces (for `pristine replace`)', false)
+    .action(async (dir: string, opts: { replace: boolean }) => {
+      process.stdout.write(`${JSON.stringify(iamPolicyFor(await loadPolicies(dir), opts), null, 2)}\n`);
     });
 
   const manifest = program.command('manifest').description('work with baked-image manifests');

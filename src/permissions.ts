@@ -17,11 +17,14 @@ export function allDeclaredActions(): Set<string> {
   return new Set<string>([...PERMISSIONS.audit, ...PERMISSIONS.replace]);
 }
 
-/** The least-privilege IAM policy document for these policies: audit always; replacement only with an enforce policy. */
-export function iamPolicyFor(policies: readonly LoadedPolicy[]): { Version: string; Statement: Array<Record<string, unknown>> } {
+/**
+ * The least-privilege IAM policy document for these policies: audit always; replacement only with an
+ * enforce policy, or when asked for (`pristine replace` works whatever the mode).
+ */
+export function iamPolicyFor(policies: readonly LoadedPolicy[], opts: { replace?: boolean } = {}): { Version: string; Statement: Array<Record<string, unknown>> } {
   const sorted = (xs: readonly string[]) => [...new Set(xs)].sort();
   const statements: Array<Record<string, unknown>> = [{ Sid: 'PristineAudit', Effect: 'Allow', Action: sorted(PERMISSIONS.audit), Resource: '*' }];
-  if (policies.some((p) => p.respond.mode === 'enforce')) {
+  if (opts.replace || policies.some((p) => p.respond.mode === 'enforce')) {
     const replace = PERMISSIONS.replace.filter((a) => a !== 'iam:PassRole');
     statements.push({ Sid: 'PristineReplace', Effect: 'Allow', Action: sorted(replace), Resource: '*' });
     statements.push({

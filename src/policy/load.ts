@@ -10,7 +10,7 @@ const POLICY_FILE = /\.ya?ml$/;
 async function listPolicyFiles(dir: string): Promise<string[]> {
   const info = await stat(dir).catch(() => null);
   if (!info) throw new InputError(`policies directory not found: ${dir}`);
-  if (info.isFile()) return [dir];
+  if (!info.isDirectory()) return [dir];
   const names = (await readdir(dir)).filter((n) => POLICY_FILE.test(n)).sort();
   if (names.length === 0) throw new InputError(`${dir}: no policy files (*.yaml, *.yml)`);
   return names.map((n) => path.join(dir, n));
