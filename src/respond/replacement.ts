@@ -72,6 +72,8 @@ const STANDALONE_STEPS = ['prepare', 'launch', 'wait-running', 'register', 'wait
 const ASG_STEPS = ['prepare', 'surge', 'wait-new', 'wait-healthy', 'deregister-old', 'wait-drained', 'terminate-old', 'restore'] as const;
 type Step = (typeof STANDALONE_STEPS)[number] | (typeof ASG_STEPS)[number];
 
+const WAIT_STEPS: ReadonlySet<string> = new Set(['wait-running', 'wait-healthy', 'wait-drained', 'wait-new']);
+
 /** From here on the fresh instance serves and the old one is leaving: failures are retried, never rolled back. */
 const POINT_OF_NO_RETURN: ReadonlySet<string> = new Set(['deregister-old', 'wait-drained', 'terminate-old', 'restore']);
 
@@ -179,7 +181,7 @@ export class Replacer {
     });
     if (!row) return null;
     this.deps.onOutcome?.('started');
-    this.deps.notify?.(row, { type: 'progress', instanceId: c.instanceId, step: 'prepare', outcome: 'started', message: `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.` });
+    this.progress(row, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
     return this.drive(row);
   }
 
@@ -203,6 +205,8 @@ export class Replacer {
       const step = steps[index] as Step;
       if (this.deps.signal?.aborted) return row; // parked between steps
       const d = data(row);
+      // A wait's deadline is journaled with its start, so a restart does not reset the clock.
+      if (WAIT_STEPS.has(step)) (d.deadlines ??= {})[step] ??= Date.now() + d.healthTimeoutMs;
       row = store.journal(row.id, step, 'begin', { data: d });
       const log = logger.child({ replacement: row.id, instanceId: row.oldInstanceId, step });
       try {
@@ -223,33 +227,24 @@ export class Replacer {
           d.announced = [...(d.announced ?? []), step];
           row = store.journal(row.id, step, 'fail', { data: d });
           this.deps.onOutcome?.('failed');
-          this.deps.notify?.(row, {
-            type: 'progress',
-            instanceId: row.oldInstanceId,
-            step,
-            outcome: 'failed',
-            newInstanceId: row.newInstanceId,
-            message: `${message}. The fresh instance ${row.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`,
-          });
+          this.progress(row, step, 'failed', `${message}. The fresh instance ${row.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`);
         }
         return row;
       }
     }
     row = store.journal(row.id, 'done', 'end', { status: 'done', error: null });
     this.deps.onOutcome?.('done');
-    this.deps.notify?.(row, {
-      type: 'progress',
-      instanceId: row.oldInstanceId,
-      step: 'done',
-      outcome: 'done',
-      newInstanceId: row.newInstanceId,
-      message: `Replaced: ${row.newInstanceId} serves in place of ${row.oldInstanceId}, which is terminated.`,
-    });
+    this.progress(row, 'done', 'done', `Replaced: ${row.newInstanceId} serves in place of ${row.oldInstanceId}, which is terminated.`);
     return row;
   }
 
+  /** A reply in the instance's alert thread. */
+  private progress(row: ReplacementRow, step: string, outcome: Extract<Notice, { type: 'progress' }>['outcome'], message: string): void {
+    this.deps.notify?.(row, { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message });
+  }
+
   private milestone(row: ReplacementRow, step: Step): void {
-    const say = (message: string) => this.deps.notify?.(row, { type: 'progress', instanceId: row.oldInstanceId, step, outcome: 'progress', newInstanceId: row.newInstanceId, message });
+    const say = (message: string) => this.progress(row, step, 'progress', message);
     if (step === 'launch' || step === 'wait-new') say(`Launched ${row.newInstanceId} from the recorded image.`);
     if (step === 'wait-healthy') say(`${row.newInstanceId} is healthy${data(row).targetGroups.length ? ' in every target group' : ''}; removing ${row.oldInstanceId}.`);
   }
@@ -272,14 +267,7 @@ export class Replacer {
       case 'wait-healthy':
         return this.waitFor(d, step, () => this.healthyEverywhere(c, row.newInstanceId as string, d.targetGroups), `${row.newInstanceId} did not become healthy in its target groups`);
       case 'deregister-old':
-        for (const tg of d.targetGroups) {
-          try {
-            await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: row.oldInstanceId, Port: tg.port }] }));
-          } catch (err) {
-            if (!notRegistered(err)) throw err; // already gone
-          }
-        }
-        return;
+        return deregister(c, row.oldInstanceId, d.targetGroups);
       case 'wait-drained':
         // Draining ends by itself after the group's deregistration delay: past the deadline, go on.
         await this.waitFor(d, step, () => this.drained(c, row.oldInstanceId, d.targetGroups), '', { giveUp: 'continue' });
@@ -501,13 +489,7 @@ export class Replacer {
         fresh = (g.Instances ?? []).find((i) => i.InstanceId && !d.asg?.before.includes(i.InstanceId))?.InstanceId ?? null;
       }
       if (fresh) {
-        for (const tg of d.targetGroups) {
-          try {
-            await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: fresh, Port: tg.port }] }));
-          } catch (err) {
-            if (!notRegistered(err)) throw err;
-          }
-        }
+        await deregister(c, fresh, d.targetGroups);
         const inst = await this.describe(c, fresh);
         if (inst && inst.State?.Name !== 'terminated' && inst.State?.Name !== 'shutting-down') {
           if (d.kind === 'asg') await c.autoscaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: fresh, ShouldDecrementDesiredCapacity: true }));
@@ -528,15 +510,19 @@ export class Replacer {
     }
     row = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason });
     this.deps.onOutcome?.('rolled-back');
-    this.deps.notify?.(row, {
-      type: 'progress',
-      instanceId: row.oldInstanceId,
-      step: 'rollback',
-      outcome: 'rolled-back',
-      newInstanceId: row.newInstanceId,
-      message: `Replacement rolled back (${reason}). ${row.oldInstanceId} keeps serving; a human needs to look. Retry with \`pristine replace ${row.oldInstanceId}\`.`,
-    });
+    this.progress(row, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). ${row.oldInstanceId} keeps serving; a human needs to look. Retry with \`pristine replace ${row.oldInstanceId}\`.`);
     return row;
+  }
+}
+
+/** Takes the instance out of every target group; one that is not (or no longer) in a group is fine. */
+async function deregister(c: RegionClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<void> {
+  for (const tg of groups) {
+    try {
+      await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
+    } catch (err) {
+      if (!notRegistered(err)) throw err;
+    }
   }
 }
 
