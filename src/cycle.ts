@@ -129,7 +129,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
 
     const planInput = {
       now: startedAt,
-      results: results.map((r) => (placementFailed.has(r.result.instance.instanceId) ? { ...r, regionComplete: false } : r)),
+      results,
       policies,
       prior,
       placement,
@@ -154,7 +154,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
         placement: placement.get(d.instanceId),
       };
     };
-    const blocked = new Map<string, string>();
+    const blocked = new Map<string, string>([...placementFailed].map((id) => [id, 'its target groups or Auto Scaling group could not be read'] as const));
     const checked = new Set<string>();
     let plan = makePlan({ ...planInput, blocked });
     for (;;) {

@@ -222,10 +222,11 @@ export class Replacer {
         const message = `${step}: ${describeError(err)}`;
         log.warn({ err: describeError(err) }, 'replacement step failed');
         if (!POINT_OF_NO_RETURN.has(step)) return this.rollback(store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }), message);
+        // Said once per step, not every cycle the retry fails again.
+        const first = !(d.announced ?? []).includes(step);
+        if (first) d.announced = [...(d.announced ?? []), step];
         row = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } });
-        if (!(d.announced ?? []).includes(step)) {
-          d.announced = [...(d.announced ?? []), step];
-          row = store.journal(row.id, step, 'fail', { data: d });
+        if (first) {
           this.deps.onOutcome?.('failed');
           this.progress(row, step, 'failed', `${message}. The fresh instance ${row.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`);
         }

@@ -151,4 +151,25 @@ describe('pristine run: what holds a replacement back, and what happens when thi
     const outOfScope = await s.run(['replace', 'i-0123456789abcdef0', ...base]);
     expect([outOfScope.code, outOfScope.stderr]).toEqual([2, expect.stringContaining('not a running instance in scope')]);
   });
+
+  it('retries, and does not roll back, a step that fails after the old instance left the load balancer', async () => {
+    const target = web[2]!;
+    s.trail('ssm-start-session', target.instanceId, target.launchTime + 2000, ALICE);
+    s.fake.fail('TerminateInstances', { code: 'UnauthorizedOperation', status: 403, message: 'injected' });
+    const { report } = await s.cycle();
+    s.fake.clearFailures();
+    const r = report.replacements.find((x) => x.oldInstanceId === target.instanceId);
+    expect(r).toMatchObject({ status: 'in-progress', step: 'terminate-old', error: expect.stringMatching(/^terminate-old: .*injected/) });
+    const targets = await s.targets(tg);
+    expect(targets[r!.newInstanceId!]).toBe('healthy');
+    expect(targets[target.instanceId]).toBeUndefined();
+    expect(await s.state(target.instanceId)).toBe('running');
+
+    const next = await s.cycle();
+    expect(next.report.replacements.find((x) => x.oldInstanceId === target.instanceId)).toMatchObject({ status: 'done', newInstanceId: r!.newInstanceId });
+    expect(await s.state(target.instanceId)).toBe('terminated');
+    const alert = s.slack.topLevel('#web').find((m) => (m.text ?? '').includes(target.instanceId))!;
+    const thread = s.slack.replies(alert.ts).map((m) => m.text ?? '');
+    expect(thread.filter((t) => /terminate-old/.test(t) && /retries/.test(t))).toHaveLength(1);
+  });
 });
