@@ -19,6 +19,8 @@ export interface AuditOptions {
   memory?: EvidenceMemory;
   /** clients the caller owns (a daemon keeps them across cycles); default: made and destroyed here */
   clientsFor?: (region: string) => RegionClients;
+  /** stops the reads early; the report then shows the evidence as incomplete */
+  signal?: AbortSignal;
 }
 
 export interface AuditResult {
@@ -68,7 +70,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
     const regions = await Promise.all(
       clients.map(async (c) => {
         const windows = opts.memory ? opts.memory.windows(c.region, startedAt) : fullWindows(opts.since, startedAt);
-        const collected = await collectRegion(c, { now: startedAt, logger: opts.logger, windows });
+        const collected = await collectRegion(c, { now: startedAt, logger: opts.logger, windows, signal: opts.signal });
         errors.push(...collected.errors);
         warnings.push(...collected.warnings);
         const facts = collected.facts;

@@ -85,7 +85,13 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       logger,
       memory: opts.dryRun ? undefined : new EvidenceMemory(store),
       clientsFor: opts.clientsFor,
+      signal: opts.signal,
     });
+    if (opts.signal?.aborted) {
+      // Stopping: what was read is partial. Record nothing, decide nothing; the next start begins afresh.
+      if (cycleId !== null) store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
+      return { report, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
+    }
     const results = regions.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
     const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
 

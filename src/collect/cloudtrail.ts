@@ -21,6 +21,7 @@ export async function readTrackedEvents(
   client: CloudTrailClient,
   eventNames: readonly string[],
   window: { from: number; to: number },
+  signal?: AbortSignal,
 ): Promise<TrailReadResult> {
   const result: TrailReadResult = { activities: [], skipped: [], calls: 0 };
   for (const name of eventNames) {
@@ -35,6 +36,7 @@ export async function readTrackedEvents(
           MaxResults: 50,
           NextToken: token,
         }),
+        { abortSignal: signal },
       );
       for (const e of page.Events ?? []) {
         let record: unknown;

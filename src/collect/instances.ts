@@ -23,11 +23,12 @@ function toInstance(i: Ec2Instance, region: string, accountId: string | null): I
 }
 
 /** Every running instance in the region, 1,000 a page. */
-export async function listRunningInstances(ec2: EC2Client, region: string): Promise<Instance[]> {
+export async function listRunningInstances(ec2: EC2Client, region: string, signal?: AbortSignal): Promise<Instance[]> {
   const out: Instance[] = [];
   const pages = paginateDescribeInstances(
     { client: ec2, pageSize: 1000 },
     { Filters: [{ Name: 'instance-state-name', Values: ['running'] }] },
+    { abortSignal: signal },
   );
   for await (const page of pages) {
     for (const r of page.Reservations ?? []) {

@@ -30,9 +30,9 @@ export function toPackages(content: ReadonlyArray<Record<string, string>>): Pack
  * Installed packages of every managed instance in the region: GetInventory serves 50 instances a
  * call, where ListInventoryEntries would need a call per 50 packages per instance.
  */
-export async function readInventory(ssm: SSMClient): Promise<Map<string, InventorySnapshot>> {
+export async function readInventory(ssm: SSMClient, signal?: AbortSignal): Promise<Map<string, InventorySnapshot>> {
   const out = new Map<string, InventorySnapshot>();
-  const pages = paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] });
+  const pages = paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] }, { abortSignal: signal });
   for await (const page of pages) {
     for (const entity of page.Entities ?? []) {
       const data = entity.Id ? entity.Data?.[TYPE] : undefined;

@@ -24,6 +24,8 @@ export interface CollectOptions {
   logger: Logger;
   /** given the instances' launch times, which windows to examine and read */
   windows: (launchTimes: readonly number[]) => Windows;
+  /** stops the reads (a daemon shutting down); what was not read becomes a gap */
+  signal?: AbortSignal;
 }
 
 export interface CollectError {
@@ -77,7 +79,7 @@ export async function collectRegion(
     gaps,
   };
   try {
-    facts.instances = await listRunningInstances(clients.ec2, region);
+    facts.instances = await listRunningInstances(clients.ec2, region, opts.signal);
   } catch (err) {
     fail('ec2', 'DescribeInstances', err);
     return { facts, errors, warnings };
@@ -87,7 +89,7 @@ export async function collectRegion(
   log.debug({ instances: facts.instances.length, from: new Date(facts.window.from).toISOString() }, 'instances listed');
   if (facts.instances.length === 0) return { facts, errors, warnings };
 
-  const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, windows.read).then(
+  const trail = readTrackedEvents(clients.cloudtrail, TRACKED_EVENT_NAMES, windows.read, opts.signal).then(
     (r) => {
       for (const s of r.skipped) {
         log.warn({ eventId: s.eventId, reason: s.reason }, 'CloudTrail record skipped');
@@ -100,14 +102,14 @@ export async function collectRegion(
       return [] as Activity[];
     },
   );
-  const sessions = readSessions(clients.ssm, windows.read.from).then(
+  const sessions = readSessions(clients.ssm, windows.read.from, opts.signal).then(
     (records) => records.flatMap((s) => activityFromSession(s, region) ?? []),
     (err) => {
       fail('ssm-sessions', 'DescribeSessions', err);
       return [] as Activity[];
     },
   );
-  const inventory = readInventory(clients.ssm).catch((err) => {
+  const inventory = readInventory(clients.ssm, opts.signal).catch((err) => {
     fail('ssm-inventory', 'GetInventory', err);
     return new Map();
   });
@@ -120,7 +122,7 @@ export async function collectRegion(
   const commandIds = new Set(facts.activities.flatMap((a) => (a.commandTargets?.commandId ? [a.commandTargets.commandId] : [])));
   for (const id of commandIds) {
     try {
-      const ids = await readCommandInstances(clients.ssm, id);
+      const ids = await readCommandInstances(clients.ssm, id, opts.signal);
       if (ids.length > 0) facts.commandTargets.set(id, ids);
     } catch (err) {
       fail('ssm-commands', `ListCommandInvocations(${id})`, err);

@@ -19,10 +19,10 @@ function toRecord(s: Session): SessionRecord | null {
 }
 
 /** Sessions open now, and those that ended, started since `from` (SSM keeps 30 days of history). */
-export async function readSessions(ssm: SSMClient, from: number): Promise<SessionRecord[]> {
+export async function readSessions(ssm: SSMClient, from: number, signal?: AbortSignal): Promise<SessionRecord[]> {
   const out: SessionRecord[] = [];
   const read = async (state: SessionState, filters: Array<{ key: 'InvokedAfter'; value: string }>) => {
-    for await (const page of paginateDescribeSessions({ client: ssm, pageSize: 200 }, { State: state, Filters: filters })) {
+    for await (const page of paginateDescribeSessions({ client: ssm, pageSize: 200 }, { State: state, Filters: filters }, { abortSignal: signal })) {
       for (const s of page.Sessions ?? []) {
         const r = toRecord(s);
         if (r) out.push(r);

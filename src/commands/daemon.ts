@@ -18,8 +18,9 @@ export interface DaemonFlags {
 
 /**
  * `pristine daemon`: a cycle at start, then on the schedule, never two at once; /healthz and /metrics
- * on --listen; JSON logs. On SIGTERM or SIGINT it stops starting steps, parks a replacement that is
- * waiting (the journal resumes it next start), lets the running step finish, and exits 0.
+ * on --listen; JSON logs. On SIGTERM or SIGINT it stops reading evidence (a cut-short audit records
+ * nothing), starts no new step, parks a replacement that is waiting (the journal resumes it next
+ * start), lets the running step finish, and exits 0.
  */
 export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<number> {
   validateSchedule(flags.schedule);
@@ -68,6 +69,10 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         signal: stopping.signal,
         hooks: { onReplacement: (outcome) => metrics.replacements.inc({ outcome }), onSlack: (outcome) => metrics.slack.inc({ outcome }) },
       });
+      if (stopping.signal.aborted) {
+        logger.info('cycle interrupted by shutdown: the next start reads again');
+        return;
+      }
       lastFinished = Date.now();
       metrics.cycles.inc({ outcome: outcomeOf(result.exitCode) });
       metrics.lastCycle.set(lastFinished / 1000);

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Activity } from '../core/facts.js';
@@ -163,7 +163,11 @@ function toInstance(r: Row): InstanceRow {
  * step that was running, which the journal shows as begun and not ended.
  */
 export class StateStore {
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(
+    private readonly db: Database.Database,
+    /** the file and its identity when opened, to notice it was removed or replaced under us */
+    private readonly file: { path: string; dev: number; ino: number } | null,
+  ) {}
 
   static open(file: string): StateStore {
     let db: Database.Database | undefined;
@@ -181,7 +185,9 @@ export class StateStore {
         db.close();
         throw new StoreError(`${file}: written by a newer pristine (schema ${version.value}); this one knows ${SCHEMA_VERSION}`);
       }
-      return new StateStore(db);
+      const resolved = file === ':memory:' ? null : path.resolve(file);
+      const st = resolved ? statSync(resolved) : null;
+      return new StateStore(db, resolved && st ? { path: resolved, dev: st.dev, ino: st.ino } : null);
     } catch (err) {
       if (db?.open) db.close();
       if (err instanceof StoreError) throw err;
@@ -193,13 +199,31 @@ export class StateStore {
     if (this.db.open) this.db.close();
   }
 
-  /** Throws a StoreError when the file can no longer be read and written. */
+  /**
+   * Throws a StoreError when the file can no longer be read and written, or is no longer the file
+   * that was opened (removed or replaced: writes would go to a file nobody will read again).
+   */
   check(): void {
+    if (this.file) {
+      let st: { dev: number; ino: number } | null = null;
+      try {
+        st = statSync(this.file.path);
+      } catch {
+        st = null;
+      }
+      if (!st || st.dev !== this.file.dev || st.ino !== this.file.ino) {
+        throw new StoreError(`state store unusable: ${this.file.path} was removed or replaced since it was opened`);
+      }
+    }
+    // A health probe must answer quickly: wait briefly for a lock, not the store's usual 5 s.
     try {
+      this.db.pragma('busy_timeout = 500');
       this.db.prepare('SELECT count(*) FROM meta').get();
       this.db.prepare(`INSERT INTO meta (key, value) VALUES ('health_checked_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(Date.now()));
     } catch (err) {
       throw new StoreError(`state store unusable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      if (this.db.open) this.db.pragma('busy_timeout = 5000');
     }
   }
 

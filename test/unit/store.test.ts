@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -117,6 +118,19 @@ describe('StateStore: the file', () => {
     expect(updated).toBe('2');
     expect(s.meta('breaker:web')).toBeNull();
     expect(s.meta('never-set')).toBeNull();
+  });
+
+  it('fails its health check when the file was removed under it', () => {
+    // Prepare
+    const s = open();
+    s.check();
+
+    // Act
+    rmSync(path.dirname(file), { recursive: true, force: true });
+
+    // Assess
+    expect(() => s.check()).toThrow(/was removed or replaced since it was opened/);
+    s.close();
   });
 
   it('passes its health check while usable, and fails it once closed', () => {

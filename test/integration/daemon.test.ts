@@ -1,0 +1,393 @@
+// The real `pristine daemon` against moto, the CloudTrail/SSM fake and the Slack stand-in: a cycle at
+// start that replaces a tainted instance, /healthz and /metrics, JSON logs without the Slack token,
+// cycles that never overlap, a clean exit on SIGTERM, state that survives a restart, and /healthz
+// answering 503 while the state store cannot be written.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../support/fixtures.js';
+import { Scenario, after, type Launched } from '../support/scenario.js';
+
+const ALICE = { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' };
+const CHANNEL = '#infra-alerts';
+/** Every 5 s; a cycle takes ~10 s (18 LookupEvents paced at 2/s), so ticks must be skipped. */
+const EVERY_5_SECONDS = '*/5 * * * * *';
+/** Once a year: the restarted daemon runs only its start-up cycle while the test watches it. */
+const YEARLY = '0 0 1 1 *';
+
+const POLICY = `
+policies:
+  - name: web
+    scope: { tags: { role: web } }
+    detect: { interactive-session: {} }
+    respond:
+      mode: enforce
+      notify: { slack: { channel: "${CHANNEL}" } }
+      replace: { maxPerCycle: 1, maxUnavailable: 50%, minAge: 0s, healthTimeout: 2m }
+`;
+
+interface LogLine {
+  level: unknown;
+  msg: unknown;
+  time?: string;
+  [key: string]: unknown;
+}
+
+/** One `pristine daemon` process: its stderr parsed as JSON lines as they come. */
+class Daemon {
+  readonly lines: LogLine[] = [];
+  /** Non-empty stderr lines that are not JSON objects with `level` and `msg`. */
+  readonly garbage: string[] = [];
+  stderr = '';
+  stdout = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  exit: { code: number | null; signal: NodeJS.Signals | null; at: number } | null = null;
+  private readonly child: ChildProcessWithoutNullStreams;
+  private pending = '';
+  private waiters: Array<() => void> = [];
+
+  constructor(args: string[], env: Record<string, string>, cwd: string) {
+    this.child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'daemon', ...args], { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdin.end();
+    this.child.stdout.on('data', (d: Buffer) => (this.stdout += d.toString()));
+    this.child.stderr.on('data', (d: Buffer) => this.onStderr(d.toString()));
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal, at: Date.now() };
+        this.flush();
+        resolve(this.exit);
+        this.wake();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private onStderr(text: string): void {
+    this.stderr += text;
+    this.pending += text;
+    let nl: number;
+    while ((nl = this.pending.indexOf('\n')) >= 0) {
+      this.take(this.pending.slice(0, nl));
+      this.pending = this.pending.slice(nl + 1);
+    }
+    this.wake();
+  }
+
+  private flush(): void {
+    if (this.pending !== '') this.take(this.pending);
+    this.pending = '';
+  }
+
+  private take(line: string): void {
+    if (line.trim() === '') return;
+    try {
+      const parsed = JSON.parse(line) as unknown;
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && 'level' in parsed && typeof (parsed as LogLine).msg === 'string') {
+        this.lines.push(parsed as LogLine);
+        return;
+      }
+    } catch {
+      // not JSON: kept below
+    }
+    this.garbage.push(line);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  withMsg(msg: string): LogLine[] {
+    return this.lines.filter((l) => l.msg === msg);
+  }
+
+  /** Resolves with the `n`th (1-based) log line whose msg is `msg`; fails on timeout or exit. */
+  async waitFor(msg: string, timeoutMs: number, n = 1): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.withMsg(msg)[n - 1];
+      if (found) return found;
+      if (this.exit) throw new Error(`daemon exited (${JSON.stringify(this.exit)}) before logging "${msg}" #${n}:\n${this.stderr}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no "${msg}" #${n} within ${timeoutMs} ms:\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The URL the daemon logged in 'pristine daemon started'. */
+  async url(timeoutMs = 15_000): Promise<string> {
+    const started = await this.waitFor('pristine daemon started', timeoutMs);
+    expect(started.listen).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    return started.listen as string;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (!this.exit) this.child.kill(sig);
+  }
+
+  /** SIGTERM, then the exit (SIGKILL after `timeoutMs`, and the test fails). */
+  async stop(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+    const sentAt = Date.now();
+    this.signal('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
+    const result = await Promise.race([this.exited, timedOut]);
+    clearTimeout(timer);
+    if (!result) {
+      this.kill();
+      throw new Error(`daemon did not exit within ${timeoutMs} ms of SIGTERM:\n${this.stderr}`);
+    }
+    return { code: result.code, signal: result.signal, ms: result.at - sentAt };
+  }
+
+  /** Last resort for afterAll: SIGKILL if still running, and wait for it to go. */
+  async kill(): Promise<void> {
+    if (this.exit) return;
+    this.child.kill('SIGKILL');
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5_000))]);
+  }
+}
+
+async function get(url: string): Promise<{ status: number; type: string; text: string }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+  return { status: res.status, type: res.headers.get('content-type') ?? '', text: await res.text() };
+}
+
+/** The value of one Prometheus sample, exactly as named with its labels; undefined when absent. */
+function sample(metrics: string, series: string): number | undefined {
+  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('pristine daemon', () => {
+  let s: Scenario;
+  let web: Launched[];
+  let tainted: string;
+  let tg: string;
+  const daemons: Daemon[] = [];
+  let first: Daemon;
+  let firstUrl: string;
+  let slackAfterFirst = 0;
+
+  const args = (schedule: string) => [
+    '--policies', s.policiesDir,
+    '--manifests', s.manifestsDir,
+    '--state', s.statePath,
+    '--schedule', schedule,
+    '--listen', '127.0.0.1:0',
+  ];
+  const startDaemon = (schedule: string): Daemon => {
+    const d = new Daemon(args(schedule), s.env(s.slackEnv()), s.dir);
+    daemons.push(d);
+    return d;
+  };
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    const image = await s.image('web');
+    web = await s.launch(image, { role: 'web', Name: 'web' }, { count: 3 });
+    tg = await s.targetGroup('web', web.map((w) => w.instanceId));
+    tainted = web[1]!.instanceId;
+    s.trail('ssm-start-session', tainted, web[1]!.launchTime + 1000, ALICE);
+    await after(Math.max(...web.map((w) => w.launchTime)) + 1500);
+    s.fake.calls.length = 0;
+    first = startDaemon(EVERY_5_SECONDS);
+    firstUrl = await first.url();
+  });
+
+  afterAll(async () => {
+    for (const d of daemons) await d.kill();
+    await s?.stop();
+  });
+
+  it('logs its URL at start and answers /healthz before any cycle has finished', async () => {
+    expect(firstUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const finishedBefore = first.withMsg('cycle finished').length;
+    const h = await get(`${firstUrl}/healthz`);
+    expect(h.type).toMatch(/^application\/json/);
+    if (finishedBefore === 0 && first.withMsg('cycle finished').length === 0) {
+      // The first cycle takes ~10 s (CloudTrail pacing): not stale yet, so healthy, with no lastCycleAt.
+      expect(h.status).toBe(200);
+      expect(JSON.parse(h.text)).toMatchObject({ status: 'ok', lastCycleAt: null });
+    }
+    expect((await get(`${firstUrl}/nope`)).status).toBe(404);
+  });
+
+  it('runs a cycle at start: the tainted instance is replaced and Slack gets the alert and its thread', async () => {
+    const t0 = Date.now();
+    const finished = await first.waitFor('cycle finished', 40_000);
+    console.log(`first cycle finished ${Date.now() - t0} ms after the daemon logged its start`);
+    expect(finished).toMatchObject({ summary: expect.objectContaining({ tainted: 1, pristine: 2 }), replacements: 1, complete: true });
+
+    expect(await s.state(tainted)).toBe('terminated');
+    const fresh = await s.instances([
+      { Name: 'tag:pristine:replaces', Values: [tainted] },
+      { Name: 'instance-state-name', Values: ['running'] },
+    ]);
+    expect(fresh).toHaveLength(1);
+    const freshId = fresh[0]!.InstanceId!;
+    const targets = await s.targets(tg);
+    expect(targets[freshId]).toBe('healthy');
+    expect(targets[tainted]).toBeUndefined();
+
+    const top = s.slack.topLevel(CHANNEL);
+    expect(top).toHaveLength(1);
+    expect(top[0]!.text).toContain(tainted);
+    expect(JSON.stringify(top[0]!.blocks)).toContain(ALICE.arn);
+    const replies = s.slack.replies(top[0]!.ts).map((m) => m.text ?? '');
+    expect(replies.length).toBeGreaterThanOrEqual(2);
+    expect(replies[0]).toMatch(/Replacing/);
+    expect(replies[replies.length - 1]).toMatch(new RegExp(`Replaced: ${freshId} serves in place of`));
+    slackAfterFirst = s.slack.messages.length;
+  });
+
+  it('serves /healthz (ok, lastCycleAt) and /metrics in Prometheus text once a cycle has finished', async () => {
+    const h = await get(`${firstUrl}/healthz`);
+    expect(h.status).toBe(200);
+    const body = JSON.parse(h.text) as Record<string, unknown>;
+    expect(body).toMatchObject({ status: 'ok' });
+    expect(typeof body.lastCycleAt).toBe('string');
+    expect(Date.parse(body.lastCycleAt as string)).toBeGreaterThan(Date.now() - 60_000);
+
+    const m = await get(`${firstUrl}/metrics`);
+    expect(m.status).toBe(200);
+    expect(m.type).toMatch(/^text\/plain/);
+    expect(m.text).toMatch(/^# HELP pristine_cycles_total /m);
+    expect(m.text).toMatch(/^pristine_cycles_total\{outcome="(ok|tainted|incomplete|failed)"\} \d+$/m);
+    expect(sample(m.text, 'pristine_cycles_total{outcome="tainted"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(m.text, 'pristine_cycles_total{outcome="failed"}')).toBe(0);
+    expect(sample(m.text, 'pristine_replacements_total{outcome="done"}')).toBe(1);
+    expect(sample(m.text, 'pristine_replacements_total{outcome="failed"}')).toBe(0);
+    // 18 tracked event names: at least one query each.
+    expect(sample(m.text, 'pristine_aws_calls_total{service="cloudtrail",operation="LookupEvents",outcome="ok"}')).toBeGreaterThanOrEqual(18);
+    expect(sample(m.text, 'pristine_aws_calls_total{service="ec2",operation="TerminateInstances",outcome="ok"}')).toBe(1);
+    expect(m.text).toMatch(/^pristine_instances\{verdict="pristine"\} \d+$/m);
+    expect(sample(m.text, 'pristine_slack_messages_total{outcome="sent"}')).toBe(slackAfterFirst);
+    expect(sample(m.text, 'pristine_slack_messages_total{outcome="failed"}')).toBe(0);
+    expect(m.text).toMatch(/^pristine_cycle_duration_seconds_count \d+$/m);
+  });
+
+  it('keeps going on its schedule, never two cycles at once, and sends nothing new for the same taint', async () => {
+    await first.waitFor('cycle finished', 40_000, 2);
+    const second = first.withMsg('cycle finished')[1]!;
+    expect(second).toMatchObject({ summary: expect.objectContaining({ tainted: 0, pristine: 3 }), replacements: 0 });
+    expect(s.slack.messages.length).toBe(slackAfterFirst);
+    const m = await get(`${firstUrl}/metrics`);
+    expect(sample(m.text, 'pristine_instances{verdict="pristine"}')).toBe(3);
+    expect(sample(m.text, 'pristine_instances{verdict="tainted"}')).toBe(0);
+    expect(sample(m.text, 'pristine_cycles_total{outcome="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(m.text, 'pristine_replacements_total{outcome="done"}')).toBe(1);
+    // Ticks came every 5 s while a cycle ran: they were skipped, by the daemon or by the schedule.
+    const skipped = first.lines.filter((l) => l.msg === 'a cycle is still running: this tick is skipped' || l.msg === 'previous cycle still running; skipping this tick');
+    expect(skipped.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('exits 0 on SIGTERM in the middle of an audit, cutting the read short and recording nothing of it', async () => {
+    // Wait for the next cycle to be inside its audit (CloudTrail being read), then stop the daemon.
+    const secondEnded = Date.parse(first.withMsg('cycle finished')[1]!.time!);
+    const deadline = Date.now() + 20_000;
+    while (!s.fake.callsTo('LookupEvents').some((c) => c.at > secondEnded)) {
+      if (Date.now() > deadline) throw new Error(`no third cycle started within 20 s:\n${first.stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { code, signal, ms } = await first.stop(30_000);
+    console.log(`first daemon exited ${ms} ms after SIGTERM (sent mid-cycle)`);
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    // The audit under way is cut short (it only reads): nothing of it is recorded as a finished cycle.
+    expect(ms).toBeLessThan(5_000);
+    expect(first.withMsg('cycle finished')).toHaveLength(2);
+    expect(first.withMsg('cycle interrupted by shutdown: the next start reads again')).toHaveLength(1);
+    expect(first.withMsg('stopping: finishing or parking the current step')[0]).toMatchObject({ signal: 'SIGTERM' });
+    expect(first.withMsg('pristine daemon stopped')).toHaveLength(1);
+    expect(first.lines[first.lines.length - 1]!.msg).toBe('pristine daemon stopped');
+    await expect(fetch(`${firstUrl}/healthz`, { signal: AbortSignal.timeout(2_000) })).rejects.toThrow();
+  });
+
+  it('logged JSON lines only, with level and msg, and never the Slack token', () => {
+    expect(first.garbage).toEqual([]);
+    expect(first.lines.length).toBeGreaterThan(3);
+    for (const l of first.lines) {
+      expect(['number', 'string']).toContain(typeof l.level);
+      expect(typeof l.msg).toBe('string');
+      expect(l.pid).toBe(first.pid);
+    }
+    const token = s.slackEnv().SLACK_BOT_TOKEN!;
+    expect(first.stderr).not.toContain(token);
+    expect(first.stdout).not.toContain(token);
+    // Slack did get it, so the test's token is the one in play.
+    expect(s.slack.messages.every((msg) => msg.token === token)).toBe(true);
+  });
+
+  it('ran its cycles one after another: the state store and the AWS calls show no overlap', () => {
+    const db = new Database(s.statePath, { readonly: true, fileMustExist: true });
+    let cycles: Array<{ id: number; started_at: number; finished_at: number | null }>;
+    try {
+      cycles = db.prepare('SELECT id, started_at, finished_at FROM cycles ORDER BY id').all() as typeof cycles;
+    } finally {
+      db.close();
+    }
+    expect(cycles.length).toBeGreaterThanOrEqual(2);
+    expect(cycles.length).toBe(first.withMsg('cycle finished').length + first.withMsg('cycle interrupted by shutdown: the next start reads again').length);
+    for (const c of cycles) expect(c.finished_at).not.toBeNull();
+    for (let i = 1; i < cycles.length; i++) expect(cycles[i]!.started_at).toBeGreaterThanOrEqual(cycles[i - 1]!.finished_at!);
+
+    // Each cycle's inventory (its first DescribeInstances) comes ≥ 8.5 s after the previous one (18 paced
+    // LookupEvents at 2/s take that long): the 5-s schedule did not start a cycle while one ran.
+    const describes = s.fake.callsTo('DescribeInstances', 'ec2').map((c) => c.at);
+    const firstDescribes = cycles.map((c) => describes.find((at) => at >= c.started_at && at <= c.finished_at!));
+    expect(firstDescribes.every((at) => at !== undefined)).toBe(true);
+    for (let i = 1; i < firstDescribes.length; i++) expect(firstDescribes[i]! - firstDescribes[i - 1]!).toBeGreaterThanOrEqual(8_500);
+    console.log(`cycles: ${cycles.map((c) => `${c.finished_at! - c.started_at} ms`).join(', ')}`);
+
+    // Every LookupEvents call belongs to one recorded cycle: none ran outside them.
+    const lookups = s.fake.callsTo('LookupEvents').map((c) => c.at);
+    expect(lookups.filter((at) => !cycles.some((c) => at >= c.started_at && at <= c.finished_at!))).toEqual([]);
+  });
+
+  it('a restarted daemon on the same state sends no new alert for the same taint; /healthz is 503 while the store cannot be written', async () => {
+    const before = s.slack.messages.length;
+    const d = startDaemon(YEARLY);
+    const url = await d.url();
+    const finished = await d.waitFor('cycle finished', 40_000);
+    expect(finished).toMatchObject({ summary: expect.objectContaining({ tainted: 0, pristine: 3 }), replacements: 0 });
+    expect(s.slack.messages.length).toBe(before);
+    const m = await get(`${url}/metrics`);
+    expect(sample(m.text, 'pristine_slack_messages_total{outcome="sent"}')).toBe(0);
+    expect(sample(m.text, 'pristine_replacements_total{outcome="started"}')).toBe(0);
+    expect((await s.instances([{ Name: 'tag:pristine:replaces', Values: [tainted] }])).length).toBe(1);
+    expect((await get(`${url}/healthz`)).status).toBe(200);
+
+    // Another writer holds the database's write lock: the daemon's store check waits out its busy
+    // timeout (5 s), then /healthz reports the store unusable; once the lock is gone, healthy again.
+    const locker = new Database(s.statePath, { fileMustExist: true });
+    try {
+      locker.exec('BEGIN IMMEDIATE');
+      const h = await get(`${url}/healthz`);
+      expect(h.status).toBe(503);
+      expect(JSON.parse(h.text)).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/state store unusable.*locked/) });
+      locker.exec('ROLLBACK');
+    } finally {
+      locker.close();
+    }
+    expect((await get(`${url}/healthz`)).status).toBe(200);
+
+    const { code, ms } = await d.stop(30_000);
+    console.log(`restarted daemon exited ${ms} ms after SIGTERM`);
+    expect(code).toBe(0);
+    expect(d.garbage).toEqual([]);
+    expect(d.stderr).not.toContain(s.slackEnv().SLACK_BOT_TOKEN!);
+    expect(d.withMsg('pristine daemon stopped')).toHaveLength(1);
+  });
+});
