@@ -205,12 +205,7 @@ export class StateStore {
    */
   check(): void {
     if (this.file) {
-      let st: { dev: number; ino: number } | null = null;
-      try {
-        st = statSync(this.file.path);
-      } catch {
-        st = null;
-      }
+      const st = statSync(this.file.path, { throwIfNoEntry: false });
       if (!st || st.dev !== this.file.dev || st.ino !== this.file.ino) {
         throw new StoreError(`state store unusable: ${this.file.path} was removed or replaced since it was opened`);
       }
