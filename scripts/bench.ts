@@ -9,6 +9,8 @@
  * normalising SSM Inventory with toPackages are reported too, marked as setup. A seeded PRNG makes
  * every run the same fleet. Exits 1 when the verdicts look implausible.
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { toPackages } from '../src/collect/inventory.js';
@@ -100,36 +102,8 @@ const DAY = 24 * HOUR;
 const WINDOW = { from: NOW - 14 * DAY, to: NOW };
 const N_AMIS = 20;
 
-/** The shape of policies/immutable.yaml: the first policy whose scope matches judges the instance. */
-const POLICY_YAML = `
-policies:
-  - name: web-immutable
-    scope:
-      tags: { role: web }
-      exclude: { tags: { "pristine:exempt": "true" } }
-    allow:
-      principals: ["arn:aws:iam::*:role/Deployer*"]
-    detect:
-      interactive-session: {}
-      remote-command: {}
-      instance-modified: {}
-      package-drift: { ignore: ["linux-image-*"] }
-      guard-tampered: {}
-    respond:
-      mode: observe
-  - name: fleet-default
-    scope:
-      tags: { "pristine:managed": "true" }
-      exclude: { tags: { "pristine:exempt": "true" } }
-    allow:
-      principals: ["arn:aws:iam::*:role/Deployer*"]
-    detect:
-      interactive-session: {}
-      remote-command: { ignoreDocuments: ["AWS-RunPatchBaseline"] }
-      instance-modified: { ignoreEvents: ["ModifyInstanceMetadataOptions"] }
-      package-drift: { ignore: ["linux-image-*", "linux-headers-*"], maxInventoryAge: 24h }
-      guard-tampered: {}
-`;
+/** The policies shipped in policies/immutable.yaml: the first policy whose scope matches judges the instance. */
+const POLICY_FILE = fileURLToPath(new URL('../policies/immutable.yaml', import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
 // Packages: dpkg-style names and versions
@@ -756,7 +730,7 @@ const MiB = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 // Run
 
 function loadPolicies(): LoadedPolicy[] {
-  const parsed = parsePolicyText(POLICY_YAML, 'bench.yaml');
+  const parsed = parsePolicyText(readFileSync(POLICY_FILE, 'utf8'), POLICY_FILE);
   if (parsed.problems.length > 0) throw new Error(`bench policy does not load:\n${parsed.problems.join('\n')}`);
   return parsed.policies;
 }

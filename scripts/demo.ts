@@ -8,8 +8,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CreateListenerCommand, CreateLoadBalancerCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { DescribeSubnetsCommand } from '@aws-sdk/client-ec2';
+import { WEB_POLICY } from '../test/support/facts.js';
 import { fixturePath, readFixtureJsonl, repoRoot } from '../test/support/fixtures.js';
-import { Scenario, after, runCli, type CliResult } from '../test/support/scenario.js';
+import { ALICE, DEPLOYER, Scenario, after, runCli, type CliResult } from '../test/support/scenario.js';
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -18,20 +19,7 @@ function step(title: string): void {
   say(`\n${bold(`▶ ${title}`)}`);
 }
 
-const DEMO_POLICY = `policies:
-  - name: web-immutable
-    scope:
-      tags: { role: web }
-      exclude: { tags: { "pristine:exempt": "true" } }
-    allow:
-      principals: ["arn:aws:iam::*:role/Deployer*"]
-    detect:
-      interactive-session: {}
-      remote-command: {}
-      instance-modified: {}
-      package-drift: { ignore: ["linux-image-*"] }
-      guard-tampered: {}
-    respond:
+const DEMO_POLICY = `${WEB_POLICY.trimStart()}    respond:
       mode: enforce
       notify: { slack: { channel: "#infra-alerts" } }
       replace: { maxPerCycle: 2, maxUnavailable: 50%, minAge: 0s, healthTimeout: 5m }
@@ -78,11 +66,11 @@ async function main(): Promise<number> {
     say(`load balancer "web" forwards to target group "web": ${fleet.map((f) => f.instanceId).join(', ')}`);
 
     step('Changing two servers in place');
-    s.trail('ssm-start-session', web2.instanceId, web2.launchTime + 1000, { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' });
+    s.trail('ssm-start-session', web2.instanceId, web2.launchTime + 1000, ALICE);
     say(`web-2 (${web2.instanceId})  alice opens an SSM shell session`);
     s.fake.ssm.inventory.set(web3.instanceId, { captureTime: new Date().toISOString(), content: readFixtureJsonl('ssm/inventory-drifted.jsonl') });
     say(`web-3 (${web3.instanceId})  someone installs tcpdump and netcat and patches openssl by hand`);
-    s.trail('ssm-send-command-instance-ids', web4.instanceId, web4.launchTime + 1000, { arn: 'arn:aws:sts::123456789012:assumed-role/Deployer-prod/pipeline', roleArn: 'arn:aws:iam::123456789012:role/Deployer-prod' });
+    s.trail('ssm-send-command-instance-ids', web4.instanceId, web4.launchTime + 1000, DEPLOYER);
     say(`web-4 (${web4.instanceId})  the deploy pipeline, an allowed principal, runs a command: not a taint`);
     say(`web-1 (${web1.instanceId})  left alone`);
     await after(Math.max(...fleet.map((l) => l.launchTime)) + 1500);

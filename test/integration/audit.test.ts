@@ -1,27 +1,11 @@
 // The real `pristine audit` command against moto (EC2) and the CloudTrail/SSM fake.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEB_POLICY } from '../support/facts.js';
 import { readFixtureJsonl } from '../support/fixtures.js';
-import { Scenario, after, type AuditReport, type Launched } from '../support/scenario.js';
+import { ALICE, MALLORY, DEPLOYER, Scenario, after, type AuditReport, type Launched } from '../support/scenario.js';
 
-const ALICE = { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' };
-const MALLORY = { arn: 'arn:aws:sts::123456789012:assumed-role/Developer/mallory', roleArn: 'arn:aws:iam::123456789012:role/Developer' };
-const DEPLOYER = { arn: 'arn:aws:sts::123456789012:assumed-role/Deployer-prod/ci-42', roleArn: 'arn:aws:iam::123456789012:role/Deployer-prod' };
 
-const POLICY = `
-policies:
-  - name: web-immutable
-    scope:
-      tags: { role: web }
-      exclude: { tags: { "pristine:exempt": "true" } }
-    allow:
-      principals: ["arn:aws:iam::*:role/Deployer*"]
-    detect:
-      interactive-session: {}
-      remote-command: {}
-      instance-modified: {}
-      package-drift: { ignore: ["linux-image-*"] }
-      guard-tampered: {}
-    respond:
+const POLICY = `${WEB_POLICY}    respond:
       mode: observe
 `;
 

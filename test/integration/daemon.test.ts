@@ -7,9 +7,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/fixtures.js';
-import { Scenario, after, type Launched } from '../support/scenario.js';
+import { ALICE, Scenario, after, type Launched } from '../support/scenario.js';
 
-const ALICE = { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' };
 const CHANNEL = '#infra-alerts';
 /** Every 5 s; a cycle takes ~10 s (18 LookupEvents paced at 2/s), so ticks must be skipped. */
 const EVERY_5_SECONDS = '*/5 * * * * *';

@@ -3,9 +3,8 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allDeclaredActions } from '../../src/permissions.js';
-import { Scenario, after, type Launched } from '../support/scenario.js';
+import { ALICE, Scenario, after, type Launched } from '../support/scenario.js';
 
-const ALICE = { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' };
 const MUTATING = /^(Run|Terminate|Start|Stop|Create|Delete|Modify|Register|Deregister|Set|Update|Attach|Detach|Put|Send)/;
 
 const POLICIES = `

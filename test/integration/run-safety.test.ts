@@ -2,9 +2,8 @@
 // protection, rollback when a step fails, and a Slack outage that loses nothing. The real `pristine run`.
 import { ModifyInstanceAttributeCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Scenario, after, type CycleReport, type Launched } from '../support/scenario.js';
+import { ALICE, Scenario, after, type CycleReport, type Launched } from '../support/scenario.js';
 
-const ALICE = { arn: 'arn:aws:sts::123456789012:assumed-role/Admin/alice', roleArn: 'arn:aws:iam::123456789012:role/Admin' };
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 /** A window on a day that is not today (UTC): replacements must hold. */
 const closedWindow = `${DAYS[(new Date().getUTCDay() + 3) % 7]} 00:00-00:01 UTC`;

@@ -32,6 +32,11 @@ export const REGION = 'us-east-1';
 export const ACCOUNT = '123456789012';
 export const CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
+/** Callers for CloudTrail records: a person with an admin role, a developer, the deploy pipeline. */
+export const ALICE = { arn: `arn:aws:sts::${ACCOUNT}:assumed-role/Admin/alice`, roleArn: `arn:aws:iam::${ACCOUNT}:role/Admin` };
+export const MALLORY = { arn: `arn:aws:sts::${ACCOUNT}:assumed-role/Developer/mallory`, roleArn: `arn:aws:iam::${ACCOUNT}:role/Developer` };
+export const DEPLOYER = { arn: `arn:aws:sts::${ACCOUNT}:assumed-role/Deployer-prod/ci-42`, roleArn: `arn:aws:iam::${ACCOUNT}:role/Deployer-prod` };
+
 export interface CliResult {
   code: number | null;
   stdout: string;
