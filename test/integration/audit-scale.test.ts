@@ -18,6 +18,9 @@ policies:
   - name: fleet
     scope: { tags: { team: core } }
     detect: { interactive-session: {}, remote-command: {}, instance-modified: {}, package-drift: {}, guard-tampered: {} }
+    respond:
+      mode: observe
+      notify: { slack: { channel: "#fleet" } }
 `);
     const image = await s.image('base');
     for (let batch = 0; batch < 3; batch++) fleet.push(...(await s.launch(image, { team: 'core' }, { count: FLEET / 3 })));
@@ -48,5 +51,15 @@ policies:
     expect(s.fake.throttled).toBe(0);
     const times = s.fake.calls.filter((c) => c.operation === 'LookupEvents').map((c) => c.at);
     for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 2]!).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('alerts a fleet-wide taint as one digest, not a message per instance, and not again on the next cycle', async () => {
+    const first = await s.cycle();
+    expect(first.report.summary.tainted).toBe(SESSIONS);
+    const messages = s.slack.topLevel('#fleet');
+    expect(messages).toHaveLength(1);
+    expect(messages[0]?.text).toMatch(new RegExp(`${SESSIONS}`));
+    await s.cycle();
+    expect(s.slack.messages).toHaveLength(1);
   });
 });
