@@ -143,12 +143,16 @@ describe('pristine run: what holds a replacement back, and what happens when thi
     expect(await s.state(web[1]!.instanceId)).toBe('terminated');
   });
 
-  it('pristine replace refuses an instance with termination protection, and one out of scope', async () => {
+  it('pristine replace refuses an instance with termination protection, one out of scope, and acts only when confirmed', async () => {
     const base = ['--yes', '--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath];
     const protectedRun = await s.run(['replace', protectedWeb.instanceId, ...base]);
     expect([protectedRun.code, protectedRun.stderr]).toEqual([2, expect.stringContaining('termination protection is on')]);
     const outOfScope = await s.run(['replace', 'i-0123456789abcdef0', ...base]);
     expect([outOfScope.code, outOfScope.stderr]).toEqual([2, expect.stringContaining('not a running instance in scope')]);
+    // Without --yes it asks; with nobody at a terminal to answer, it does nothing.
+    const unconfirmed = await s.run(['replace', web[3]!.instanceId, ...base.filter((a) => a !== '--yes')]);
+    expect([unconfirmed.code, unconfirmed.stderr]).toEqual([2, expect.stringContaining('not confirmed: run with --yes')]);
+    expect(await s.state(web[3]!.instanceId)).toBe('running');
   });
 
   it('retries, and does not roll back, a step that fails after the old instance left the load balancer', async () => {
