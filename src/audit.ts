@@ -1,4 +1,4 @@
-import { createRegionClients, defaultRegion, destroyClients, type AwsCallListener, type RegionClients } from './collect/clients.js';
+import { defaultRegion, type RegionClients } from './collect/clients.js';
 import { collectRegion, fullWindows } from './collect/region.js';
 import { evaluateRegion, type RegionResult } from './core/evaluate.js';
 import type { EvidenceMemory } from './state/evidence-memory.js';
@@ -14,11 +14,10 @@ export interface AuditOptions {
   /** start of the evidence window, epoch ms; null: each region from its oldest instance's launch */
   since: number | null;
   logger: Logger;
-  onAwsCall?: AwsCallListener;
   /** with a state store: read only what is new since the last cycle */
   memory?: EvidenceMemory;
-  /** clients the caller owns (a daemon keeps them across cycles); default: made and destroyed here */
-  clientsFor?: (region: string) => RegionClients;
+  /** SDK clients per region, owned by the caller (a daemon keeps them across cycles) */
+  clientsFor: (region: string) => RegionClients;
   /** stops the reads early; the report then shows the evidence as incomplete */
   signal?: AbortSignal;
 }
@@ -61,29 +60,23 @@ export async function loadAuditInputs(opts: { policiesDir: string; manifestsDir:
 /** One audit: collect each region's facts, evaluate them, and report. Read-only towards AWS. */
 export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise<AuditResult> {
   const startedAt = Date.now();
-  const owned = !opts.clientsFor;
-  const clients: RegionClients[] = inputs.regions.map((r) => (opts.clientsFor ? opts.clientsFor(r) : createRegionClients(r, opts.onAwsCall)));
-  try {
-    const errors: ReportError[] = [];
-    const warnings: ReportError[] = [];
-    // Regions have their own API limits: read them side by side.
-    const regions = await Promise.all(
-      clients.map(async (c) => {
-        const windows = opts.memory ? opts.memory.windows(c.region, startedAt) : fullWindows(opts.since, startedAt);
-        const collected = await collectRegion(c, { now: startedAt, logger: opts.logger, windows, signal: opts.signal });
-        errors.push(...collected.errors);
-        warnings.push(...collected.warnings);
-        const facts = collected.facts;
-        opts.memory?.merge(facts, startedAt);
-        return {
-          ...evaluateRegion(facts, inputs.policies, inputs.manifests, startedAt),
-          window: facts.window,
-          complete: collected.errors.length === 0,
-        };
-      }),
-    );
-    return { report: buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings }), regions };
-  } finally {
-    if (owned) clients.forEach(destroyClients);
-  }
+  const errors: ReportError[] = [];
+  const warnings: ReportError[] = [];
+  // Regions have their own API limits: read them side by side.
+  const regions = await Promise.all(
+    inputs.regions.map(async (region) => {
+      const windows = opts.memory ? opts.memory.windows(region, startedAt) : fullWindows(opts.since, startedAt);
+      const collected = await collectRegion(opts.clientsFor(region), { now: startedAt, logger: opts.logger, windows, signal: opts.signal });
+      errors.push(...collected.errors);
+      warnings.push(...collected.warnings);
+      const facts = collected.facts;
+      opts.memory?.merge(facts, startedAt);
+      return {
+        ...evaluateRegion(facts, inputs.policies, inputs.manifests, startedAt),
+        window: facts.window,
+        complete: collected.errors.length === 0,
+      };
+    }),
+  );
+  return { report: buildReport({ startedAt, finishedAt: Date.now(), regions, errors, warnings }), regions };
 }

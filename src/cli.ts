@@ -12,6 +12,7 @@ import { recordManifests } from './manifest/record.js';
 import { iamPolicyFor } from './permissions.js';
 import { loadPolicies } from './policy/load.js';
 import { runDaemon } from './commands/daemon.js';
+import { ClientPool } from './commands/shared.js';
 import { replaceOne } from './commands/replace.js';
 import { runOnce } from './commands/run.js';
 import { statusOf } from './commands/status.js';
@@ -86,7 +87,8 @@ function build(): Command {
       const logger = createLogger(logLevel());
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
       const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests });
-      const { report } = await runAudit(inputs, { since, logger });
+      const pool = new ClientPool();
+      const { report } = await runAudit(inputs, { since, logger, clientsFor: pool.get }).finally(() => pool.destroy());
       await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
       process.exitCode = exitCodeOf(report);
     });

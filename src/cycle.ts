@@ -5,11 +5,11 @@ import { plan as makePlan, type Decision, type Plan, type PriorReplacement } fro
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
-import type { Notice, PlannedAction, Transport } from './notify/types.js';
+import type { PlannedAction, Transport } from './notify/types.js';
 import type { LoadedPolicy } from './policy/schema.js';
 import { exitCodeOf, type Report, type ReportInstance } from './report/model.js';
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
-import { Replacer, type Candidate } from './respond/replacement.js';
+import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
 import { EvidenceMemory } from './state/evidence-memory.js';
 import type { ReplacementRow, StateStore } from './state/store.js';
 
@@ -65,11 +65,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
   const cycleId = opts.dryRun ? null : store.startCycle(startedAt);
   const policies = new Map(inputs.policies.map((p) => [p.name, p]));
   const replacements: ReplacementRow[] = [];
-  const notify = (row: ReplacementRow, notice: Notice) => {
-    const channel = (row.data as { channel?: string | null }).channel;
-    if (channel) store.enqueue(channel, notice, row.alertOutboxId);
-  };
-  const replacer = new Replacer({ store, clientsFor: opts.clientsFor, logger, signal: opts.signal, notify, onOutcome: opts.hooks?.onReplacement });
+  const replacer = new Replacer({ store, clientsFor: opts.clientsFor, logger, signal: opts.signal, onOutcome: opts.hooks?.onReplacement });
 
   try {
     if (!opts.dryRun) {
@@ -149,16 +145,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       const result = byId.get(d.instanceId);
       const policy = policies.get(d.policy);
       if (!result || !policy) throw new Error(`no verdict for ${d.instanceId}`);
-      return {
-        instanceId: d.instanceId,
-        region: result.instance.region,
-        imageId: result.instance.imageId,
-        policy: d.policy,
-        healthTimeoutMs: policy.respond.replace.healthTimeout,
-        channel: channelOf(policy),
-        alertOutboxId: store.instance(d.instanceId)?.alertOutboxId ?? null,
-        placement: placement.get(d.instanceId),
-      };
+      return candidateFor(result.instance, policy, store.instance(d.instanceId)?.alertOutboxId ?? null, placement.get(d.instanceId));
     };
     const blocked = new Map<string, string>([...placementFailed].map((id) => [id, 'its target groups or Auto Scaling group could not be read'] as const));
     const checked = new Set<string>();

@@ -2,9 +2,8 @@ import { loadAuditInputs, runAudit } from '../audit.js';
 import { describeError, InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { drainOutbox } from '../notify/outbox.js';
-import type { Notice } from '../notify/types.js';
 import { readPlacement } from '../respond/placement.js';
-import { Replacer } from '../respond/replacement.js';
+import { Replacer, candidateFor } from '../respond/replacement.js';
 import { EvidenceMemory } from '../state/evidence-memory.js';
 import type { ReplacementRow } from '../state/store.js';
 import { ClientPool, openStore, transportFromEnv } from './shared.js';
@@ -37,11 +36,7 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
   const pool = new ClientPool();
   try {
     const policies = new Map(inputs.policies.map((p) => [p.name, p]));
-    const notify = (row: ReplacementRow, notice: Notice) => {
-      const channel = (row.data as { channel?: string | null }).channel;
-      if (channel) store.enqueue(channel, notice, row.alertOutboxId);
-    };
-    const replacer = new Replacer({ store, clientsFor: pool.get, logger, notify });
+    const replacer = new Replacer({ store, clientsFor: pool.get, logger });
     const finish = async (row: ReplacementRow) => {
       await drainOutbox(store, transportFromEnv(logger), logger);
       return { text: `${describeRow(row)}\n`, exitCode: row.status === 'done' ? REPLACE_EXIT.done : REPLACE_EXIT.failed };
@@ -59,18 +54,10 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
       return { text: `${flags.instanceId}: evidence is incomplete (${result.gaps.map((g) => g.message).join('; ') || 'see the audit'}): nothing is replaced on partial evidence\n`, exitCode: REPLACE_EXIT.incomplete };
     }
     const policy = policies.get(result.policy);
+    if (!policy) throw new Error(`no policy ${result.policy}`);
     const instance = result.instance;
     const placement = (await readPlacement(pool.get(instance.region), [instance])).get(instance.instanceId);
-    const candidate = {
-      instanceId: instance.instanceId,
-      region: instance.region,
-      imageId: instance.imageId,
-      policy: result.policy,
-      healthTimeoutMs: policy?.respond.replace.healthTimeout ?? 600_000,
-      channel: policy?.respond.notify?.slack?.channel ?? null,
-      alertOutboxId: store.instance(instance.instanceId)?.alertOutboxId ?? null,
-      placement,
-    };
+    const candidate = candidateFor(instance, policy, store.instance(instance.instanceId)?.alertOutboxId ?? null, placement);
     const reason = await replacer.preflight(candidate);
     if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);
     const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';

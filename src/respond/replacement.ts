@@ -17,6 +17,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { DeregisterTargetsCommand, DescribeTargetHealthCommand, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { RegionClients } from '../collect/clients.js';
+import type { Instance } from '../core/facts.js';
+import type { LoadedPolicy } from '../policy/schema.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notice } from '../notify/types.js';
@@ -91,8 +93,6 @@ export interface ReplacerDeps {
   clientsFor: (region: string) => RegionClients;
   logger: Logger;
   signal?: AbortSignal;
-  /** a progress notice for the instance's alert thread */
-  notify?: (row: ReplacementRow, notice: Notice) => void;
   /** outcomes, for metrics */
   onOutcome?: (outcome: 'started' | 'done' | 'rolled-back' | 'failed' | 'held') => void;
   /** first and longest pause between polls while waiting */
@@ -108,6 +108,20 @@ export interface Candidate {
   channel: string | null;
   alertOutboxId: number | null;
   placement: InstancePlacement | undefined;
+}
+
+/** What a replacement needs to know about an instance: from its verdict, its policy, its alert and where it serves. */
+export function candidateFor(instance: Instance, policy: LoadedPolicy, alertOutboxId: number | null, placement: InstancePlacement | undefined): Candidate {
+  return {
+    instanceId: instance.instanceId,
+    region: instance.region,
+    imageId: instance.imageId,
+    policy: policy.name,
+    healthTimeoutMs: policy.respond.replace.healthTimeout,
+    channel: policy.respond.notify?.slack?.channel ?? null,
+    alertOutboxId,
+    placement,
+  };
 }
 
 const errName = (err: unknown) => (err as { name?: string }).name ?? '';
@@ -239,9 +253,11 @@ export class Replacer {
     return row;
   }
 
-  /** A reply in the instance's alert thread. */
+  /** A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel. */
   private progress(row: ReplacementRow, step: string, outcome: Extract<Notice, { type: 'progress' }>['outcome'], message: string): void {
-    this.deps.notify?.(row, { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message });
+    const channel = data(row).channel;
+    if (!channel) return;
+    this.deps.store.enqueue(channel, { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message }, row.alertOutboxId);
   }
 
   private milestone(row: ReplacementRow, step: Step): void {

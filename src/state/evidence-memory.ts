@@ -1,4 +1,4 @@
-import { CLOUDTRAIL_RETENTION_MS, type Windows } from '../collect/region.js';
+import { CLOUDTRAIL_RETENTION_MS, evidenceWindow, type Windows } from '../collect/region.js';
 import type { RegionFacts } from '../core/facts.js';
 import type { StateStore } from './store.js';
 
@@ -19,11 +19,11 @@ export class EvidenceMemory {
     const floor = now - CLOUDTRAIL_RETENTION_MS;
     const cov = this.store.coverage(region, SOURCE);
     return (launchTimes) => {
-      const oldest = launchTimes.length ? Math.min(...launchTimes) : now;
       if (!cov || cov.to < floor) {
-        const evidence = { from: Math.max(floor, oldest), to: now };
+        const evidence = evidenceWindow(launchTimes, null, now);
         return { evidence, read: evidence };
       }
+      const oldest = launchTimes.length ? Math.min(...launchTimes) : now;
       const from = Math.max(floor, Math.min(cov.from, oldest));
       const readFrom = from < cov.from ? from : Math.max(from, cov.to - REREAD_OVERLAP_MS);
       return { evidence: { from, to: now }, read: { from: readFrom, to: now } };
