@@ -5,6 +5,7 @@ import type { Activity, Instance, InventorySnapshot, RegionFacts } from '../../s
 import { normalizeVersion } from '../../src/core/package-version.js';
 import { toPackages } from '../../src/collect/inventory.js';
 import type { Manifest, ManifestIndex } from '../../src/manifest/types.js';
+import type { ReportInstance } from '../../src/report/model.js';
 import { manifestKey } from '../../src/manifest/types.js';
 import { parsePolicyText } from '../../src/policy/load.js';
 import type { LoadedPolicy } from '../../src/policy/schema.js';
@@ -120,4 +121,22 @@ export function cleanInventory(m: Manifest, instanceId = FIXTURE_INSTANCE, captu
 export function driftedInventory(captureTime = FIXTURE_NOW - 3_600_000): InventorySnapshot {
   const rows = readFixtureJsonl<Record<string, string>>('ssm/inventory-drifted.jsonl');
   return { instanceId: FIXTURE_INSTANCE, captureTime, packages: toPackages(rows) };
+}
+
+/** An instance as the JSON report shows it (what Slack messages are built from). */
+export function reportInstance(over: Partial<ReportInstance> = {}): ReportInstance {
+  return {
+    instanceId: 'i-0abc1234def567890',
+    region: 'eu-west-1',
+    accountId: '111122223333',
+    name: 'web-1',
+    imageId: 'ami-0c0ffee1234567890',
+    launchTime: '2026-11-20T08:00:00.000Z',
+    autoScalingGroup: null,
+    policy: 'web-immutable',
+    verdict: 'tainted',
+    findings: [],
+    gaps: [],
+    ...over,
+  };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ReportFinding, ReportInstance } from '../../src/report/model.js';
+import type { ReportFinding } from '../../src/report/model.js';
+import { reportInstance as instance } from '../support/facts.js';
 import type { Notice, PlannedAction } from '../../src/notify/types.js';
 import {
   type Block,
@@ -12,22 +13,6 @@ import {
 
 const ACTOR = 'arn:aws:sts::111122223333:assumed-role/Admin/alice';
 
-function instance(over: Partial<ReportInstance> = {}): ReportInstance {
-  return {
-    instanceId: 'i-0abc1234def567890',
-    region: 'eu-west-1',
-    accountId: '111122223333',
-    name: 'web-1',
-    imageId: 'ami-0c0ffee1234567890',
-    launchTime: '2026-11-20T08:00:00.000Z',
-    autoScalingGroup: null,
-    policy: 'web-immutable',
-    verdict: 'tainted',
-    findings: [],
-    gaps: [],
-    ...over,
-  };
-}
 
 function finding(over: Partial<ReportFinding> = {}): ReportFinding {
   return {

@@ -5,25 +5,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderSlack } from '../../src/notify/slack-messages.js';
 import { ConsoleTransport, NotifyError, SlackTransport } from '../../src/notify/slack-transport.js';
 import type { Notice } from '../../src/notify/types.js';
+import { reportInstance } from '../support/facts.js';
 import { SlackFake } from '../support/slack-fake.js';
 
 const TOKEN = 'xoxb-111-222-S3CRETt0kenValue';
 
 const taint: Notice = {
   type: 'taint',
-  instance: {
-    instanceId: 'i-0abc1234def567890',
-    region: 'eu-west-1',
-    accountId: '111122223333',
-    name: 'web-1',
-    imageId: 'ami-0c0ffee1234567890',
-    launchTime: '2026-11-20T08:00:00.000Z',
-    autoScalingGroup: null,
-    policy: 'web-immutable',
-    verdict: 'tainted',
-    findings: [],
-    gaps: [],
-  },
+  instance: reportInstance(),
   findings: [
     {
       detector: 'interactive-session',
