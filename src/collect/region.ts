@@ -128,5 +128,10 @@ export async function collectRegion(
       fail('ssm-commands', `ListCommandInvocations(${id})`, err);
     }
   }
+  // Written into the activities, so a cycle that remembers them later attributes them the same way.
+  facts.activities = facts.activities.map((a) => {
+    const ids = a.commandTargets?.commandId ? facts.commandTargets.get(a.commandTargets.commandId) : undefined;
+    return ids && a.instanceIds.length === 0 ? { ...a, instanceIds: ids } : a;
+  });
   return { facts, errors, warnings };
 }

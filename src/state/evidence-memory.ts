@@ -36,9 +36,16 @@ export class EvidenceMemory {
    * next cycle reads this stretch again.
    */
   merge(facts: RegionFacts, now: number): void {
-    const seen = new Set(facts.activities.map((a) => a.id));
-    const remembered = this.store.activities(facts.region, facts.window.from).filter((a) => !seen.has(a.id));
-    const complete = !facts.gaps.some((g) => g.source === 'cloudtrail' || g.source === 'ssm-sessions' || g.source === 'ec2');
+    const remembered = new Map(this.store.activities(facts.region, facts.window.from).map((a) => [a.id, a]));
+    // Read again in the overlap: keep what the first read learned (the instances a command ran on,
+    // which SSM forgets after a while).
+    facts.activities = facts.activities.map((a) => {
+      const known = remembered.get(a.id);
+      remembered.delete(a.id);
+      return known && a.instanceIds.length === 0 && known.instanceIds.length > 0 ? known : a;
+    });
+    // A command whose targets could not be resolved is read again next cycle, not remembered half-done.
+    const complete = !facts.gaps.some((g) => g.source === 'cloudtrail' || g.source === 'ssm-sessions' || g.source === 'ssm-commands' || g.source === 'ec2');
     if (complete) {
       this.store.transaction(() => {
         this.store.saveActivities(facts.activities);
@@ -46,6 +53,6 @@ export class EvidenceMemory {
         this.store.pruneActivities(now - CLOUDTRAIL_RETENTION_MS);
       });
     }
-    facts.activities = [...remembered, ...facts.activities];
+    facts.activities = [...remembered.values(), ...facts.activities];
   }
 }

@@ -1,0 +1,42 @@
+// Cycles with state read only what is new, and judge remembered activity as the first read did.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALICE, Scenario, after, type Launched } from '../support/scenario.js';
+
+const POLICY = `
+policies:
+  - name: web
+    scope: { tags: { role: web } }
+    detect: { remote-command: {}, interactive-session: {} }
+    respond: { mode: observe }
+`;
+
+describe('pristine run, cycle after cycle', () => {
+  let s: Scenario;
+  let fleet: Launched[];
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    const image = await s.image('web');
+    fleet = await s.launch(image, { role: 'web' }, { count: 2 });
+    // A command sent to every `role=web` instance, which SSM says ran on the first one only.
+    const record = s.trail('ssm-send-command-tag-targets', fleet[0]!.instanceId, fleet[0]!.launchTime + 1000, ALICE);
+    s.fake.ssm.commandInvocations.set((record['responseElements'] as { command: { commandId: string } }).command.commandId, [fleet[0]!.instanceId]);
+    await after(Math.max(...fleet.map((f) => f.launchTime)) + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('reads from where the last cycle stopped, and keeps a command on the instances SSM said it ran on', async () => {
+    const verdicts = async () => Object.fromEntries((await s.cycle([], {})).report.instances.map((i) => [i.instanceId, i.verdict]));
+    const expected = { [fleet[0]!.instanceId]: 'tainted', [fleet[1]!.instanceId]: 'pristine' };
+    expect(await verdicts()).toEqual(expected);
+
+    const firstLookup = s.fake.callsTo('LookupEvents').length;
+    s.fake.ssm.commandInvocations.clear(); // expired from SSM by now: the second cycle must not need it
+    expect(await verdicts()).toEqual(expected);
+    // Still one query per event name (the API cannot do fewer), but over the new stretch only.
+    expect(s.fake.callsTo('LookupEvents').length).toBe(2 * firstLookup);
+    // The command lies in the re-read overlap, so SSM is asked again; its empty answer does not undo the first.
+    expect(s.fake.callsTo('ListCommandInvocations')).toHaveLength(2);
+  });
+});
