@@ -4,7 +4,7 @@ import type { LoadedPolicy } from '../policy/schema.js';
 import { attribute } from './attribute.js';
 import { ALWAYS_ON, DETECTORS } from './detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId, type Finding } from './detectors/types.js';
-import type { Activity, EvidenceSource, Gap, Instance, RegionFacts } from './facts.js';
+import type { Activity, EvidenceSource, Gap, Instance, ScopeFacts } from './facts.js';
 import { anyGlob, compileGlob, type Matcher } from './glob.js';
 
 export type Verdict = 'pristine' | 'tainted' | 'unknown';
@@ -18,7 +18,8 @@ export interface InstanceResult {
   gaps: Gap[];
 }
 
-export interface RegionResult {
+export interface ScopeResult {
+  accountId: string;
   region: string;
   results: InstanceResult[];
   /** instances no policy's scope selects */
@@ -58,7 +59,7 @@ function tagsMatch(tags: Record<string, string>, matchers: Array<[string, Matche
   return matchers.every(([key, match]) => tags[key] !== undefined && match(tags[key] as string));
 }
 
-/** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per region. */
+/** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
 class GapIndex {
   private readonly everyone: Gap[] = [];
   private readonly byInstance = new Map<string, Gap[]>();
@@ -75,7 +76,7 @@ class GapIndex {
   }
   for(instance: Instance, sources: ReadonlySet<EvidenceSource>): Gap[] {
     const own = this.byInstance.get(instance.instanceId) ?? [];
-    return [...this.everyone, ...own].filter((g) => sources.has(g.source));
+    return [...this.everyone, ...own].filter((g) => sources.has(g.source) && (g.before === undefined || instance.firstLaunch < g.before));
   }
 }
 
@@ -88,36 +89,52 @@ function verdictOf(findings: readonly Finding[], gaps: readonly Gap[]): Verdict 
 const iso = (ms: number) => new Date(ms).toISOString();
 const TRAIL_ONLY: ReadonlySet<EvidenceSource> = new Set(['cloudtrail']);
 
+/** Whether a policy judges instances of this scope: its (resolved) regions, and its accounts. */
+export function policyCovers(policy: LoadedPolicy, accountId: string, region: string): boolean {
+  if (policy.scope.regions && !policy.scope.regions.includes(region)) return false;
+  return !policy.scope.accounts || anyGlob(policy.scope.accounts)(accountId);
+}
+
 /**
- * Facts of one region to a verdict per in-scope instance. Pure: no I/O, no clock (`now` is given).
+ * Facts of one scope (account and region) to a verdict per in-scope instance. Pure: no I/O, no
+ * clock (`now` is given).
  *
  * - The first policy (file-name order, then file order) whose scope matches an instance judges it.
- * - Only activity after the instance's launch counts; activity by the policy's allowed principals never taints.
- * - An exemption tag set after launch by anyone else does not exempt: the instance stays in scope,
- *   with a guard-tampered finding. One that cannot be checked (CloudTrail unreadable) does not exempt either.
+ * - Only activity after the instance's first launch counts (a stop/start does not reset it);
+ *   activity by the policy's allowed principals never taints.
+ * - An exemption tag set after the first launch by anyone else does not exempt: the instance stays in
+ *   scope, with a guard-tampered finding. One that cannot be checked (CloudTrail unreadable) does not exempt either.
  * - Evidence a detector needs that could not be read makes the verdict `unknown`, never `pristine`.
+ *
+ * `only` limits the verdicts to some instances (a pushed event re-judges the instances it names).
  */
-export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPolicy[], manifests: ManifestIndex, now: number): RegionResult {
-  const compiled = policies
-    .filter((p) => !p.scope.regions || p.scope.regions.includes(facts.region))
-    .map(compile);
+export function evaluateScope(
+  facts: ScopeFacts,
+  policies: readonly LoadedPolicy[],
+  manifests: ManifestIndex,
+  now: number,
+  only?: ReadonlySet<string>,
+): ScopeResult {
+  const compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
   const { byInstance, gaps: attributionGaps } = attribute(facts);
   const gapIndex = new GapIndex([...facts.gaps, ...attributionGaps]);
-  const out: RegionResult = { region: facts.region, results: [], outOfScope: 0, exempt: 0 };
+  const out: ScopeResult = { accountId: facts.accountId, region: facts.region, results: [], outOfScope: 0, exempt: 0 };
 
   for (const instance of facts.instances) {
+    if (only && !only.has(instance.instanceId)) continue;
     const cp = compiled.find((c) => tagsMatch(instance.tags, c.scope));
     if (!cp) {
       out.outOfScope++;
       continue;
     }
     const activities: Activity[] = (byInstance.get(instance.instanceId) ?? []).filter(
-      (a) => a.at > instance.launchTime && !a.actor.identities.some((id) => cp.allowed(id)),
+      (a) => a.at > instance.firstLaunch && !a.actor.identities.some((id) => cp.allowed(id)),
     );
     const detectors = new Set<DetectorId>(cp.detectors);
     const gaps: Gap[] = [];
     const trailGaps = gapIndex.for(instance, TRAIL_ONLY);
-    const beforeWindow = instance.launchTime < facts.window.from;
+    const beforeWindow = instance.firstLaunch < facts.window.from;
+    const scope = { accountId: facts.accountId, region: facts.region };
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
       const tampered = activities.some((a) => a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
@@ -125,7 +142,7 @@ export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPoli
       else if (trailGaps.length > 0 || beforeWindow) {
         gaps.push({
           source: 'cloudtrail',
-          region: facts.region,
+          ...scope,
           instanceIds: [instance.instanceId],
           message: `exempt by tag, but who set the tag could not be checked: ${trailGaps[0]?.message ?? `activity before ${iso(facts.window.from)} was not examined`}`,
         });
@@ -154,9 +171,9 @@ export function evaluateRegion(facts: RegionFacts, policies: readonly LoadedPoli
     if (beforeWindow && sources.has('cloudtrail')) {
       gaps.push({
         source: 'cloudtrail',
-        region: facts.region,
+        ...scope,
         instanceIds: [instance.instanceId],
-        message: `launched ${iso(instance.launchTime)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
+        message: `first launched ${iso(instance.firstLaunch)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
       });
     }
     findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));

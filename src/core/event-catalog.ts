@@ -3,7 +3,8 @@ import type { ActivityKind } from './facts.js';
 /**
  * The CloudTrail management events that can change an instance in place, by source and name.
  * The collector looks each name up once per window (LookupEvents takes one attribute a call);
- * records from another service with the same name (QLDB's SendCommand) are ignored.
+ * records from another service with the same name (QLDB's SendCommand) are ignored. The EventBridge
+ * rule of `pristine deploy template` is built from this list too.
  */
 export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: string; kind: ActivityKind }> = [
   { eventSource: 'ssm.amazonaws.com', eventName: 'StartSession', kind: 'interactive-session' },
@@ -14,9 +15,18 @@ export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: str
   { eventSource: 'ssm-guiconnect.amazonaws.com', eventName: 'StartConnection', kind: 'interactive-session' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'SendCommand', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'StartAutomationExecution', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'CreateAssociation', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateAssociation', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'StartAssociationsOnce', kind: 'remote-command' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'AttachVolume', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'DetachVolume', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyVolume', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachNetworkInterface', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyNetworkInterfaceAttribute', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateAddress', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateIamInstanceProfile', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ReplaceIamInstanceProfileAssociation', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'DisassociateIamInstanceProfile', kind: 'instance-modified' },
@@ -33,4 +43,14 @@ const BY_KEY = new Map(TRACKED_EVENTS.map((e) => [`${e.eventSource} ${e.eventNam
 
 export function trackedKind(eventSource: string, eventName: string): ActivityKind | undefined {
   return BY_KEY.get(`${eventSource} ${eventName}`);
+}
+
+/** An EventBridge pattern that matches exactly the tracked events ("AWS API Call via CloudTrail"). */
+export function eventBridgePattern(): Record<string, unknown> {
+  const sources = [...new Set(TRACKED_EVENTS.map((e) => e.eventSource))].sort();
+  return {
+    'detail-type': ['AWS API Call via CloudTrail'],
+    // The `source` of EC2 Instance Connect events is not documented: match on detail.eventSource only.
+    detail: { eventSource: sources, eventName: [...TRACKED_EVENT_NAMES].sort() },
+  };
 }

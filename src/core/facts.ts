@@ -1,19 +1,40 @@
 /**
  * Facts: what the collectors read from AWS, in the shape the pure core evaluates.
  * Nothing here does I/O; times are epoch milliseconds so a 10,000-instance fleet stays small.
+ * Every fact belongs to one scope: an (account, region) pair.
  */
+
+export interface Scope {
+  accountId: string;
+  region: string;
+}
+
+/** `111122223333/us-east-1`: a scope as one string, for maps, logs and leases. */
+export function scopeKey(s: Scope): string {
+  return `${s.accountId}/${s.region}`;
+}
 
 export interface Instance {
   instanceId: string;
   region: string;
-  accountId: string | null;
+  accountId: string;
   imageId: string;
-  /** epoch ms */
+  /**
+   * EC2's LaunchTime: when the instance was *last started*. A stop/start moves it, so it only
+   * serves `minAge`; everything that judges evidence uses `firstLaunch`.
+   */
   launchTime: number;
+  /** when the instance was first launched: the attach time of its primary network interface (epoch ms) */
+  firstLaunch: number;
   state: string;
   name: string | null;
   tags: Record<string, string>;
   privateIpAddress: string | null;
+  vpcId: string | null;
+  /** every private IP of the instance, for EIC Endpoint tunnels opened by address */
+  privateIpAddresses: string[];
+  networkInterfaceIds: string[];
+  volumeIds: string[];
   /** `aws:autoscaling:groupName`, when the instance belongs to an Auto Scaling group */
   autoScalingGroup: string | null;
 }
@@ -48,29 +69,47 @@ export interface TagChange {
   value: string | null;
 }
 
+export interface Target {
+  key: string;
+  values: string[];
+}
+
+/** How a piece of evidence reached pristine. The same CloudTrail event by several paths is one activity. */
+export type Channel = 'lookup-events' | 'eventbridge' | 's3' | 'ssm-sessions';
+
 /**
  * One in-place action against one or more instances, from a CloudTrail record or an SSM session.
- * Attribution (which instances) is already resolved from requestParameters / responseElements.
+ * Attribution (which instances) is resolved from requestParameters / responseElements where the record
+ * says; otherwise from the references it carries (session, network interface, volume, address, targets).
  */
 export interface Activity {
   /** CloudTrail eventID, or `session:<id>` for a session only SSM's history knows */
   id: string;
   kind: ActivityKind;
   source: 'cloudtrail' | 'ssm-sessions';
+  /** the paths it arrived by; absent in activities stored by an older pristine */
+  via?: Channel[];
   eventSource: string;
   eventName: string;
   /** epoch ms */
   at: number;
   region: string;
+  /** the account the event happened in (CloudTrail recipientAccountId); null when the record does not say */
+  accountId: string | null;
   actor: Actor;
   instanceIds: string[];
   /**
-   * A SendCommand by targets: the instance ids are not in the record. They come from
-   * ListCommandInvocations (see Facts.commandTargets) or, failing that, from the targets themselves.
+   * A SendCommand, Automation or State Manager association by targets: the instance ids are not in
+   * the record. They come from ListCommandInvocations (commands), DescribeAssociation (associations
+   * started by id), or, failing that, from matching the targets against the instances' tags.
    */
-  commandTargets?: { commandId: string; targets: Array<{ key: string; values: string[] }> };
+  commandTargets?: { commandId: string; targets: Target[] };
+  /** StartAssociationsOnce names associations, not instances */
+  associationIds?: string[];
   /** Join key for SSM sessions (StartSession, ResumeSession, DescribeSessions) */
   sessionId?: string;
+  /** resources the record names that belong to an instance: its network interfaces, volumes, addresses */
+  refs?: { networkInterfaceIds?: string[]; volumeIds?: string[]; privateIpAddress?: string; endpointId?: string };
   tagChanges?: TagChange[];
   /** What happened, for the report: document name, attribute, volume id, OS user, ... */
   detail: Record<string, unknown>;
@@ -78,16 +117,18 @@ export interface Activity {
 
 export type EvidenceSource = 'ec2' | 'cloudtrail' | 'ssm-sessions' | 'ssm-inventory' | 'ssm-commands' | 'manifest';
 
-/** Evidence that could not be read. Without instanceIds it affects every instance in the region. */
+/** Evidence that could not be read. Without instanceIds it affects every instance in its scope. */
 export interface Gap {
   source: EvidenceSource;
+  accountId: string;
   region: string;
   message: string;
   instanceIds?: string[];
+  /** when set, only instances first launched before this time can be concerned (epoch ms) */
+  before?: number;
 }
 
-export interface RegionFacts {
-  region: string;
+export interface ScopeFacts extends Scope {
   /** the evidence window, epoch ms */
   window: { from: number; to: number };
   instances: Instance[];
@@ -96,5 +137,11 @@ export interface RegionFacts {
   inventory: Map<string, InventorySnapshot>;
   /** command id -> instance ids it ran on, from ListCommandInvocations */
   commandTargets: Map<string, string[]>;
+  /** command id -> why SSM could not say where it ran */
+  unresolvedCommands: Map<string, string>;
+  /** association id -> its targets, from DescribeAssociation (StartAssociationsOnce names only ids) */
+  associationTargets: Map<string, Target[]>;
+  /** EIC Endpoint id -> its VPC, from DescribeInstanceConnectEndpoints */
+  endpointVpcs: Map<string, string>;
   gaps: Gap[];
 }

@@ -4,6 +4,8 @@ import { globProblem } from './glob.js';
 import { parseShare, type Share as ShareValue } from './share.js';
 import { parseWindow, type Window as WindowValue } from './windows.js';
 
+export const Region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'expected an AWS region such as us-east-1');
+
 /** A glob, checked when the policy is loaded so a bad one fails validation, not the audit. */
 export const Glob = z.string().superRefine((value, ctx) => {
   const problem = globProblem(value);

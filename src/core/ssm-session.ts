@@ -1,5 +1,5 @@
 import { actorFrom } from './actor.js';
-import type { Activity } from './facts.js';
+import type { Activity, Scope } from './facts.js';
 import { INSTANCE_ID } from './cloudtrail-record.js';
 
 /** A Session Manager session as DescribeSessions reports it, times in epoch ms. */
@@ -18,16 +18,18 @@ export interface SessionRecord {
  * A session SSM remembers, as an Activity. CloudTrail's StartSession for the same session id
  * describes the same thing; the evaluator keeps one of them.
  */
-export function activityFromSession(s: SessionRecord, region: string): Activity | null {
+export function activityFromSession(s: SessionRecord, scope: Scope): Activity | null {
   if (!INSTANCE_ID.test(s.target)) return null;
   return {
     id: `session:${s.sessionId}`,
     kind: 'interactive-session',
     source: 'ssm-sessions',
+    via: ['ssm-sessions'],
     eventSource: 'ssm.amazonaws.com',
     eventName: 'StartSession',
     at: s.startDate,
-    region,
+    region: scope.region,
+    accountId: scope.accountId,
     actor: actorFrom(s.owner),
     instanceIds: [s.target],
     sessionId: s.sessionId,

@@ -1,5 +1,5 @@
 import type { Finding } from '../core/detectors/types.js';
-import type { InstanceResult, RegionResult, Verdict } from '../core/evaluate.js';
+import type { InstanceResult, ScopeResult, Verdict } from '../core/evaluate.js';
 
 /**
  * The JSON report, version 1: a contract other tools parse. Fields are only ever added.
@@ -10,7 +10,10 @@ export interface Report {
   startedAt: string;
   finishedAt: string;
   complete: boolean;
+  /** one entry per region: the widest window examined there */
   regions: Array<{ region: string; window: { from: string; to: string } }>;
+  /** one entry per (account, region) audited, and whether all its evidence was read */
+  scopes: Array<{ accountId: string; region: string; window: { from: string; to: string }; complete: boolean }>;
   summary: { pristine: number; tainted: number; unknown: number; exempt: number; outOfScope: number };
   instances: ReportInstance[];
   errors: ReportError[];
@@ -20,6 +23,8 @@ export interface Report {
 
 export interface ReportFinding {
   detector: Finding['detector'];
+  /** a stable identity: the same evidence keeps its key from cycle to cycle */
+  key: string;
   severity: Finding['severity'];
   effect: Finding['effect'];
   summary: string;
@@ -31,10 +36,12 @@ export interface ReportFinding {
 export interface ReportInstance {
   instanceId: string;
   region: string;
-  accountId: string | null;
+  accountId: string;
   name: string | null;
   imageId: string;
   launchTime: string;
+  /** when the instance was first launched (a stop/start moves launchTime, not this) */
+  firstLaunchTime: string;
   autoScalingGroup: string | null;
   policy: string;
   verdict: Verdict;
@@ -45,13 +52,14 @@ export interface ReportInstance {
 
 export interface ReportError {
   source: string;
+  accountId?: string;
   region?: string;
   message: string;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function toReportInstance(r: InstanceResult): ReportInstance {
+export function toReportInstance(r: InstanceResult): ReportInstance {
   const i = r.instance;
   return {
     instanceId: i.instanceId,
@@ -60,11 +68,13 @@ function toReportInstance(r: InstanceResult): ReportInstance {
     name: i.name,
     imageId: i.imageId,
     launchTime: iso(i.launchTime),
+    firstLaunchTime: iso(i.firstLaunch),
     autoScalingGroup: i.autoScalingGroup,
     policy: r.policy,
     verdict: r.verdict,
     findings: r.findings.map((f) => ({
       detector: f.detector,
+      key: f.key,
       severity: f.severity,
       effect: f.effect,
       summary: f.summary,
@@ -79,25 +89,31 @@ function toReportInstance(r: InstanceResult): ReportInstance {
 export function buildReport(input: {
   startedAt: number;
   finishedAt: number;
-  regions: Array<RegionResult & { window: { from: number; to: number } }>;
+  scopes: Array<ScopeResult & { window: { from: number; to: number }; complete: boolean }>;
   errors: ReportError[];
   warnings: ReportError[];
 }): Report {
-  const instances = input.regions.flatMap((r) => r.results.map(toReportInstance));
-  instances.sort((a, b) => a.region.localeCompare(b.region) || a.instanceId.localeCompare(b.instanceId));
+  const instances = input.scopes.flatMap((r) => r.results.map(toReportInstance));
+  instances.sort((a, b) => a.region.localeCompare(b.region) || a.accountId.localeCompare(b.accountId) || a.instanceId.localeCompare(b.instanceId));
+  const byRegion = new Map<string, { from: number; to: number }>();
+  for (const s of input.scopes) {
+    const w = byRegion.get(s.region);
+    byRegion.set(s.region, w ? { from: Math.min(w.from, s.window.from), to: Math.max(w.to, s.window.to) } : { ...s.window });
+  }
   const count = (v: Verdict) => instances.filter((i) => i.verdict === v).length;
   return {
     version: 1,
     startedAt: iso(input.startedAt),
     finishedAt: iso(input.finishedAt),
-    complete: input.errors.length === 0 && instances.every((i) => i.gaps.length === 0),
-    regions: input.regions.map((r) => ({ region: r.region, window: { from: iso(r.window.from), to: iso(r.window.to) } })),
+    complete: input.errors.length === 0 && instances.every((i) => i.gaps.length === 0) && input.scopes.every((s) => s.complete),
+    regions: [...byRegion].sort(([a], [b]) => a.localeCompare(b)).map(([region, w]) => ({ region, window: { from: iso(w.from), to: iso(w.to) } })),
+    scopes: input.scopes.map((s) => ({ accountId: s.accountId, region: s.region, window: { from: iso(s.window.from), to: iso(s.window.to) }, complete: s.complete })),
     summary: {
       pristine: count('pristine'),
       tainted: count('tainted'),
       unknown: count('unknown'),
-      exempt: input.regions.reduce((n, r) => n + r.exempt, 0),
-      outOfScope: input.regions.reduce((n, r) => n + r.outOfScope, 0),
+      exempt: input.scopes.reduce((n, r) => n + r.exempt, 0),
+      outOfScope: input.scopes.reduce((n, r) => n + r.outOfScope, 0),
     },
     instances,
     errors: input.errors,

@@ -6,9 +6,9 @@ function pad(text: string, width: number): string {
 
 const VERDICT_LABEL = { pristine: 'pristine', tainted: 'TAINTED', unknown: 'UNKNOWN' } as const;
 
-function rows(instances: ReportInstance[]): string[] {
-  const header = ['INSTANCE', 'NAME', 'REGION', 'IMAGE', 'POLICY', 'VERDICT'];
-  const cells = instances.map((i) => [i.instanceId, i.name ?? '-', i.region, i.imageId, i.policy, VERDICT_LABEL[i.verdict]]);
+function rows(instances: ReportInstance[], withAccount: boolean): string[] {
+  const header = ['INSTANCE', 'NAME', ...(withAccount ? ['ACCOUNT'] : []), 'REGION', 'IMAGE', 'POLICY', 'VERDICT'];
+  const cells = instances.map((i) => [i.instanceId, i.name ?? '-', ...(withAccount ? [i.accountId] : []), i.region, i.imageId, i.policy, VERDICT_LABEL[i.verdict]]);
   const widths = header.map((h, c) => Math.max(h.length, ...cells.map((r) => (r[c] ?? '').length)));
   const line = (r: string[]) => r.map((cell, c) => pad(cell, widths[c] ?? 0)).join('  ').trimEnd();
   const out = [line(header)];
@@ -27,7 +27,7 @@ function rows(instances: ReportInstance[]): string[] {
 export function renderTable(report: Report): string {
   const out: string[] = [];
   if (report.instances.length === 0) out.push('No running instance is in scope of the policies.');
-  else out.push(...rows(report.instances));
+  else out.push(...rows(report.instances, new Set(report.scopes.map((s) => s.accountId)).size > 1));
   const s = report.summary;
   out.push('');
   out.push(
@@ -35,14 +35,16 @@ export function renderTable(report: Report): string {
       ` (${s.exempt} exempt, ${s.outOfScope} out of scope)` +
       (report.complete ? '' : ' — evidence INCOMPLETE: unknown is not pristine'),
   );
-  for (const r of report.regions) out.push(`${r.region}: activity examined from ${r.window.from} to ${r.window.to}`);
+  for (const s of report.scopes) {
+    out.push(`${s.accountId} ${s.region}: activity examined from ${s.window.from} to ${s.window.to}${s.complete ? '' : ' (incomplete)'}`);
+  }
   if (report.errors.length > 0) {
     out.push('', 'Errors:');
-    for (const e of report.errors) out.push(`  ${e.region ? `${e.region} ` : ''}${e.source}: ${e.message}`);
+    for (const e of report.errors) out.push(`  ${e.accountId ? `${e.accountId} ` : ''}${e.region ? `${e.region} ` : ''}${e.source}: ${e.message}`);
   }
   if (report.warnings.length > 0) {
     out.push('', 'Warnings:');
-    for (const w of report.warnings) out.push(`  ${w.region ? `${w.region} ` : ''}${w.source}: ${w.message}`);
+    for (const w of report.warnings) out.push(`  ${w.accountId ? `${w.accountId} ` : ''}${w.region ? `${w.region} ` : ''}${w.source}: ${w.message}`);
   }
   return out.join('\n') + '\n';
 }

@@ -1,9 +1,9 @@
 // Builders for the pure core's inputs: instances, facts, policies and manifests, with fixture records.
 import { readFileSync } from 'node:fs';
 import { activityFromRecord } from '../../src/core/cloudtrail-record.js';
-import type { Activity, Instance, InventorySnapshot, RegionFacts } from '../../src/core/facts.js';
+import type { Activity, Instance, InventorySnapshot, ScopeFacts } from '../../src/core/facts.js';
 import { normalizeVersion } from '../../src/core/package-version.js';
-import { toPackages } from '../../src/collect/inventory.js';
+import { toPackages } from '../../src/evidence/sources/ssm-inventory/index.js';
 import type { Manifest, ManifestIndex } from '../../src/manifest/types.js';
 import type { ReportInstance } from '../../src/report/model.js';
 import { manifestKey } from '../../src/manifest/types.js';
@@ -14,6 +14,7 @@ import { fixturePath, readFixtureJson, readFixtureJsonl } from './fixtures.js';
 export const FIXTURE_INSTANCE = 'i-0a1b2c3d4e5f60718';
 export const FIXTURE_IMAGE = 'ami-0c0ffee1234567890';
 export const REGION = 'us-east-1';
+export const FIXTURE_ACCOUNT = '111122223333';
 /** The fixtures' instance was launched before every fixture record but the RunInstances noise. */
 export const FIXTURE_LAUNCH = Date.parse('2026-11-19T00:00:00Z');
 /** "now" for the fixtures: after every record, inventory captured a few hours before */
@@ -25,24 +26,33 @@ export function instance(over: Partial<Instance> = {}): Instance {
     region: REGION,
     accountId: '111122223333',
     imageId: FIXTURE_IMAGE,
-    launchTime: FIXTURE_LAUNCH,
+    launchTime: over.launchTime ?? FIXTURE_LAUNCH,
+    firstLaunch: over.launchTime ?? FIXTURE_LAUNCH,
     state: 'running',
     name: 'web-1',
     tags: { role: 'web', Name: 'web-1' },
     privateIpAddress: '10.0.1.15',
+    vpcId: 'vpc-0a1b2c3d4e5f60718',
+    privateIpAddresses: [over.privateIpAddress ?? '10.0.1.15'],
+    networkInterfaceIds: ['eni-0f1e2d3c4b5a69780'],
+    volumeIds: ['vol-0fedcba9876543210'],
     autoScalingGroup: null,
     ...over,
   };
 }
 
-export function facts(over: Partial<RegionFacts> = {}): RegionFacts {
+export function facts(over: Partial<ScopeFacts> = {}): ScopeFacts {
   return {
+    accountId: FIXTURE_ACCOUNT,
     region: REGION,
     window: { from: FIXTURE_LAUNCH - 86_400_000, to: FIXTURE_NOW },
     instances: [instance()],
     activities: [],
     inventory: new Map(),
     commandTargets: new Map(),
+    unresolvedCommands: new Map(),
+    associationTargets: new Map(),
+    endpointVpcs: new Map(),
     gaps: [],
     ...over,
   };
@@ -132,6 +142,7 @@ export function reportInstance(over: Partial<ReportInstance> = {}): ReportInstan
     name: 'web-1',
     imageId: 'ami-0c0ffee1234567890',
     launchTime: '2026-11-20T08:00:00.000Z',
+    firstLaunchTime: '2026-11-20T08:00:00.000Z',
     autoScalingGroup: null,
     policy: 'web-immutable',
     verdict: 'tainted',

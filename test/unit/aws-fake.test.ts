@@ -34,12 +34,16 @@ const REGION = 'us-east-1';
 const INSTANCE = 'i-0a1b2c3d4e5f60718';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
-/** Every single-record CloudTrail fixture (the lookup-events-page files are responses, not records). */
+/** The single-record CloudTrail fixtures the recorded LookupEvents pages hold (those files are responses, not records). */
 function fixtureRecords(): CloudTrailRecord[] {
+  const paged = new Set(
+    ['cloudtrail/lookup-events-page1.json', 'cloudtrail/lookup-events-page2.json'].flatMap((f) => readFixtureJson<{ Events: Array<{ EventId: string }> }>(f).Events.map((e) => e.EventId)),
+  );
   return readdirSync(fixturePath('cloudtrail'))
     .filter((name) => name.endsWith('.json') && !name.startsWith('lookup-events-page'))
     .sort()
-    .map((name) => readFixtureJson<CloudTrailRecord>(`cloudtrail/${name}`));
+    .map((name) => readFixtureJson<CloudTrailRecord>(`cloudtrail/${name}`))
+    .filter((r) => paged.has(String(r['eventID'])));
 }
 
 /** A StartSession record at `base + i minutes`, for volume tests. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateRegion, type InstanceResult } from '../../src/core/evaluate.js';
-import type { Activity, RegionFacts } from '../../src/core/facts.js';
+import { evaluateScope, type InstanceResult } from '../../src/core/evaluate.js';
+import type { Activity, ScopeFacts } from '../../src/core/facts.js';
 import type { ManifestIndex } from '../../src/manifest/types.js';
 import {
   FIXTURE_INSTANCE,
@@ -19,9 +19,9 @@ import {
 const baked = manifest();
 
 /** Evaluate one instance (the fixtures' web server) under WEB_POLICY with a clean inventory by default. */
-function judge(over: Partial<RegionFacts> = {}, policyYaml = WEB_POLICY, index: ManifestIndex = manifests(baked)): InstanceResult {
+function judge(over: Partial<ScopeFacts> = {}, policyYaml = WEB_POLICY, index: ManifestIndex = manifests(baked)): InstanceResult {
   const f = facts({ inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]), ...over });
-  const result = evaluateRegion(f, policies(policyYaml), index, FIXTURE_NOW);
+  const result = evaluateScope(f, policies(policyYaml), index, FIXTURE_NOW);
   const r = result.results.find((x) => x.instance.instanceId === FIXTURE_INSTANCE);
   if (!r) throw new Error('instance not in scope');
   return r;
@@ -71,12 +71,17 @@ describe('interactive-session', () => {
     expect(judge({ activities: [trailActivity('ssm-start-session'), fromHistory] }).findings).toHaveLength(1);
   });
 
-  it('ties an Instance Connect Endpoint tunnel to the instance by its private IP', () => {
-    const tunnel = trailActivity('ec2ic-send-ssh-public-key', (r) => {
-      r['eventName'] = 'OpenTunnel';
-      r['requestParameters'] = { instanceConnectEndpointId: 'eice-0123456789abcdef0', privateIpAddress: '10.0.1.15', remotePort: '22' };
-    });
-    expect(judge({ activities: [tunnel] }).findings[0]?.summary).toMatch(/Instance Connect Endpoint tunnel/);
+  it("ties an Instance Connect Endpoint tunnel to the instance by the endpoint's VPC and the private IP", () => {
+    const tunnel = trailActivity('ec2ic-open-tunnel');
+    const endpointVpcs = new Map([['eice-0123456789abcdef0', 'vpc-0a1b2c3d4e5f60718']]);
+    expect(judge({ activities: [tunnel], endpointVpcs }).findings[0]?.summary).toMatch(/Instance Connect Endpoint tunnel/);
+    // The same address in another VPC is another machine.
+    const elsewhere = new Map([['eice-0123456789abcdef0', 'vpc-0ffffffffffffffff']]);
+    expect(judge({ activities: [tunnel], endpointVpcs: elsewhere }).verdict).toBe('pristine');
+    // The endpoint's VPC unknown: the instance holding that address cannot be vouched for.
+    const blind = judge({ activities: [tunnel] });
+    expect(blind.verdict).toBe('unknown');
+    expect(blind.gaps[0]?.message).toMatch(/endpoint's VPC could not be read/);
   });
 
   it('skips documents the policy ignores', () => {
@@ -101,7 +106,7 @@ describe('remote-command', () => {
       activities: [a],
       commandTargets: new Map([['7a9b8c7d-2222-4e3f-8a1b-abcdefabcdef', [FIXTURE_INSTANCE]]]),
     };
-    const result = evaluateRegion(facts({ ...f, inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)], [other.instanceId, cleanInventory(baked, other.instanceId)]]) }), policies(WEB_POLICY), manifests(baked), FIXTURE_NOW);
+    const result = evaluateScope(facts({ ...f, inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)], [other.instanceId, cleanInventory(baked, other.instanceId)]]) }), policies(WEB_POLICY), manifests(baked), FIXTURE_NOW);
     const verdicts = Object.fromEntries(result.results.map((r) => [r.instance.instanceId, r.verdict]));
     // The invocations say it ran on one instance only, though both carry the tag.
     expect(verdicts).toEqual({ [FIXTURE_INSTANCE]: 'tainted', [other.instanceId]: 'pristine' });

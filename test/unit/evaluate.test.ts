@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateRegion } from '../../src/core/evaluate.js';
-import type { Gap, RegionFacts } from '../../src/core/facts.js';
+import { evaluateScope } from '../../src/core/evaluate.js';
+import type { Gap, ScopeFacts } from '../../src/core/facts.js';
 import {
   FIXTURE_INSTANCE,
   FIXTURE_LAUNCH,
@@ -18,10 +18,10 @@ import {
 const baked = manifest();
 const clean = () => new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]);
 
-function run(over: Partial<RegionFacts>, yaml = WEB_POLICY) {
-  return evaluateRegion(facts({ inventory: clean(), ...over }), policies(yaml), manifests(baked), FIXTURE_NOW);
+function run(over: Partial<ScopeFacts>, yaml = WEB_POLICY) {
+  return evaluateScope(facts({ inventory: clean(), ...over }), policies(yaml), manifests(baked), FIXTURE_NOW);
 }
-function only(over: Partial<RegionFacts>, yaml = WEB_POLICY) {
+function only(over: Partial<ScopeFacts>, yaml = WEB_POLICY) {
   const r = run(over, yaml);
   expect(r.results).toHaveLength(1);
   return r.results[0]!;
@@ -111,7 +111,7 @@ describe('exemption', () => {
   });
 
   it('does not exempt when CloudTrail could not be read to check who set the tag', () => {
-    const gap: Gap = { source: 'cloudtrail', region: 'us-east-1', message: 'LookupEvents failed: ThrottlingException' };
+    const gap: Gap = { source: 'cloudtrail', accountId: '111122223333', region: 'us-east-1', message: 'LookupEvents failed: ThrottlingException' };
     const r = only({ instances: [exempt], gaps: [gap] });
     expect(r.verdict).toBe('unknown');
     expect(r.gaps[0]?.message).toMatch(/exempt by tag, but who set the tag could not be checked/);
@@ -119,7 +119,7 @@ describe('exemption', () => {
 });
 
 describe('missing evidence', () => {
-  const trailGap: Gap = { source: 'cloudtrail', region: 'us-east-1', message: 'LookupEvents failed' };
+  const trailGap: Gap = { source: 'cloudtrail', accountId: '111122223333', region: 'us-east-1', message: 'LookupEvents failed' };
 
   it('makes the verdict unknown, never pristine, when a source a detector needs failed', () => {
     const r = only({ gaps: [trailGap] });
@@ -129,7 +129,7 @@ describe('missing evidence', () => {
 
   it('limits a gap to the instances it names', () => {
     const other = instance({ instanceId: 'i-0fffffffffffffff0' });
-    const gap: Gap = { source: 'ssm-inventory', region: 'us-east-1', message: 'x', instanceIds: ['i-0fffffffffffffff0'] };
+    const gap: Gap = { source: 'ssm-inventory', accountId: '111122223333', region: 'us-east-1', message: 'x', instanceIds: ['i-0fffffffffffffff0'] };
     const r = run({ instances: [instance(), other], gaps: [gap], inventory: new Map([...clean(), ['i-0fffffffffffffff0', cleanInventory(baked, 'i-0fffffffffffffff0')]]) });
     expect(Object.fromEntries(r.results.map((x) => [x.instance.instanceId, x.verdict]))).toEqual({ [FIXTURE_INSTANCE]: 'pristine', 'i-0fffffffffffffff0': 'unknown' });
   });
@@ -140,7 +140,7 @@ describe('missing evidence', () => {
   });
 
   it('keeps a proven taint tainted, with the gap reported beside it', () => {
-    const r = only({ gaps: [{ source: 'ssm-inventory', region: 'us-east-1', message: 'GetInventory failed' }], activities: [trailActivity('ssm-start-session')] });
+    const r = only({ gaps: [{ source: 'ssm-inventory', accountId: '111122223333', region: 'us-east-1', message: 'GetInventory failed' }], activities: [trailActivity('ssm-start-session')] });
     expect(r.verdict).toBe('tainted');
     expect(r.gaps).toHaveLength(1);
   });

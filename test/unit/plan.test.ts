@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateRegion, type InstanceResult, type Verdict } from '../../src/core/evaluate.js';
+import { evaluateScope, type InstanceResult, type Verdict } from '../../src/core/evaluate.js';
 import type { Gap, Instance } from '../../src/core/facts.js';
 import { plan, type Placement, type PlanInput, type PriorReplacement } from '../../src/core/plan.js';
 import { allowedOf } from '../../src/core/share.js';
@@ -145,7 +145,7 @@ describe('plan: mode', () => {
     expect(p).toEqual({ decisions: [], replace: [], breakers: [] });
   });
 
-  it('plans from evaluateRegion’s verdicts: an SSM session on an instance is replaced', () => {
+  it('plans from evaluateScope’s verdicts: an SSM session on an instance is replaced', () => {
     // Prepare
     const baked = manifest();
     const others = ['i-0b1b2c3d4e5f60718', 'i-0c1b2c3d4e5f60718'];
@@ -158,7 +158,7 @@ policies:
     respond: { mode: enforce }
 `;
     const loaded = policies(yaml);
-    const region = evaluateRegion(
+    const region = evaluateScope(
       facts({
         instances: ids.map((id) => instance({ instanceId: id })),
         inventory: new Map(ids.map((id) => [id, cleanInventory(baked, id)])),
@@ -370,7 +370,7 @@ describe('plan: evidence and age', () => {
   it('holds when the instance itself has evidence gaps', () => {
     // Prepare
     const pols = policyMap(web('{ mode: enforce }'));
-    const gaps: Gap[] = [{ source: 'ssm-inventory', region: 'us-east-1', message: 'GetInventory failed', instanceIds: ['i-tainted'] }];
+    const gaps: Gap[] = [{ source: 'ssm-inventory', accountId: '111122223333', region: 'us-east-1', message: 'GetInventory failed', instanceIds: ['i-tainted'] }];
     const results = [result('i-tainted', 'tainted', { gaps }), ...pristineFleet(3)];
 
     // Act
@@ -496,7 +496,7 @@ describe('plan: maxPerCycle', () => {
   it('an instance held for another reason does not use up the cycle’s replacement', () => {
     // Prepare: the oldest has an evidence gap
     const pols = policyMap(web('{ mode: enforce, replace: { maxPerCycle: 1 } }'));
-    const gaps: Gap[] = [{ source: 'ssm-inventory', region: 'us-east-1', message: 'stale', instanceIds: ['i-oldest'] }];
+    const gaps: Gap[] = [{ source: 'ssm-inventory', accountId: '111122223333', region: 'us-east-1', message: 'stale', instanceIds: ['i-oldest'] }];
     const results = [
       result('i-oldest', 'tainted', { launchTime: NOW - 9 * DAY, gaps }),
       result('i-next', 'tainted', { launchTime: NOW - 5 * DAY }),

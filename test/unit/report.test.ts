@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateRegion } from '../../src/core/evaluate.js';
+import { evaluateScope } from '../../src/core/evaluate.js';
 import { buildReport, exitCodeOf, type Report } from '../../src/report/model.js';
 import { renderTable } from '../../src/report/table.js';
 import { FIXTURE_NOW, WEB_POLICY, cleanInventory, facts, instance, manifest, manifests, policies, trailActivity } from '../support/facts.js';
@@ -8,8 +8,8 @@ const baked = manifest();
 
 function report(over: Parameters<typeof facts>[0] = {}, errors: Report['errors'] = []): Report {
   const f = facts({ inventory: new Map([['i-0a1b2c3d4e5f60718', cleanInventory(baked)]]), ...over });
-  const region = evaluateRegion(f, policies(WEB_POLICY), manifests(baked), FIXTURE_NOW);
-  return buildReport({ startedAt: FIXTURE_NOW, finishedAt: FIXTURE_NOW + 1000, regions: [{ ...region, window: f.window }], errors, warnings: [] });
+  const region = evaluateScope(f, policies(WEB_POLICY), manifests(baked), FIXTURE_NOW);
+  return buildReport({ startedAt: FIXTURE_NOW, finishedAt: FIXTURE_NOW + 1000, scopes: [{ ...region, window: f.window, complete: errors.length === 0 }], errors, warnings: [] });
 }
 
 describe('exit status', () => {
@@ -64,7 +64,7 @@ describe('the table', () => {
   });
 
   it('says plainly when the evidence is incomplete and why', () => {
-    const text = renderTable(report({ gaps: [{ source: 'cloudtrail', region: 'us-east-1', message: 'LookupEvents failed: AccessDenied' }] }, [{ source: 'cloudtrail:LookupEvents', region: 'us-east-1', message: 'LookupEvents failed: AccessDenied' }]));
+    const text = renderTable(report({ gaps: [{ source: 'cloudtrail', accountId: '111122223333', region: 'us-east-1', message: 'LookupEvents failed: AccessDenied' }] }, [{ source: 'cloudtrail:LookupEvents', region: 'us-east-1', message: 'LookupEvents failed: AccessDenied' }]));
     expect(text).toMatch(/UNKNOWN\n {2}└─ evidence missing \(cloudtrail\): LookupEvents failed: AccessDenied/);
     expect(text).toContain('evidence INCOMPLETE: unknown is not pristine');
     expect(text).toContain('us-east-1 cloudtrail:LookupEvents: LookupEvents failed: AccessDenied');

@@ -17,6 +17,7 @@ const ACTOR = 'arn:aws:sts::111122223333:assumed-role/Admin/alice';
 function finding(over: Partial<ReportFinding> = {}): ReportFinding {
   return {
     detector: 'interactive-session',
+    key: 'interactive-session:alice-0a1b2c3d4e5f60718',
     severity: 'high',
     effect: 'taint',
     summary: 'SSM session opened on the instance',

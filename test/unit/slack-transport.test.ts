@@ -16,6 +16,7 @@ const taint: Notice = {
   findings: [
     {
       detector: 'interactive-session',
+      key: 'interactive-session:alice-0a1b2c3d4e5f60718',
       severity: 'high',
       effect: 'taint',
       summary: 'SSM session opened',

@@ -21,6 +21,8 @@ export function activityFinding(
 ): Finding {
   return {
     detector,
+    // One SSM session is one finding, whether CloudTrail's StartSession or SSM's history told of it.
+    key: `${detector}:${a.sessionId ?? a.id}`,
     severity,
     effect: 'taint',
     summary,

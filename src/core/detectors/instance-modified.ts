@@ -9,6 +9,12 @@ const Options = z.strictObject({
 
 const WHAT: Record<string, string> = {
   ModifyInstanceAttribute: 'instance attribute changed',
+  StopInstances: 'instance stopped',
+  StartInstances: 'instance started',
+  ModifyVolume: 'volume modified',
+  AttachNetworkInterface: 'network interface attached',
+  ModifyNetworkInterfaceAttribute: 'network interface attribute changed',
+  AssociateAddress: 'Elastic IP address associated',
   AttachVolume: 'volume attached',
   DetachVolume: 'volume detached',
   AssociateIamInstanceProfile: 'IAM instance profile associated',
@@ -32,7 +38,8 @@ export const instanceModified = defineDetector({
         const what = WHAT[a.eventName] ?? a.eventName;
         const attrs = Array.isArray(a.detail['attributes']) ? ` (${(a.detail['attributes'] as string[]).join(', ')})` : '';
         const volume = typeof a.detail['volumeId'] === 'string' ? ` ${String(a.detail['volumeId'])}` : '';
-        return activityFinding('instance-modified', 'medium', a, `${what}${attrs}${volume} ${byWhom(a)}`);
+        const eni = typeof a.detail['networkInterfaceId'] === 'string' && a.eventName !== 'AttachVolume' ? ` ${String(a.detail['networkInterfaceId'])}` : '';
+        return activityFinding('instance-modified', 'medium', a, `${what}${attrs}${volume}${eni} ${byWhom(a)}`);
       });
   },
 });

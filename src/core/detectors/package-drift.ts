@@ -93,6 +93,7 @@ export const packageDrift = defineDetector({
       return [
         {
           detector: 'package-drift',
+          key: 'package-drift:no-inventory',
           severity: 'medium',
           effect: 'unknown',
           summary: 'no SSM Inventory (AWS:Application) for this instance: its packages could not be compared',
@@ -108,6 +109,7 @@ export const packageDrift = defineDetector({
     if (count > 0) {
       findings.push({
         detector: 'package-drift',
+        key: 'package-drift:drift',
         severity: 'high',
         effect: 'taint',
         summary: `${count} package${count === 1 ? '' : 's'} differ from image ${ctx.manifest.imageId}: ${describeDiff(diff)}`,
@@ -120,6 +122,7 @@ export const packageDrift = defineDetector({
     if (age === null || age > options.maxInventoryAge) {
       findings.push({
         detector: 'package-drift',
+        key: 'package-drift:stale-inventory',
         severity: 'medium',
         effect: 'unknown',
         summary:

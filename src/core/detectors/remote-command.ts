@@ -13,9 +13,25 @@ const Options = z.strictObject({
   ignoreDocuments: z.array(Glob).default([]),
 });
 
+function describe(eventName: string, doc: string, association: unknown): string {
+  const name = Array.isArray(association) ? association.join(', ') : typeof association === 'string' ? association : '';
+  switch (eventName) {
+    case 'StartAutomationExecution':
+      return `automation ${doc} started`;
+    case 'CreateAssociation':
+      return `State Manager association ${name} created to run ${doc}`;
+    case 'UpdateAssociation':
+      return `State Manager association ${name} updated to run ${doc}`;
+    case 'StartAssociationsOnce':
+      return `State Manager association ${name} run on demand`;
+    default:
+      return `command ${doc} sent`;
+  }
+}
+
 export const remoteCommand = defineDetector({
   id: 'remote-command',
-  description: 'A command or automation ran on the instance (SSM Run Command, Automation).',
+  description: 'A command, automation or State Manager association ran on the instance (SSM Run Command, Automation, State Manager).',
   severity: 'high',
   sources: ['cloudtrail', 'ssm-commands'],
   options: Options,
@@ -29,7 +45,7 @@ export const remoteCommand = defineDetector({
       })
       .map((a) => {
         const doc = typeof a.detail['documentName'] === 'string' ? String(a.detail['documentName']) : 'an unnamed document';
-        const what = a.eventName === 'StartAutomationExecution' ? `automation ${doc} started` : `command ${doc} sent`;
+        const what = describe(a.eventName, doc, a.detail['associationName'] ?? a.detail['associationId'] ?? a.detail['associationIds']);
         const via = a.detail['resolvedBy'] === 'targets' ? ' (matched by its targets)' : '';
         return activityFinding('remote-command', 'high', a, `${what}${via} ${byWhom(a)}`);
       });

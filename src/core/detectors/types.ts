@@ -20,6 +20,11 @@ export type Severity = 'critical' | 'high' | 'medium' | 'low';
  */
 export interface Finding {
   detector: DetectorId;
+  /**
+   * A stable identity, so the same evidence is never news twice: the event id, the session id for
+   * every record of one SSM session, or the detector and kind for a condition (stale inventory).
+   */
+  key: string;
   severity: Severity;
   effect: 'taint' | 'unknown';
   summary: string;

@@ -15,6 +15,7 @@ export const unrecordedImage = defineDetector({
     return [
       {
         detector: 'unrecorded-image',
+        key: 'unrecorded-image:no-manifest',
         severity: 'medium',
         effect: 'unknown',
         summary: `image ${ctx.instance.imageId} has no manifest in ${ctx.instance.region}: record it with \`pristine manifest record\``,

@@ -1,0 +1,242 @@
+// The ways an insider who knows pristine could get a changed server reported `pristine`, each closed:
+// stop/start resetting the clock, records that cannot be read, the catalog's blind spots, a tunnel
+// matched by address alone, a command SSM cannot place, finding keys that change with the text.
+import { describe, expect, it } from 'vitest';
+import { activityFromRecord } from '../../src/core/cloudtrail-record.js';
+import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
+import { evaluateScope, type InstanceResult } from '../../src/core/evaluate.js';
+import type { Activity, ScopeFacts } from '../../src/core/facts.js';
+import { firstLaunchOf } from '../../src/collect/instances.js';
+import { recordsToEvidence } from '../../src/evidence/records.js';
+import { readFixtureJson } from '../support/fixtures.js';
+import {
+  FIXTURE_ACCOUNT,
+  FIXTURE_INSTANCE,
+  FIXTURE_LAUNCH,
+  FIXTURE_NOW,
+  REGION,
+  WEB_POLICY,
+  cleanInventory,
+  facts,
+  instance,
+  manifest,
+  manifests,
+  policies,
+  trailActivity,
+} from '../support/facts.js';
+
+const baked = manifest();
+const SCOPE = { accountId: FIXTURE_ACCOUNT, region: REGION };
+
+function judge(over: Partial<ScopeFacts> = {}, policyYaml = WEB_POLICY): InstanceResult {
+  const f = facts({ inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]), ...over });
+  const r = evaluateScope(f, policies(policyYaml), manifests(baked), FIXTURE_NOW).results.find((x) => x.instance.instanceId === FIXTURE_INSTANCE);
+  if (!r) throw new Error('instance not in scope');
+  return r;
+}
+
+describe('the first launch, which a stop/start cannot move', () => {
+  const attach = new Date('2026-11-19T00:00:00Z');
+  const restarted = new Date('2026-11-21T10:30:00Z');
+
+  it('is the attach time of the primary network interface, not LaunchTime', () => {
+    expect(
+      firstLaunchOf({
+        LaunchTime: restarted,
+        NetworkInterfaces: [
+          { Attachment: { DeviceIndex: 1, AttachTime: new Date('2026-11-20T00:00:00Z') } },
+          { Attachment: { DeviceIndex: 0, AttachTime: attach } },
+        ],
+      }),
+    ).toBe(attach.getTime());
+  });
+
+  it('falls back to the earliest attach time pristine can see, LaunchTime included', () => {
+    expect(firstLaunchOf({ LaunchTime: restarted, BlockDeviceMappings: [{ Ebs: { AttachTime: attach } }] })).toBe(attach.getTime());
+    expect(firstLaunchOf({ LaunchTime: restarted })).toBe(restarted.getTime());
+  });
+
+  it('keeps activity before a restart in the evidence: a stop, a change and a start taint', () => {
+    const events = ['ec2-stop-instances', 'ec2-modify-instance-attribute-userdata', 'ec2-start-instances'].map((n) => trailActivity(n));
+    // LaunchTime after the restart; the first launch before every event.
+    const moved = instance({ launchTime: restarted.getTime(), firstLaunch: FIXTURE_LAUNCH });
+    const r = judge({ instances: [moved], activities: events });
+    expect(r.verdict).toBe('tainted');
+    expect(r.findings).toHaveLength(3);
+    expect(r.findings.map((f) => f.summary)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^instance stopped by arn:aws:sts::111122223333:assumed-role\/Admin\/alice/),
+        expect.stringMatching(/^instance attribute changed \(userData\)/),
+        expect.stringMatching(/^instance started by/),
+      ]),
+    );
+  });
+
+  it('lets an allowed principal stop and start', () => {
+    const policy = WEB_POLICY.replace('arn:aws:iam::*:role/Deployer*', 'arn:aws:iam::*:role/Admin');
+    const events = ['ec2-stop-instances', 'ec2-start-instances'].map((n) => trailActivity(n));
+    expect(judge({ activities: events }, policy).verdict).toBe('pristine');
+  });
+
+  it('keeps an exemption tag added before a stop/start a tampering, not an exemption set at launch', () => {
+    const tagged = instance({ launchTime: restarted.getTime(), firstLaunch: FIXTURE_LAUNCH, tags: { role: 'web', Name: 'web-1', 'pristine:exempt': 'true' } });
+    const r = judge({ instances: [tagged], activities: [trailActivity('ec2-create-tags-exempt')] });
+    expect(r.verdict).toBe('tainted');
+    expect(r.findings.map((f) => f.detector)).toContain('guard-tampered');
+  });
+
+  it('judges the window from the first launch: an instance first launched before it is unknown', () => {
+    const r = judge({ instances: [instance({ launchTime: FIXTURE_NOW - 60_000, firstLaunch: FIXTURE_LAUNCH })], window: { from: FIXTURE_LAUNCH + 1, to: FIXTURE_NOW } });
+    expect(r.verdict).toBe('unknown');
+    expect(r.gaps[0]?.message).toMatch(/first launched 2026-11-19T00:00:00.000Z, before the evidence window/);
+  });
+});
+
+describe('the catalog: every event that can change an instance in place is tracked', () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['ec2-stop-instances', 'instance-modified', /instance stopped/],
+    ['ec2-start-instances', 'instance-modified', /instance started/],
+    ['ec2-attach-network-interface', 'instance-modified', /network interface attached/],
+    ['ec2-associate-address', 'instance-modified', /Elastic IP address associated/],
+    ['ssm-create-association', 'remote-command', /State Manager association hotfix-nginx created to run AWS-RunShellScript \(matched by its targets\)/],
+    ['ssm-update-association', 'remote-command', /State Manager association hotfix-nginx updated to run AWS-RunShellScript \(matched by its targets\)/],
+  ];
+  for (const [fixture, detector, summary] of cases) {
+    it(`${fixture}: ${detector}`, () => {
+      const a = trailActivity(fixture);
+      expect(TRACKED_EVENT_NAMES).toContain(a.eventName);
+      const r = judge({ activities: [a] });
+      expect(r.verdict).toBe('tainted');
+      expect(r.findings[0]).toMatchObject({ detector, summary: expect.stringMatching(summary), key: `${detector}:${a.id}` });
+    });
+  }
+
+  it('ModifyNetworkInterfaceAttribute: joined to the instance that holds the interface', () => {
+    const a = trailActivity('ec2-modify-network-interface-attribute');
+    expect(a.instanceIds).toEqual([]);
+    expect(a.refs?.networkInterfaceIds).toEqual(['eni-0f1e2d3c4b5a69780']);
+    expect(judge({ activities: [a] }).findings[0]?.summary).toMatch(/network interface attribute changed \(sourceDestCheck\) eni-0f1e2d3c4b5a69780/);
+    // An interface no running instance holds (a load balancer's, a Lambda's) is not pristine's business.
+    expect(judge({ activities: [a], instances: [instance({ networkInterfaceIds: ['eni-0000000000000000a'] })] }).verdict).toBe('pristine');
+  });
+
+  it('ModifyVolume: joined to the instance the volume is attached to', () => {
+    const a = trailActivity('ec2-modify-volume');
+    expect(a.refs?.volumeIds).toEqual(['vol-0fedcba9876543210']);
+    expect(judge({ activities: [a] }).findings[0]?.summary).toMatch(/volume modified vol-0fedcba9876543210/);
+  });
+
+  it('StartAssociationsOnce: joined through the association targets DescribeAssociation gives', () => {
+    const a = trailActivity('ssm-start-associations-once');
+    expect(a.associationIds).toEqual(['8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f']);
+    const targets = new Map([['8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f', [{ key: 'tag:role', values: ['web'] }]]]);
+    expect(judge({ activities: [a], associationTargets: targets }).findings[0]?.summary).toMatch(/association 8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f run on demand/);
+    // Its targets unknown: every instance that lived then is unknown, none is pristine.
+    const blind = judge({ activities: [a] });
+    expect(blind.verdict).toBe('unknown');
+    expect(blind.gaps[0]).toMatchObject({ source: 'ssm-commands', message: expect.stringMatching(/targets of association 8f1e2d3c.* could not be resolved/) });
+  });
+
+  it('an inventory association (AWS-GatherSoftwareInventory) never taints', () => {
+    const a = trailActivity('ssm-create-association', (r) => {
+      (r['requestParameters'] as Record<string, unknown>)['name'] = 'AWS-GatherSoftwareInventory';
+    });
+    expect(judge({ activities: [a] }).verdict).toBe('pristine');
+  });
+});
+
+describe('a command SSM cannot place', () => {
+  const sent = () => trailActivity('ssm-send-command-tag-targets');
+  const other = instance({ instanceId: 'i-0123456789abcdef0', tags: { role: 'db', Name: 'db-1' } });
+  const policy = WEB_POLICY.replace('scope:\n      tags: { role: web }', 'scope:\n      tags: {}');
+
+  it('gaps the instances its targets could reach, not the whole scope', () => {
+    const a = sent();
+    const f = facts({ instances: [instance(), other], activities: [a], unresolvedCommands: new Map([[a.commandTargets!.commandId, 'ListCommandInvocations failed: ThrottlingException']]), inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)], [other.instanceId, cleanInventory(baked, other.instanceId)]]) });
+    const results = evaluateScope(f, policies(policy), manifests(baked), FIXTURE_NOW).results;
+    const byId = new Map(results.map((r) => [r.instance.instanceId, r]));
+    expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('unknown');
+    expect(byId.get(FIXTURE_INSTANCE)?.gaps[0]?.message).toMatch(/where it ran could not be read \(ListCommandInvocations failed: ThrottlingException\)/);
+    expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
+  });
+});
+
+describe('a tracked record that cannot be read', () => {
+  const raw = () => readFixtureJson<Record<string, unknown>>('cloudtrail/ec2-attach-volume.json');
+
+  it('is a gap on the instances it names, wherever they appear in it', () => {
+    const record = raw();
+    record['userIdentity'] = 'not an object';
+    const evidence = recordsToEvidence([{ raw: record }], SCOPE, 'lookup-events');
+    expect(evidence.activities).toEqual([]);
+    expect(evidence.gaps).toEqual([
+      {
+        source: 'cloudtrail',
+        ...SCOPE,
+        instanceIds: [FIXTURE_INSTANCE],
+        message: 'CloudTrail record a1b2c3d4-000c-4e5f-8a9b-0000000a000c (AttachVolume) from lookup-events could not be read: userIdentity: Invalid input: expected object, received string',
+      },
+    ]);
+    expect(evidence.oldestUnreadable).toBe(Date.parse('2026-11-21T10:10:00Z'));
+    const r = judge({ gaps: evidence.gaps });
+    expect(r.verdict).toBe('unknown');
+  });
+
+  it('naming no instance, is a gap on its whole scope, for the instances that lived then', () => {
+    const record = raw();
+    record['requestParameters'] = { volumeId: 17 };
+    record['responseElements'] = null;
+    const evidence = recordsToEvidence([{ raw: JSON.stringify(record) }], SCOPE, 'lookup-events');
+    expect(evidence.gaps[0]).toMatchObject({ before: Date.parse('2026-11-21T10:10:00Z'), message: expect.stringMatching(/AttachVolume names no instance/) });
+    expect(evidence.gaps[0]?.instanceIds).toBeUndefined();
+    expect(judge({ gaps: evidence.gaps }).verdict).toBe('unknown');
+    // Launched after the record: it cannot concern it.
+    const young = instance({ launchTime: Date.parse('2026-11-21T11:00:00Z') });
+    expect(judge({ instances: [young], gaps: evidence.gaps, activities: [] }).verdict).toBe('pristine');
+  });
+
+  it('that is not even JSON is a gap whose time is unknown', () => {
+    const evidence = recordsToEvidence([{ eventId: 'e-1', raw: `{"eventName": "StartSession", "target": "${FIXTURE_INSTANCE}"` }], SCOPE, 'lookup-events');
+    expect(evidence.gaps[0]).toMatchObject({ instanceIds: [FIXTURE_INSTANCE], message: expect.stringMatching(/e-1 from lookup-events could not be read: not valid JSON/) });
+    expect(evidence.oldestUnreadable).toBeNull();
+  });
+
+  it('of an untracked event, or a failed call, is no gap', () => {
+    const noise = readFixtureJson('cloudtrail/ec2-describe-instances-noise.json');
+    const failed = { ...raw(), errorCode: 'Client.UnauthorizedOperation' };
+    expect(recordsToEvidence([{ raw: noise }, { raw: failed }], SCOPE, 's3')).toMatchObject({ activities: [], gaps: [], unreadable: 0 });
+  });
+});
+
+describe('finding keys: the same evidence is never news twice', () => {
+  it('are the session id for every record of one SSM session', () => {
+    const start = trailActivity('ssm-start-session');
+    const history: Activity = { ...start, id: `session:${start.sessionId}`, source: 'ssm-sessions' };
+    const viaTrail = judge({ activities: [start] }).findings[0]?.key;
+    const viaHistory = judge({ activities: [history] }).findings[0]?.key;
+    expect(viaTrail).toBe('interactive-session:alice-0f1e2d3c4b5a69788');
+    expect(viaHistory).toBe(viaTrail);
+  });
+
+  it('are the detector and kind for a condition, whatever the summary says as time goes by', () => {
+    const inventory = (age: number) => new Map([[FIXTURE_INSTANCE, { ...cleanInventory(baked), captureTime: FIXTURE_NOW - age }]]);
+    const a = judge({ inventory: inventory(50 * 3_600_000) }).findings[0];
+    const b = judge({ inventory: inventory(60 * 3_600_000) }).findings[0];
+    expect(a?.summary).not.toBe(b?.summary);
+    expect(a?.key).toBe('package-drift:stale-inventory');
+    expect(b?.key).toBe(a?.key);
+  });
+});
+
+describe('CloudTrail record parsing for the catalog additions', () => {
+  it('reads StopInstances instance ids from instancesSet', () => {
+    expect(activityFromRecord(readFixtureJson('cloudtrail/ec2-stop-instances.json'))).toMatchObject({ kind: 'activity', activity: { instanceIds: [FIXTURE_INSTANCE], accountId: FIXTURE_ACCOUNT } });
+  });
+
+  it('reads an OpenTunnel by its endpoint and address, naming no instance', () => {
+    expect(activityFromRecord(readFixtureJson('cloudtrail/ec2ic-open-tunnel.json'))).toMatchObject({
+      kind: 'activity',
+      activity: { instanceIds: [], refs: { privateIpAddress: '10.0.1.15', endpointId: 'eice-0123456789abcdef0' } },
+    });
+  });
+});
