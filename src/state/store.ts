@@ -1,7 +1,10 @@
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Activity } from '../core/facts.js';
+import type { Activity, Scope } from '../core/facts.js';
+import { clampSpans, mergeSpans, type Span } from '../evidence/coverage.js';
+import type { CoverageKind } from '../evidence/sources/types.js';
+import type { DigestRecord, EvidenceStore, TrailFileRecord } from '../evidence/store-port.js';
 import type { Notice } from '../notify/types.js';
 
 /** The store could not be opened or used: the daemon reports itself unhealthy. */
@@ -12,19 +15,18 @@ export class StoreError extends Error {
   }
 }
 
-const SCHEMA_VERSION = 1;
+/** The schema this pristine writes. Older files are migrated in place when opened (see MIGRATIONS). */
+export const SCHEMA_VERSION = 2;
 
-const SCHEMA = `
+/** Version 1, as the first pristine wrote it: a new file is created at 1 and migrated like an old one. */
+const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- What has been read without a hole, per region and source: the next cycle starts from 'to'.
 CREATE TABLE IF NOT EXISTS coverage (
   region TEXT NOT NULL, source TEXT NOT NULL, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL,
   PRIMARY KEY (region, source));
--- Activities already read (CloudTrail records, SSM sessions), so a cycle reads only what is new.
 CREATE TABLE IF NOT EXISTS activities (
   id TEXT PRIMARY KEY, region TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS activities_region_at ON activities (region, at);
--- The last verdict per instance, and whether its taint was alerted.
 CREATE TABLE IF NOT EXISTS instances (
   instance_id TEXT PRIMARY KEY, region TEXT NOT NULL, policy TEXT NOT NULL, verdict TEXT NOT NULL,
   first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, tainted_since INTEGER,
@@ -33,7 +35,6 @@ CREATE TABLE IF NOT EXISTS findings (
   instance_id TEXT NOT NULL, key TEXT NOT NULL, detector TEXT NOT NULL, severity TEXT NOT NULL,
   summary TEXT NOT NULL, at INTEGER, actor TEXT, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
   PRIMARY KEY (instance_id, key));
--- Messages to send, in order; a reply waits for its parent's ts.
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, parent_id INTEGER REFERENCES outbox (id),
   notice TEXT NOT NULL, created_at INTEGER NOT NULL, sent_at INTEGER, ts TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -42,7 +43,6 @@ CREATE TABLE IF NOT EXISTS replacements (
   id INTEGER PRIMARY KEY AUTOINCREMENT, old_instance_id TEXT NOT NULL, region TEXT NOT NULL, policy TEXT NOT NULL,
   image_id TEXT NOT NULL, status TEXT NOT NULL, step TEXT NOT NULL, new_instance_id TEXT, data TEXT NOT NULL,
   alert_outbox_id INTEGER, started_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER, error TEXT);
--- Never two replacements of one instance: only a rolled-back one may be followed by another.
 CREATE UNIQUE INDEX IF NOT EXISTS replacements_one_per_instance
   ON replacements (old_instance_id) WHERE status <> 'rolled-back';
 CREATE TABLE IF NOT EXISTS journal (
@@ -53,11 +53,61 @@ CREATE TABLE IF NOT EXISTS cycles (
   exit_code INTEGER, summary TEXT);
 `;
 
+/**
+ * Each migration takes the file from version N to N+1, in one transaction with the version bump.
+ * Rows written before pristine knew accounts have a NULL account: the first cycle adopts them into
+ * pristine's own account (adoptLegacyRows), which is the only account such a file can be about.
+ */
+const MIGRATIONS: ReadonlyArray<{ to: number; what: string; sql: string }> = [
+  {
+    to: 2,
+    what: 'accounts on every scoped row; coverage as spans per kind of source; the evidence log; trail files and digests; stable finding keys',
+    sql: `
+ALTER TABLE activities ADD COLUMN account_id TEXT;
+ALTER TABLE activities ADD COLUMN received_at INTEGER;
+CREATE INDEX activities_scope_at ON activities (account_id, region, at);
+ALTER TABLE instances ADD COLUMN account_id TEXT;
+ALTER TABLE replacements ADD COLUMN account_id TEXT;
+-- What has been proven read in full, per scope and kind of source: disjoint spans, merged on write.
+CREATE TABLE coverage_spans (
+  account_id TEXT, region TEXT NOT NULL, kind TEXT NOT NULL, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL);
+CREATE INDEX coverage_spans_scope ON coverage_spans (account_id, region, kind);
+INSERT INTO coverage_spans (account_id, region, kind, from_ms, to_ms)
+  SELECT NULL, region, 'lookup-events', from_ms, to_ms FROM coverage WHERE source = 'activity';
+INSERT INTO coverage_spans (account_id, region, kind, from_ms, to_ms)
+  SELECT NULL, region, 'ssm-sessions', from_ms, to_ms FROM coverage WHERE source = 'activity';
+DROP TABLE coverage;
+CREATE TABLE trail_files (
+  bucket TEXT NOT NULL, key TEXT NOT NULL, account_id TEXT NOT NULL, region TEXT NOT NULL, sha256 TEXT NOT NULL,
+  records INTEGER NOT NULL, read_at INTEGER NOT NULL, PRIMARY KEY (bucket, key));
+CREATE TABLE digests (
+  bucket TEXT NOT NULL, key TEXT NOT NULL, account_id TEXT NOT NULL, region TEXT NOT NULL, from_ms INTEGER NOT NULL,
+  to_ms INTEGER NOT NULL, status TEXT NOT NULL, checked_at INTEGER NOT NULL, PRIMARY KEY (bucket, key));
+-- Finding keys become stable identities: one SSM session is one finding whichever record told of it;
+-- a condition (drift, stale inventory, unrecorded image) is its detector and kind, not its summary text.
+UPDATE OR IGNORE findings SET key = 'interactive-session:' || (
+    SELECT json_extract(a.body, '$.sessionId') FROM activities a WHERE findings.key = 'interactive-session:' || a.id)
+  WHERE detector = 'interactive-session' AND EXISTS (
+    SELECT 1 FROM activities a WHERE findings.key = 'interactive-session:' || a.id AND json_extract(a.body, '$.sessionId') IS NOT NULL);
+DELETE FROM findings WHERE detector = 'interactive-session' AND EXISTS (
+    SELECT 1 FROM activities a WHERE findings.key = 'interactive-session:' || a.id AND json_extract(a.body, '$.sessionId') IS NOT NULL);
+UPDATE OR IGNORE findings SET key = 'package-drift:drift' WHERE detector = 'package-drift' AND summary GLOB '[0-9]* differ*';
+UPDATE OR IGNORE findings SET key = 'package-drift:no-inventory' WHERE detector = 'package-drift' AND summary LIKE 'no SSM Inventory%';
+UPDATE OR IGNORE findings SET key = 'package-drift:stale-inventory' WHERE detector = 'package-drift' AND summary LIKE 'SSM Inventory %';
+UPDATE OR IGNORE findings SET key = 'unrecorded-image:no-manifest' WHERE detector = 'unrecorded-image';
+DELETE FROM findings WHERE detector IN ('package-drift', 'unrecorded-image')
+  AND key NOT IN ('package-drift:drift', 'package-drift:no-inventory', 'package-drift:stale-inventory', 'unrecorded-image:no-manifest');
+`,
+  },
+];
+
 export type ReplacementStatus = 'in-progress' | 'done' | 'rolled-back' | 'failed';
 
 export interface ReplacementRow<D = Record<string, unknown>> {
   id: number;
   oldInstanceId: string;
+  /** null only for a replacement an older pristine started, until the first cycle adopts it */
+  accountId: string | null;
   region: string;
   policy: string;
   imageId: string;
@@ -102,6 +152,7 @@ export interface FindingInput {
 
 export interface VerdictInput {
   instanceId: string;
+  accountId: string;
   region: string;
   policy: string;
   name: string | null;
@@ -111,6 +162,8 @@ export interface VerdictInput {
 
 export interface InstanceRow {
   instanceId: string;
+  /** null only for a row an older pristine wrote, until the first cycle adopts it */
+  accountId: string | null;
   region: string;
   policy: string;
   name: string | null;
@@ -127,6 +180,7 @@ function toReplacement(r: Row): ReplacementRow {
   return {
     id: r['id'] as number,
     oldInstanceId: r['old_instance_id'] as string,
+    accountId: (r['account_id'] as string | null) ?? null,
     region: r['region'] as string,
     policy: r['policy'] as string,
     imageId: r['image_id'] as string,
@@ -145,6 +199,7 @@ function toReplacement(r: Row): ReplacementRow {
 function toInstance(r: Row): InstanceRow {
   return {
     instanceId: r['instance_id'] as string,
+    accountId: (r['account_id'] as string | null) ?? null,
     region: r['region'] as string,
     policy: r['policy'] as string,
     name: (r['name'] as string | null) ?? null,
@@ -156,13 +211,52 @@ function toInstance(r: Row): InstanceRow {
   };
 }
 
+/** One event known by two paths: the first record stays; the paths add up; a later resolution of its instances is kept. */
+export function mergeActivity(known: Activity, incoming: Activity): Activity {
+  const via = [...new Set([...(known.via ?? []), ...(incoming.via ?? [])])];
+  const instanceIds = known.instanceIds.length === 0 && incoming.instanceIds.length > 0 ? incoming.instanceIds : known.instanceIds;
+  if (via.length === (known.via ?? []).length && instanceIds === known.instanceIds) return known;
+  return { ...known, via, instanceIds };
+}
+
+/** Brings a file to SCHEMA_VERSION: creates it at version 1 if new, then applies each migration in turn. */
+function migrate(db: Database.Database, file: string): void {
+  const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
+  let version = hasMeta ? Number((db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined)?.value ?? 1) : 0;
+  if (version > SCHEMA_VERSION) {
+    throw new StoreError(`${file}: written by a newer pristine (schema ${version}); this one knows ${SCHEMA_VERSION}: use that version, or a new --state file`);
+  }
+  if (version === 0) {
+    db.transaction(() => {
+      db.exec(SCHEMA_V1);
+      db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', '1')`).run();
+    })();
+    version = 1;
+  }
+  for (const m of MIGRATIONS) {
+    if (m.to <= version) continue;
+    try {
+      db.transaction(() => {
+        db.exec(m.sql);
+        db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(m.to));
+      })();
+    } catch (err) {
+      throw new StoreError(
+        `${file}: could not be migrated from schema ${version} to ${m.to} (${m.what}): ${err instanceof Error ? err.message : String(err)}. The file is unchanged; keep it, and run the pristine that wrote it, or start with a new --state file`,
+        { cause: err },
+      );
+    }
+    version = m.to;
+  }
+}
+
 /**
  * pristine's memory between cycles, in one SQLite file (WAL): verdicts and findings, what was
  * alerted, the Slack outbox, the replacement journal, the sources' high-water marks and the
  * activities already read. Every write is a transaction, so a crash (`kill -9`) loses at most the
  * step that was running, which the journal shows as begun and not ended.
  */
-export class StateStore {
+export class StateStore implements EvidenceStore {
   private constructor(
     private readonly db: Database.Database,
     /** the file and its identity when opened, to notice it was removed or replaced under us */
@@ -178,13 +272,7 @@ export class StateStore {
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.pragma('foreign_keys = ON');
-      db.exec(SCHEMA);
-      const version = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
-      if (!version) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
-      else if (Number(version.value) > SCHEMA_VERSION) {
-        db.close();
-        throw new StoreError(`${file}: written by a newer pristine (schema ${version.value}); this one knows ${SCHEMA_VERSION}`);
-      }
+      migrate(db, file);
       const resolved = file === ':memory:' ? null : path.resolve(file);
       const st = resolved ? statSync(resolved) : null;
       return new StateStore(db, resolved && st ? { path: resolved, dev: st.dev, ino: st.ino } : null);
@@ -236,34 +324,141 @@ export class StateStore {
     return this.db.transaction(fn)();
   }
 
-  // --- high-water marks and activities ---------------------------------------------------------
+  // --- the evidence log, coverage, trail files --------------------------------------------------
 
-  coverage(region: string, source: string): { from: number; to: number } | null {
-    const r = this.db.prepare('SELECT from_ms, to_ms FROM coverage WHERE region = ? AND source = ?').get(region, source) as Row | undefined;
-    return r ? { from: r['from_ms'] as number, to: r['to_ms'] as number } : null;
-  }
-
-  setCoverage(region: string, source: string, cov: { from: number; to: number }): void {
-    this.db
-      .prepare('INSERT INTO coverage (region, source, from_ms, to_ms) VALUES (?, ?, ?, ?) ON CONFLICT (region, source) DO UPDATE SET from_ms = excluded.from_ms, to_ms = excluded.to_ms')
-      .run(region, source, cov.from, cov.to);
-  }
-
-  saveActivities(activities: readonly Activity[]): void {
-    const put = this.db.prepare('INSERT INTO activities (id, region, at, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body');
-    this.transaction(() => {
-      for (const a of activities) put.run(a.id, a.region, a.at, JSON.stringify(a));
+  /**
+   * Rows written before pristine knew accounts (schema 1) belong to pristine's own account, the only
+   * one such a file can be about. Called once the cycle knows that account.
+   */
+  adoptLegacyRows(accountId: string): number {
+    return this.transaction(() => {
+      let n = 0;
+      for (const table of ['activities', 'coverage_spans', 'instances', 'replacements']) {
+        n += this.db.prepare(`UPDATE ${table} SET account_id = ? WHERE account_id IS NULL`).run(accountId).changes;
+      }
+      return n;
     });
   }
 
-  activities(region: string, from: number): Activity[] {
-    return (this.db.prepare('SELECT body FROM activities WHERE region = ? AND at >= ? ORDER BY at').all(region, from) as Row[]).map(
-      (r) => JSON.parse(r['body'] as string) as Activity,
+  /** Whether rows without an account (written by schema 1) wait to be adopted. */
+  hasLegacyRows(): boolean {
+    return ['activities', 'coverage_spans', 'instances', 'replacements'].some(
+      (t) => this.db.prepare(`SELECT 1 FROM ${t} WHERE account_id IS NULL LIMIT 1`).get() !== undefined,
     );
   }
 
+  coverage(scope: Scope, kind: CoverageKind): Span[] {
+    return (this.db.prepare('SELECT from_ms, to_ms FROM coverage_spans WHERE account_id = ? AND region = ? AND kind = ? ORDER BY from_ms').all(scope.accountId, scope.region, kind) as Row[]).map(
+      (r) => ({ from: r['from_ms'] as number, to: r['to_ms'] as number }),
+    );
+  }
+
+  private setSpans(scope: Scope, kind: CoverageKind, spans: readonly Span[]): void {
+    this.db.prepare('DELETE FROM coverage_spans WHERE account_id = ? AND region = ? AND kind = ?').run(scope.accountId, scope.region, kind);
+    const put = this.db.prepare('INSERT INTO coverage_spans (account_id, region, kind, from_ms, to_ms) VALUES (?, ?, ?, ?, ?)');
+    for (const s of spans) put.run(scope.accountId, scope.region, kind, s.from, s.to);
+  }
+
+  /** Adds a proven span to a scope's coverage of one kind; spans that touch are joined. */
+  addCoverage(scope: Scope, kind: CoverageKind, span: Span): void {
+    this.transaction(() => this.setSpans(scope, kind, mergeSpans([...this.coverage(scope, kind), span])));
+  }
+
+  /** A clock that moved backwards: coverage of a future nobody has read yet is dropped. */
+  clampCoverage(scope: Scope, max: number): void {
+    this.transaction(() => {
+      for (const kind of ['lookup-events', 's3-digest', 'ssm-sessions'] as const) {
+        const spans = this.coverage(scope, kind);
+        if (spans.some((s) => s.to > max)) this.setSpans(scope, kind, clampSpans(spans, max));
+      }
+    });
+  }
+
+  /**
+   * Adds activities to the evidence log, keyed by CloudTrail eventID. An event already held is merged,
+   * never overwritten: the paths it came by are added, and instances resolved later (where a command
+   * ran, which SSM forgets after a while) are kept. Returns the activities the log did not hold.
+   */
+  ingest(activities: readonly Activity[], now = Date.now()): Activity[] {
+    const get = this.db.prepare('SELECT body FROM activities WHERE id = ?');
+    const put = this.db.prepare('INSERT INTO activities (id, account_id, region, at, body, received_at) VALUES (?, ?, ?, ?, ?, ?)');
+    const update = this.db.prepare('UPDATE activities SET body = ? WHERE id = ?');
+    const added: Activity[] = [];
+    this.transaction(() => {
+      for (const a of activities) {
+        const row = get.get(a.id) as Row | undefined;
+        if (!row) {
+          put.run(a.id, a.accountId, a.region, a.at, JSON.stringify(a), now);
+          added.push(a);
+          continue;
+        }
+        const known = JSON.parse(row['body'] as string) as Activity;
+        const merged = mergeActivity(known, a);
+        if (merged !== known) update.run(JSON.stringify(merged), a.id);
+      }
+    });
+    return added;
+  }
+
+  /** The activities of a scope from `from` on, oldest first. */
+  activities(scope: Scope, from: number): Activity[] {
+    return (this.db.prepare('SELECT body, account_id FROM activities WHERE account_id = ? AND region = ? AND at >= ? ORDER BY at').all(scope.accountId, scope.region, from) as Row[]).map(
+      (r) => ({ ...(JSON.parse(r['body'] as string) as Activity), accountId: (r['account_id'] as string | null) ?? scope.accountId }),
+    );
+  }
+
+  activitiesById(ids: readonly string[]): Activity[] {
+    const get = this.db.prepare('SELECT body FROM activities WHERE id = ?');
+    return ids.flatMap((id) => {
+      const r = get.get(id) as Row | undefined;
+      return r ? [JSON.parse(r['body'] as string) as Activity] : [];
+    });
+  }
+
   pruneActivities(before: number): number {
-    return this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
+    return this.transaction(() => {
+      this.db.prepare('DELETE FROM trail_files WHERE read_at < ?').run(before);
+      this.db.prepare('DELETE FROM digests WHERE to_ms < ?').run(before);
+      return this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
+    });
+  }
+
+  trailFile(bucket: string, key: string): TrailFileRecord | null {
+    const r = this.db.prepare('SELECT * FROM trail_files WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
+    return r
+      ? { bucket, key, accountId: r['account_id'] as string, region: r['region'] as string, sha256: r['sha256'] as string, records: r['records'] as number, readAt: r['read_at'] as number }
+      : null;
+  }
+
+  recordTrailFile(f: TrailFileRecord): void {
+    this.db
+      .prepare('INSERT INTO trail_files (bucket, key, account_id, region, sha256, records, read_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key) DO NOTHING')
+      .run(f.bucket, f.key, f.accountId, f.region, f.sha256, f.records, f.readAt);
+  }
+
+  digest(bucket: string, key: string): DigestRecord | null {
+    const r = this.db.prepare('SELECT * FROM digests WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
+    return r
+      ? {
+          bucket,
+          key,
+          accountId: r['account_id'] as string,
+          region: r['region'] as string,
+          from: r['from_ms'] as number,
+          to: r['to_ms'] as number,
+          status: r['status'] as DigestRecord['status'],
+          checkedAt: r['checked_at'] as number,
+        }
+      : null;
+  }
+
+  recordDigest(d: DigestRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO digests (bucket, key, account_id, region, from_ms, to_ms, status, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (bucket, key) DO UPDATE SET status = excluded.status, checked_at = excluded.checked_at`,
+      )
+      .run(d.bucket, d.key, d.accountId, d.region, d.from, d.to, d.status, d.checkedAt);
   }
 
   // --- verdicts and findings -------------------------------------------------------------------
@@ -277,9 +472,9 @@ export class StateStore {
     const newFindings = new Map<string, string[]>();
     const getInstance = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?');
     const upsert = this.db.prepare(`
-      INSERT INTO instances (instance_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
-      VALUES (@instanceId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
-      ON CONFLICT (instance_id) DO UPDATE SET policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
+      INSERT INTO instances (instance_id, account_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
+      VALUES (@instanceId, @accountId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
+      ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
         last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`);
     const getFinding = this.db.prepare('SELECT 1 FROM findings WHERE instance_id = ? AND key = ?');
     const putFinding = this.db.prepare(`
@@ -290,7 +485,7 @@ export class StateStore {
       for (const v of verdicts) {
         const before = getInstance.get(v.instanceId) as Row | undefined;
         const tainted = v.verdict === 'tainted';
-        upsert.run({ instanceId: v.instanceId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null });
+        upsert.run({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null });
         const fresh: string[] = [];
         for (const f of v.findings) {
           if (!getFinding.get(v.instanceId, f.key)) fresh.push(f.key);
@@ -316,7 +511,8 @@ export class StateStore {
   openFindings(): Array<InstanceRow & { findings: Array<FindingInput & { firstSeen: number; lastSeen: number }> }> {
     const rows = this.db
       .prepare(
-        `SELECT i.* FROM instances i WHERE i.verdict = 'tainted' AND i.last_seen = (SELECT max(last_seen) FROM instances)
+        `SELECT i.* FROM instances i WHERE i.verdict = 'tainted'
+           AND i.last_seen >= COALESCE((SELECT max(started_at) FROM cycles WHERE finished_at IS NOT NULL), (SELECT max(last_seen) FROM instances))
          AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_instance_id = i.instance_id AND r.status = 'done')
          ORDER BY i.tainted_since`,
       )
@@ -390,15 +586,15 @@ export class StateStore {
   // --- replacements and their journal ------------------------------------------------------------
 
   /** Starts a replacement; null when one that was not rolled back already exists for the instance. */
-  createReplacement(r: { oldInstanceId: string; region: string; policy: string; imageId: string; step: string; data: Record<string, unknown>; alertOutboxId: number | null }, now = Date.now()): ReplacementRow | null {
+  createReplacement(r: { oldInstanceId: string; accountId: string; region: string; policy: string; imageId: string; step: string; data: Record<string, unknown>; alertOutboxId: number | null }, now = Date.now()): ReplacementRow | null {
     try {
       const id = Number(
         this.db
           .prepare(
-            `INSERT INTO replacements (old_instance_id, region, policy, image_id, status, step, data, alert_outbox_id, started_at, updated_at)
-             VALUES (?, ?, ?, ?, 'in-progress', ?, ?, ?, ?, ?)`,
+            `INSERT INTO replacements (old_instance_id, account_id, region, policy, image_id, status, step, data, alert_outbox_id, started_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'in-progress', ?, ?, ?, ?, ?)`,
           )
-          .run(r.oldInstanceId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now).lastInsertRowid,
+          .run(r.oldInstanceId, r.accountId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now).lastInsertRowid,
       );
       return this.replacement(id);
     } catch (err) {

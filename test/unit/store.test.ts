@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,7 +6,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/facts.js';
 import type { Notice } from '../../src/notify/types.js';
-import { StateStore, StoreError, type FindingInput, type VerdictInput } from '../../src/state/store.js';
+import { SCHEMA_VERSION, StateStore, StoreError, type FindingInput, type VerdictInput } from '../../src/state/store.js';
+import { fixturePath } from '../support/fixtures.js';
 
 let dir: string;
 let file: string;
@@ -29,6 +30,9 @@ afterEach(async () => {
 });
 
 const T0 = Date.parse('2026-11-18T10:00:00Z');
+const ACCOUNT = '111122223333';
+const US = { accountId: ACCOUNT, region: 'us-east-1' };
+const EU = { accountId: ACCOUNT, region: 'eu-west-1' };
 const MIN = 60_000;
 
 function finding(key: string, over: Partial<FindingInput> = {}): FindingInput {
@@ -36,7 +40,7 @@ function finding(key: string, over: Partial<FindingInput> = {}): FindingInput {
 }
 
 function verdict(instanceId: string, v: string, findings: FindingInput[] = []): VerdictInput {
-  return { instanceId, region: 'us-east-1', policy: 'web', name: `name-${instanceId}`, verdict: v, findings };
+  return { instanceId, accountId: ACCOUNT, region: 'us-east-1', policy: 'web', name: `name-${instanceId}`, verdict: v, findings };
 }
 
 function progress(message: string): Notice {
@@ -52,6 +56,7 @@ function activity(id: string, at: number, region = 'us-east-1'): Activity {
     eventName: 'StartSession',
     at,
     region,
+    accountId: ACCOUNT,
     actor: { arn: 'arn:aws:sts::111122223333:assumed-role/Admin/alice', identities: ['arn:aws:iam::111122223333:role/Admin'] },
     instanceIds: ['i-0abc'],
     sessionId: `alice-${id}`,
@@ -61,6 +66,7 @@ function activity(id: string, at: number, region = 'us-east-1'): Activity {
 
 const replacementOf = (oldInstanceId: string) => ({
   oldInstanceId,
+  accountId: ACCOUNT,
   region: 'us-east-1',
   policy: 'web',
   imageId: 'ami-0c0ffee1234567890',
@@ -90,7 +96,7 @@ describe('StateStore: the file', () => {
     first.recordVerdicts(T0, [verdict('i-1', 'tainted', [finding('a')])]);
     const outboxId = first.enqueue('#ops', progress('hello'), null, T0);
     const r = first.createReplacement(replacementOf('i-1'), T0);
-    first.setCoverage('us-east-1', 'cloudtrail', { from: T0 - 60 * MIN, to: T0 });
+    first.addCoverage(US, 'lookup-events', { from: T0 - 60 * MIN, to: T0 });
     first.close();
 
     // Act
@@ -101,7 +107,7 @@ describe('StateStore: the file', () => {
     expect(second.instance('i-1')).toMatchObject({ verdict: 'tainted', firstSeen: T0, taintedSince: T0 });
     expect(second.pending().map((m) => [m.id, m.notice])).toEqual([[outboxId, progress('hello')]]);
     expect(second.replacement(r!.id)).toMatchObject({ oldInstanceId: 'i-1', status: 'in-progress', step: 'launch' });
-    expect(second.coverage('us-east-1', 'cloudtrail')).toEqual({ from: T0 - 60 * MIN, to: T0 });
+    expect(second.coverage(US, 'lookup-events')).toEqual([{ from: T0 - 60 * MIN, to: T0 }]);
   });
 
   it('reads and writes meta; null deletes', () => {
@@ -165,7 +171,7 @@ describe('StateStore: the file', () => {
   it('refuses a store written by a newer pristine', () => {
     // Prepare
     const s = open();
-    s.setMeta('schema_version', '2');
+    s.setMeta('schema_version', String(SCHEMA_VERSION + 1));
     s.close();
 
     // Act
@@ -173,7 +179,7 @@ describe('StateStore: the file', () => {
 
     // Assess
     expect(act).toThrow(StoreError);
-    expect(act).toThrow(/newer pristine \(schema 2\)/);
+    expect(act).toThrow(new RegExp(`newer pristine \\(schema ${SCHEMA_VERSION + 1}\\).*use that version, or a new --state file`));
   });
 
   it('opens a store of its own schema version again', () => {
@@ -184,7 +190,7 @@ describe('StateStore: the file', () => {
     const s = open();
 
     // Assess
-    expect(s.meta('schema_version')).toBe('1');
+    expect(s.meta('schema_version')).toBe(String(SCHEMA_VERSION));
   });
 });
 
@@ -243,6 +249,7 @@ describe('StateStore: verdicts and findings', () => {
     // Assess
     expect(s.instance('i-1')).toEqual({
       instanceId: 'i-1',
+      accountId: ACCOUNT,
       region: 'us-east-1',
       policy: 'web',
       name: 'name-i-1',
@@ -418,62 +425,159 @@ describe('StateStore: replacements and their journal', () => {
   });
 });
 
-describe('StateStore: coverage and activities', () => {
-  it('keeps one coverage per region and source, replaced on update', () => {
+describe('StateStore: coverage', () => {
+  it('keeps spans per scope and kind, joins those that touch, keeps a hole apart', () => {
     // Prepare
     const s = open();
-    s.setCoverage('us-east-1', 'cloudtrail', { from: 1, to: 2 });
-    s.setCoverage('eu-west-1', 'cloudtrail', { from: 5, to: 6 });
 
     // Act
-    s.setCoverage('us-east-1', 'cloudtrail', { from: 1, to: 3 });
+    s.addCoverage(US, 'lookup-events', { from: 10, to: 20 });
+    s.addCoverage(US, 'lookup-events', { from: 21, to: 30 });
+    s.addCoverage(US, 'lookup-events', { from: 40, to: 50 });
+    s.addCoverage(EU, 'lookup-events', { from: 5, to: 6 });
+    s.addCoverage(US, 's3-digest', { from: 0, to: 100 });
 
     // Assess
-    expect(s.coverage('us-east-1', 'cloudtrail')).toEqual({ from: 1, to: 3 });
-    expect(s.coverage('eu-west-1', 'cloudtrail')).toEqual({ from: 5, to: 6 });
-    expect(s.coverage('us-east-1', 'ssm-sessions')).toBeNull();
+    expect(s.coverage(US, 'lookup-events')).toEqual([{ from: 10, to: 30 }, { from: 40, to: 50 }]);
+    expect(s.coverage(EU, 'lookup-events')).toEqual([{ from: 5, to: 6 }]);
+    expect(s.coverage(US, 's3-digest')).toEqual([{ from: 0, to: 100 }]);
+    expect(s.coverage({ accountId: '444455556666', region: 'us-east-1' }, 'lookup-events')).toEqual([]);
+    expect(s.coverage(US, 'ssm-sessions')).toEqual([]);
   });
 
-  it('gives activities back whole, by region, from a time, in time order', () => {
+  it('drops coverage of a future nobody read when the clock moved backwards', () => {
+    // Prepare
+    const s = open();
+    s.addCoverage(US, 'lookup-events', { from: 10, to: 20 });
+    s.addCoverage(US, 'lookup-events', { from: 40, to: 50 });
+    s.addCoverage(US, 'ssm-sessions', { from: 10, to: 50 });
+
+    // Act
+    s.clampCoverage(US, 15);
+
+    // Assess
+    expect(s.coverage(US, 'lookup-events')).toEqual([{ from: 10, to: 15 }]);
+    expect(s.coverage(US, 'ssm-sessions')).toEqual([{ from: 10, to: 15 }]);
+  });
+});
+
+describe('StateStore: the evidence log', () => {
+  it('gives activities back whole, by scope, from a time, in time order', () => {
     // Prepare
     const s = open();
     const late = activity('ev-late', T0 + 2 * MIN);
     const early = activity('ev-early', T0 + MIN);
     const before = activity('ev-before', T0 - MIN);
     const elsewhere = activity('ev-eu', T0 + MIN, 'eu-west-1');
+    const otherAccount = { ...activity('ev-other', T0 + MIN), accountId: '444455556666' };
 
     // Act
-    s.saveActivities([late, early, before, elsewhere]);
+    const added = s.ingest([late, early, before, elsewhere, otherAccount], T0);
 
     // Assess
-    expect(s.activities('us-east-1', T0)).toEqual([early, late]);
-    expect(s.activities('eu-west-1', 0)).toEqual([elsewhere]);
+    expect(added.map((a) => a.id)).toEqual(['ev-late', 'ev-early', 'ev-before', 'ev-eu', 'ev-other']);
+    expect(s.activities(US, T0)).toEqual([early, late]);
+    expect(s.activities(EU, 0)).toEqual([elsewhere]);
+    expect(s.activities({ accountId: '444455556666', region: 'us-east-1' }, 0)).toEqual([otherAccount]);
   });
 
-  it('saves an activity seen again once, with its newer body', () => {
+  it('merges an event seen again, never overwriting it: the paths add up, a later resolution of its instances is kept', () => {
     // Prepare
     const s = open();
-    s.saveActivities([activity('ev-1', T0)]);
+    const pushed = { ...activity('ev-1', T0), via: ['eventbridge' as const], instanceIds: [], detail: { document: 'first' } };
+    s.ingest([pushed], T0);
 
     // Act
-    s.saveActivities([{ ...activity('ev-1', T0), detail: { document: 'AWS-StartPortForwardingSession' } }]);
+    const again = s.ingest([{ ...pushed, via: ['lookup-events' as const], instanceIds: ['i-0abc'], detail: { document: 'second' } }], T0 + MIN);
+    const third = s.ingest([{ ...pushed, via: ['s3' as const], instanceIds: ['i-0fff'] }], T0 + 2 * MIN);
 
     // Assess
-    expect(s.activities('us-east-1', 0).map((a) => [a.id, a.detail])).toEqual([['ev-1', { document: 'AWS-StartPortForwardingSession' }]]);
+    expect(again).toEqual([]);
+    expect(third).toEqual([]);
+    expect(s.activities(US, 0)).toEqual([{ ...pushed, via: ['eventbridge', 'lookup-events', 's3'], instanceIds: ['i-0abc'], detail: { document: 'first' } }]);
+    expect(s.activitiesById(['ev-1', 'ev-none']).map((a) => a.id)).toEqual(['ev-1']);
   });
 
   it('prunes activities before a time and says how many', () => {
     // Prepare
     const s = open();
-    s.saveActivities([activity('ev-1', T0 - 2 * MIN), activity('ev-2', T0 - MIN, 'eu-west-1'), activity('ev-3', T0), activity('ev-4', T0 + MIN)]);
+    s.ingest([activity('ev-1', T0 - 2 * MIN), activity('ev-2', T0 - MIN, 'eu-west-1'), activity('ev-3', T0), activity('ev-4', T0 + MIN)]);
 
     // Act
     const removed = s.pruneActivities(T0);
 
     // Assess
     expect(removed).toBe(2);
-    expect(s.activities('us-east-1', 0).map((a) => a.id)).toEqual(['ev-3', 'ev-4']);
-    expect(s.activities('eu-west-1', 0)).toEqual([]);
+    expect(s.activities(US, 0).map((a) => a.id)).toEqual(['ev-3', 'ev-4']);
+    expect(s.activities(EU, 0)).toEqual([]);
+  });
+
+  it('remembers the trail files it read and the digests it checked', () => {
+    // Prepare
+    const s = open();
+
+    // Act
+    s.recordTrailFile({ bucket: 'trail', key: 'AWSLogs/1/f.json.gz', ...US, sha256: 'ab', records: 3, readAt: T0 });
+    s.recordDigest({ bucket: 'trail', key: 'AWSLogs/1/d.json.gz', ...US, from: T0, to: T0 + 60 * MIN, status: 'mismatch', checkedAt: T0 });
+    s.recordDigest({ bucket: 'trail', key: 'AWSLogs/1/d.json.gz', ...US, from: T0, to: T0 + 60 * MIN, status: 'verified', checkedAt: T0 + MIN });
+
+    // Assess
+    expect(s.trailFile('trail', 'AWSLogs/1/f.json.gz')).toMatchObject({ sha256: 'ab', records: 3, accountId: ACCOUNT });
+    expect(s.trailFile('trail', 'nope')).toBeNull();
+    expect(s.digest('trail', 'AWSLogs/1/d.json.gz')).toMatchObject({ status: 'verified', checkedAt: T0 + MIN, from: T0 });
+  });
+});
+
+describe('StateStore: a file written by pristine 0.1 (schema 1)', () => {
+  const V1 = fixturePath('state/pristine-v1.db');
+
+  it('is migrated in place on first open, and keeps every alert, finding, outbox row, replacement and cycle', async () => {
+    // Prepare
+    const copy = path.join(dir, 'old.db');
+    await mkdir(dir, { recursive: true });
+    await copyFile(V1, copy);
+
+    // Act
+    const s = open(copy);
+
+    // Assess
+    const raw = new Database(copy, { readonly: true });
+    try {
+      expect(raw.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get()).toEqual({ value: String(SCHEMA_VERSION) });
+    } finally {
+      raw.close();
+    }
+    expect(s.instance('i-0a1b2c3d4e5f60718')).toMatchObject({ verdict: 'tainted', accountId: null, alertOutboxId: 1 });
+    expect(s.sentTs(1)).toBe('1700000000.000100');
+    expect(s.inFlight()).toEqual([expect.objectContaining({ oldInstanceId: 'i-0a1b2c3d4e5f60718', accountId: null, step: 'prepare' })]);
+    expect(s.journalOf(s.inFlight()[0]!.id)).toEqual([expect.objectContaining({ step: 'prepare', phase: 'begin' })]);
+    expect(s.recentCycles()).toEqual([expect.objectContaining({ outcome: 'tainted', exitCode: 1 })]);
+    // One SSM session is one finding now: the key is the session id, not the event id.
+    expect(s.openFindings()[0]?.findings.map((f) => f.key)).toEqual(['interactive-session:alice-0a1b2c3d4e5f60718']);
+  });
+
+  it("adopts the rows that have no account into pristine's own, coverage and the evidence log included", async () => {
+    // Prepare
+    const copy = path.join(dir, 'old.db');
+    await mkdir(dir, { recursive: true });
+    await copyFile(V1, copy);
+    const s = open(copy);
+    const scope = { accountId: '123456789012', region: 'us-east-1' };
+    expect(s.hasLegacyRows()).toBe(true);
+
+    // Act
+    s.adoptLegacyRows(scope.accountId);
+
+    // Assess
+    expect(s.hasLegacyRows()).toBe(false);
+    expect(s.activities(scope, 0).map((a) => [a.id, a.accountId])).toEqual([
+      ['11111111-1111-4111-8111-111111111111', scope.accountId],
+      ['22222222-2222-4222-8222-222222222222', scope.accountId],
+    ]);
+    expect(s.coverage(scope, 'lookup-events')).toEqual([{ from: Date.parse('2026-11-20T12:00:00Z'), to: Date.parse('2026-11-21T12:00:00Z') }]);
+    expect(s.coverage(scope, 'ssm-sessions')).toEqual(s.coverage(scope, 'lookup-events'));
+    expect(s.inFlight()[0]?.accountId).toBe(scope.accountId);
+    expect(s.instance('i-0b2c3d4e5f6071829')?.accountId).toBe(scope.accountId);
   });
 });
 
