@@ -5,7 +5,7 @@
  *   npm run bench -- --instances 200 --events 1000 --packages 100
  *
  * Timed phases: JSON.parse of the raw records (as the CloudTrail collector does), activityFromRecord
- * over them ("parse"), and evaluateRegion over the whole region ("evaluate"). Building the fleet and
+ * over them ("parse"), and evaluateScope over the whole region ("evaluate"). Building the fleet and
  * normalising SSM Inventory with toPackages are reported too, marked as setup. A seeded PRNG makes
  * every run the same fleet. Exits 1 when the verdicts look implausible.
  */
@@ -13,10 +13,10 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
-import { toPackages } from '../src/collect/inventory.js';
+import { toPackages } from '../src/evidence/sources/ssm-inventory/index.js';
 import { activityFromRecord } from '../src/core/cloudtrail-record.js';
-import { evaluateRegion, type RegionResult } from '../src/core/evaluate.js';
-import type { Activity, Instance, InventorySnapshot, Package, RegionFacts } from '../src/core/facts.js';
+import { evaluateScope, type ScopeResult } from '../src/core/evaluate.js';
+import type { Activity, Instance, InventorySnapshot, Package, ScopeFacts } from '../src/core/facts.js';
 import type { Manifest, ManifestIndex } from '../src/manifest/types.js';
 import { manifestKey } from '../src/manifest/types.js';
 import { parsePolicyText } from '../src/policy/load.js';
@@ -299,10 +299,15 @@ function buildInstances(amis: Ami[]): FleetPlan {
       accountId: ACCOUNT,
       imageId: ami.imageId,
       launchTime,
+      firstLaunch: launchTime,
       state: 'running',
       name: tags['Name'] ?? null,
       tags,
       privateIpAddress: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
+      vpcId: 'vpc-0bench',
+      privateIpAddresses: [`10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`],
+      networkInterfaceIds: [`eni-${id.slice(2)}`],
+      volumeIds: [`vol-${id.slice(2)}`],
       autoScalingGroup: asg,
     };
     instances.push(instance);
@@ -790,18 +795,22 @@ const parsed = timed(`parse ${fmt(N_EVENTS)} records (activityFromRecord)`, () =
 });
 raw.length = 0;
 
-const facts: RegionFacts = {
+const facts: ScopeFacts = {
+  accountId: ACCOUNT,
   region: REGION,
   window: WINDOW,
   instances: plan.instances,
   activities: parsed.activities,
   inventory,
   commandTargets: trail.commandTargets,
+  unresolvedCommands: new Map(),
+  associationTargets: new Map(),
+  endpointVpcs: new Map(),
   gaps: [],
 };
 
 const heapBeforeEvaluate = process.memoryUsage().heapUsed;
-const result: RegionResult = timed(`evaluate ${fmt(N_INSTANCES)} instances (evaluateRegion)`, () => evaluateRegion(facts, policies, manifests, NOW));
+const result: ScopeResult = timed(`evaluate ${fmt(N_INSTANCES)} instances (evaluateScope)`, () => evaluateScope(facts, policies, manifests, NOW));
 const heapAfterEvaluate = process.memoryUsage().heapUsed;
 
 // ---------------------------------------------------------------------------------------------

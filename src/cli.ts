@@ -5,14 +5,17 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadAuditInputs, runAudit } from './audit.js';
 import { defaultRegion } from './collect/clients.js';
+import { loadConfig } from './config/load.js';
+import { deployTemplate, TEMPLATE_PARTS, type TemplatePart } from './deploy/template.js';
 import { parseDuration } from './core/duration.js';
 import { describeError, InputError } from './errors.js';
 import { createLogger } from './logger.js';
 import { recordManifests } from './manifest/record.js';
-import { iamPolicyFor } from './permissions.js';
+import { iamPoliciesFor, iamPolicyFor, isMultiAccount } from './permissions.js';
 import { loadPolicies } from './policy/load.js';
 import { runDaemon } from './commands/daemon.js';
-import { ClientPool } from './commands/shared.js';
+import { createPool } from './commands/shared.js';
+import { StateStore } from './state/store.js';
 import { replaceOne } from './commands/replace.js';
 import { runOnce } from './commands/run.js';
 import { statusOf } from './commands/status.js';
@@ -42,19 +45,40 @@ async function writeOutput(text: string, file: string | undefined): Promise<void
 }
 
 interface AuditFlags {
+  config?: string;
   policies: string;
   manifests: string;
   since?: string;
   format: 'table' | 'json';
   output?: string;
+  concurrency?: number;
 }
 
-/** The flags `audit`, `run` and `daemon` share. */
-function withAuditFlags(cmd: Command): Command {
-  return cmd
+function positiveInt(flag: string) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1 || n > 64) throw new InputError(`${flag}: expected a whole number from 1 to 64; got "${text}"`);
+    return n;
+  };
+}
+
+/** `--config FILE`: every command takes it. */
+function withConfig(cmd: Command): Command {
+  return cmd.option('--config <file>', 'pristine.yaml: accounts, organisation, regions, evidence sources (default: ./pristine.yaml when present)');
+}
+
+/** The flags of every command that audits. */
+function withScopeFlags(cmd: Command): Command {
+  return withConfig(cmd)
     .option('--policies <dir>', 'policy directory or file', 'policies')
     .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
-    .option('--since <duration|iso>', "examine activity from this time (e.g. 24h, 7d, 2026-11-01T00:00:00Z); default: since each region's oldest launch")
+    .option('--concurrency <n>', '(account, region) scopes read side by side (default: the config\'s concurrency, 8)', positiveInt('--concurrency'));
+}
+
+/** The flags `audit` and `run` share. */
+function withAuditFlags(cmd: Command): Command {
+  return withScopeFlags(cmd)
+    .option('--since <duration|iso>', "examine activity from this time (e.g. 24h, 7d, 2026-11-01T00:00:00Z); default: since each scope's oldest first launch")
     .addOption(new Option('--format <format>', 'report format').choices(['table', 'json']).default('table'))
     .option('--output <file>', 'write the report to a file instead of stdout');
 }
@@ -86,9 +110,14 @@ function build(): Command {
     .action(async (opts: AuditFlags) => {
       const logger = createLogger(logLevel());
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
-      const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests });
-      const pool = new ClientPool();
-      const { report } = await runAudit(inputs, { since, logger, clientsFor: pool.get }).finally(() => pool.destroy());
+      const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests, configFile: opts.config });
+      const pool = await createPool();
+      // A one-off audit keeps its evidence log in memory: it reads the whole window, and writes no file.
+      const store = StateStore.open(':memory:');
+      const { report } = await runAudit(inputs, { since, logger, pool, store, concurrency: opts.concurrency }).finally(() => {
+        pool.destroy();
+        store.close();
+      });
       await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
       process.exitCode = exitCodeOf(report);
     });
@@ -104,39 +133,32 @@ function build(): Command {
       process.exitCode = exitCode;
     });
 
-  program
-    .command('daemon')
-    .description('run a cycle at start and then on a schedule; serve /healthz and /metrics; log JSON lines')
-    .option('--policies <dir>', 'policy directory or file', 'policies')
-    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
-    .option('--since <duration|iso>', 'examine activity from this time on the first cycle (later cycles read only what is new)')
+  withScopeFlags(program.command('daemon'))
+    .description('run a cycle at start and then on a schedule, and consume the event queues between cycles; serve /healthz and /metrics; log JSON lines')
+    .option('--since <duration|iso>', 'examine activity from this time (instances first launched earlier are unknown)')
     .option(...STATE_FLAG)
     .option('--schedule <cron>', 'cron expression (five fields, or six with seconds)', '*/10 * * * *')
     .option('--listen <[host:]port>', 'address for /healthz and /metrics', '9464')
-    .action(async (opts: { policies: string; manifests: string; since?: string; state: string; schedule: string; listen: string }) => {
+    .action(async (opts: { config?: string; policies: string; manifests: string; since?: string; state: string; schedule: string; listen: string; concurrency?: number }) => {
       // A daemon logs its cycles: info unless --log-level says otherwise.
       const logger = createLogger(program.getOptionValueSource('logLevel') === 'default' ? 'info' : logLevel());
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
       process.exitCode = await runDaemon({ ...opts, since }, logger);
     });
 
-  program
-    .command('replace')
+  withScopeFlags(program.command('replace'))
     .description('replace one instance now, the way a cycle would (asks first unless --yes)')
     .argument('<instance-id>', 'the instance to replace')
-    .option('--policies <dir>', 'policy directory or file', 'policies')
-    .option('--manifests <dir>', 'directory of baked-image manifests', 'manifests')
     .option(...STATE_FLAG)
     .option('--yes', 'do not ask', false)
-    .action(async (instanceId: string, opts: { policies: string; manifests: string; state: string; yes: boolean }) => {
+    .action(async (instanceId: string, opts: { config?: string; policies: string; manifests: string; state: string; yes: boolean; concurrency?: number }) => {
       const logger = createLogger(logLevel());
       const { text, exitCode } = await replaceOne({ instanceId, ...opts }, logger, ask);
       process.stdout.write(text);
       process.exitCode = exitCode;
     });
 
-  program
-    .command('status')
+  withConfig(program.command('status'))
     .description('open findings, replacements in flight and their step, recent history')
     .option(...STATE_FLAG)
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
@@ -145,24 +167,36 @@ function build(): Command {
     });
 
   const policy = program.command('policy').description('work with policy files');
-  policy
-    .command('validate')
-    .description('check policy files; errors name the file, the policy and the field')
+  withConfig(policy.command('validate'))
+    .description('check policy files (and pristine.yaml); errors name the file, the policy and the field')
     .argument('[dir]', 'policy directory or file', 'policies')
-    .action(async (dir: string) => {
+    .action(async (dir: string, opts: { config?: string }) => {
+      const { file } = await loadConfig(opts.config);
+      if (file) process.stdout.write(`${file}: ok\n`);
       const policies = await loadPolicies(dir);
       const files = new Set(policies.map((p) => p.file));
       for (const p of policies) process.stdout.write(`${p.file}: ${p.name}: ok\n`);
       process.stdout.write(`${policies.length} ${policies.length === 1 ? 'policy' : 'policies'} in ${files.size} ${files.size === 1 ? 'file' : 'files'}: valid\n`);
     });
 
-  policy
-    .command('iam')
-    .description('print the least-privilege IAM policy for these policies')
+  withConfig(policy.command('iam'))
+    .description("print the least-privilege IAM policy for these policies; with member accounts, two: pristine's own and the member role's")
     .argument('[dir]', 'policy directory or file', 'policies')
     .option('--replace', 'include what replacing needs even when no policy enforces (for `pristine replace`)', false)
-    .action(async (dir: string, opts: { replace: boolean }) => {
-      process.stdout.write(`${JSON.stringify(iamPolicyFor(await loadPolicies(dir), opts), null, 2)}\n`);
+    .action(async (dir: string, opts: { replace: boolean; config?: string }) => {
+      const { config } = await loadConfig(opts.config);
+      const policies = await loadPolicies(dir);
+      const doc = isMultiAccount(config) ? iamPoliciesFor(policies, config, opts) : iamPolicyFor(policies, { ...opts, config });
+      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    });
+
+  const deploy = program.command('deploy').description('set pristine up in AWS');
+  withConfig(deploy.command('template'))
+    .description('print CloudFormation (YAML): the member role (a StackSet over the organisation), the EventBridge rule per region, the event queue with its dead-letter queue')
+    .addOption(new Option('--part <part>', 'which template').choices([...TEMPLATE_PARTS]).default('all'))
+    .action(async (opts: { config?: string; part: TemplatePart }) => {
+      await loadConfig(opts.config);
+      process.stdout.write(deployTemplate(opts.part));
     });
 
   const manifest = program.command('manifest').description('work with baked-image manifests');

@@ -1,6 +1,7 @@
-import { runAudit, type AuditInputs } from './audit.js';
-import type { RegionClients } from './collect/clients.js';
-import type { Finding } from './core/detectors/types.js';
+import { ownIdentity } from './accounts/resolve.js';
+import { runAudit, type AuditInputs, type ScopeAudit } from './audit.js';
+import type { ClientPool } from './collect/clients.js';
+import { scopeKey } from './core/facts.js';
 import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -10,7 +11,7 @@ import type { LoadedPolicy } from './policy/schema.js';
 import { exitCodeOf, type Report, type ReportInstance } from './report/model.js';
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
 import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
-import { EvidenceMemory } from './state/evidence-memory.js';
+import { drainQueues } from './evidence/queues.js';
 import type { ReplacementRow, StateStore } from './state/store.js';
 
 /** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
@@ -24,29 +25,37 @@ export interface CycleHooks {
 export interface CycleOptions {
   inputs: AuditInputs;
   store: StateStore;
-  clientsFor: (region: string) => RegionClients;
+  pool: ClientPool;
   /** where notices go: Slack, or the terminal when no token is set */
   transport: Transport;
   logger: Logger;
   /** print the plan and change nothing: no AWS mutation, no Slack, no state written */
   dryRun: boolean;
   since: number | null;
+  /** read what waits on the event queues before the audit (`pristine run`; the daemon consumes them continuously) */
+  drainQueues?: boolean;
+  concurrency?: number;
   signal?: AbortSignal;
   hooks?: CycleHooks;
 }
 
 export interface CycleResult {
   report: Report;
+  /** each scope's verdicts and the facts behind them (the daemon judges pushed events against them) */
+  scopes: ScopeAudit[];
   plan: Plan;
   exitCode: number;
   replacements: ReplacementRow[];
   outbox: DrainResult | null;
 }
 
-/** The findings key under which the store remembers a finding, so the same evidence is not news twice. */
-function findingKey(f: Pick<Finding, 'detector' | 'evidence' | 'summary'> & { at: number | string | null }): string {
-  const id = f.evidence['eventId'] ?? f.evidence['sessionId'];
-  return `${f.detector}:${typeof id === 'string' ? id : f.summary}`;
+/**
+ * Rows an older pristine wrote have no account: they are pristine's own. Adopted before anything
+ * drives a replacement they hold (one STS call, only while such rows exist).
+ */
+export async function adoptLegacy(store: StateStore, pool: ClientPool): Promise<void> {
+  if (!store.hasLegacyRows()) return;
+  store.adoptLegacyRows((await ownIdentity(pool.sts())).accountId);
 }
 
 function channelOf(policy: LoadedPolicy | undefined): string | null {
@@ -65,10 +74,14 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
   const cycleId = opts.dryRun ? null : store.startCycle(startedAt);
   const policies = new Map(inputs.policies.map((p) => [p.name, p]));
   const replacements: ReplacementRow[] = [];
-  const replacer = new Replacer({ store, clientsFor: opts.clientsFor, logger, signal: opts.signal, onOutcome: opts.hooks?.onReplacement });
+  const replacer = new Replacer({ store, clientsFor: opts.pool.get, logger, signal: opts.signal, onOutcome: opts.hooks?.onReplacement });
 
   try {
     if (!opts.dryRun) {
+      await adoptLegacy(store, opts.pool);
+      if (opts.drainQueues && inputs.config.sources.queues.length > 0) {
+        await drainQueues({ inputs, store, pool: opts.pool, logger, signal: opts.signal });
+      }
       for (const r of store.inFlight()) {
         if (opts.signal?.aborted) break;
         logger.info({ replacement: r.id, instanceId: r.oldInstanceId, step: r.step }, 'resuming replacement');
@@ -76,19 +89,20 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       }
     }
 
-    const { report, regions } = await runAudit(inputs, {
+    const { report, scopes } = await runAudit(inputs, {
       since: opts.since,
       logger,
-      memory: opts.dryRun ? undefined : new EvidenceMemory(store),
-      clientsFor: opts.clientsFor,
+      store,
+      pool: opts.pool,
+      concurrency: opts.concurrency,
       signal: opts.signal,
     });
     if (opts.signal?.aborted) {
       // Stopping: what was read is partial. Record nothing, decide nothing; the next start begins afresh.
       if (cycleId !== null) store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
-      return { report, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
+      return { report, scopes, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
     }
-    const results = regions.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
+    const results = scopes.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
     const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
 
     // What is news: taints never alerted before, and new evidence on ones that were.
@@ -96,11 +110,12 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     let newFindings = new Map<string, string[]>();
     const verdicts = results.map(({ result }) => ({
       instanceId: result.instance.instanceId,
+      accountId: result.instance.accountId,
       region: result.instance.region,
       policy: result.policy,
       name: result.instance.name,
       verdict: result.verdict,
-      findings: result.findings.map((f) => ({ key: findingKey(f), detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
+      findings: result.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
     }));
     if (opts.dryRun) {
       newlyTainted = verdicts.filter((v) => v.verdict === 'tainted' && store.instance(v.instanceId)?.alertOutboxId == null).map((v) => v.instanceId);
@@ -118,13 +133,15 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     for (const r of store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, groups: groupsOf(r) });
     const placement = new Map<string, InstancePlacement>();
     const placementFailed = new Set<string>();
-    for (const region of inputs.regions) {
-      const wanted = candidates.filter(({ result }) => result.instance.region === region && !prior.has(result.instance.instanceId)).map(({ result }) => result.instance);
+    for (const { accountId, region } of scopes) {
+      const wanted = candidates
+        .filter(({ result }) => result.instance.region === region && result.instance.accountId === accountId && !prior.has(result.instance.instanceId))
+        .map(({ result }) => result.instance);
       if (wanted.length === 0) continue;
       try {
-        for (const [id, p] of await readPlacement(opts.clientsFor(region), wanted)) placement.set(id, p);
+        for (const [id, p] of await readPlacement(opts.pool.get({ accountId, region }), wanted)) placement.set(id, p);
       } catch (err) {
-        logger.warn({ region, err: describeError(err) }, 'target groups or Auto Scaling groups could not be read');
+        logger.warn({ scope: scopeKey({ accountId, region }), err: describeError(err) }, 'target groups or Auto Scaling groups could not be read');
         wanted.forEach((i) => placementFailed.add(i.instanceId));
       }
     }
@@ -165,10 +182,13 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       plan = makePlan({ ...planInput, blocked });
     }
 
-    if (opts.dryRun) return { report, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
+    if (opts.dryRun) return { report, scopes, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
 
     // Alerts first, so replacement progress threads under them.
-    enqueueAlerts(store, policies, plan, newlyTainted, newFindings, reported, startedAt);
+    store.transaction(() => {
+      enqueueBreakers(store, policies, plan.breakers, startedAt);
+      enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
+    });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
 
     for (const id of plan.replace) {
@@ -182,7 +202,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack);
     const exitCode = exitCodeOf(report);
     if (cycleId !== null) store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
-    return { report, plan, exitCode, replacements, outbox };
+    return { report, scopes, plan, exitCode, replacements, outbox };
   } catch (err) {
     if (cycleId !== null) store.finishCycle(cycleId, 'failed', 3, { error: describeError(err) });
     throw err;
@@ -198,54 +218,58 @@ function groupsOf(r: ReplacementRow): string[] {
   return [...(d.targetGroups ?? []).map((t) => t.arn), ...(d.asg ? [`asg:${d.asg.name}`] : [])];
 }
 
-function enqueueAlerts(
+/** A breaker is news when it trips, not every cycle it stays tripped. */
+function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], now: number): void {
+  const tripped = new Set(breakers.map((b) => b.policy));
+  for (const b of breakers) {
+    const channel = channelOf(policies.get(b.policy));
+    if (store.meta(`breaker:${b.policy}`) === null && channel) store.enqueue(channel, { type: 'breaker', ...b }, null, now);
+    store.setMeta(`breaker:${b.policy}`, String(now));
+  }
+  for (const p of policies.keys()) if (!tripped.has(p)) store.setMeta(`breaker:${p}`, null);
+}
+
+/**
+ * Queues what is news: one alert per newly tainted instance (a digest when a channel gets more than a
+ * handful), and a reply in its thread for new evidence on one already alerted. Call in a transaction
+ * with the verdicts it follows from.
+ */
+export function enqueueAlerts(
   store: StateStore,
   policies: ReadonlyMap<string, LoadedPolicy>,
-  plan: Plan,
+  actionOf: ReadonlyMap<string, PlannedAction>,
   newlyTainted: readonly string[],
   newFindings: ReadonlyMap<string, string[]>,
   reported: ReadonlyMap<string, ReportInstance>,
   now: number,
 ): void {
-  const actionOf = new Map<string, PlannedAction>(plan.decisions.map((d) => [d.instanceId, d.action]));
-  store.transaction(() => {
-    // A breaker is news when it trips, not every cycle it stays tripped.
-    const tripped = new Set(plan.breakers.map((b) => b.policy));
-    for (const b of plan.breakers) {
-      const channel = channelOf(policies.get(b.policy));
-      if (store.meta(`breaker:${b.policy}`) === null && channel) store.enqueue(channel, { type: 'breaker', ...b }, null, now);
-      store.setMeta(`breaker:${b.policy}`, String(now));
+  const byChannel = new Map<string, ReportInstance[]>();
+  for (const id of newlyTainted) {
+    const instance = reported.get(id);
+    const channel = instance ? channelOf(policies.get(instance.policy)) : null;
+    if (!instance || !channel) continue;
+    byChannel.set(channel, [...(byChannel.get(channel) ?? []), instance]);
+  }
+  for (const [channel, instances] of byChannel) {
+    const item = (i: ReportInstance) => ({ instance: i, findings: i.findings, action: actionOf.get(i.instanceId) ?? ({ kind: 'observe' } as PlannedAction) });
+    if (instances.length > DIGEST_ABOVE) {
+      const id = store.enqueue(channel, { type: 'digest', items: instances.map(item) }, null, now);
+      for (const i of instances) store.setAlert(i.instanceId, id);
+    } else {
+      for (const i of instances) store.setAlert(i.instanceId, store.enqueue(channel, { type: 'taint', ...item(i) }, null, now));
     }
-    for (const p of policies.keys()) if (!tripped.has(p)) store.setMeta(`breaker:${p}`, null);
-
-    const byChannel = new Map<string, ReportInstance[]>();
-    for (const id of newlyTainted) {
-      const instance = reported.get(id);
-      const channel = instance ? channelOf(policies.get(instance.policy)) : null;
-      if (!instance || !channel) continue;
-      byChannel.set(channel, [...(byChannel.get(channel) ?? []), instance]);
-    }
-    for (const [channel, instances] of byChannel) {
-      const item = (i: ReportInstance) => ({ instance: i, findings: i.findings, action: actionOf.get(i.instanceId) ?? ({ kind: 'observe' } as PlannedAction) });
-      if (instances.length > DIGEST_ABOVE) {
-        const id = store.enqueue(channel, { type: 'digest', items: instances.map(item) }, null, now);
-        for (const i of instances) store.setAlert(i.instanceId, id);
-      } else {
-        for (const i of instances) store.setAlert(i.instanceId, store.enqueue(channel, { type: 'taint', ...item(i) }, null, now));
-      }
-    }
-    for (const [id, keys] of newFindings) {
-      const instance = reported.get(id);
-      const alert = store.instance(id)?.alertOutboxId ?? null;
-      const channel = instance ? channelOf(policies.get(instance.policy)) : null;
-      if (!instance || !channel || alert === null) continue;
-      const fresh = instance.findings.filter((f) => keys.includes(findingKey(f)));
-      store.enqueue(
-        channel,
-        { type: 'progress', instanceId: id, step: 'evidence', outcome: 'progress', message: `New evidence: ${fresh.map((f) => `${f.detector}: ${f.summary}`).join('; ')}` },
-        alert,
-        now,
-      );
-    }
-  });
+  }
+  for (const [id, keys] of newFindings) {
+    const instance = reported.get(id);
+    const alert = store.instance(id)?.alertOutboxId ?? null;
+    const channel = instance ? channelOf(policies.get(instance.policy)) : null;
+    if (!instance || !channel || alert === null) continue;
+    const fresh = instance.findings.filter((f) => keys.includes(f.key));
+    store.enqueue(
+      channel,
+      { type: 'progress', instanceId: id, step: 'evidence', outcome: 'progress', message: `New evidence: ${fresh.map((f) => `${f.detector}: ${f.summary}`).join('; ')}` },
+      alert,
+      now,
+    );
+  }
 }

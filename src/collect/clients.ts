@@ -2,7 +2,14 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { OrganizationsClient } from '@aws-sdk/client-organizations';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { STSClient } from '@aws-sdk/client-sts';
+import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { scopeKey, type Scope } from '../core/facts.js';
 import { Pacer } from './pacer.js';
 
 /** What every AWS call reports, for logs and metrics. */
@@ -10,6 +17,7 @@ export interface AwsCall {
   service: string;
   operation: string;
   region: string;
+  accountId?: string;
   outcome: 'ok' | 'error';
   errorName?: string;
 }
@@ -18,13 +26,20 @@ export type AwsCallListener = (call: AwsCall) => void;
 /** LookupEvents allows 2 requests/s per account and region; a little slower leaves room for jitter. */
 export const LOOKUP_EVENTS_INTERVAL_MS = 550;
 
-export interface RegionClients {
-  region: string;
+/** The clients of one scope (account and region), acting with that account's credentials. */
+export interface ScopeClients extends Scope {
   ec2: EC2Client;
   cloudtrail: CloudTrailClient;
   ssm: SSMClient;
   elbv2: ElasticLoadBalancingV2Client;
   autoscaling: AutoScalingClient;
+}
+
+/** How pristine acts in an account: with its own identity (role null), or a role it assumes from it. */
+export interface AccountAccess {
+  id: string;
+  role: string | null;
+  externalId: string | null;
 }
 
 interface MiddlewareClient {
@@ -50,17 +65,17 @@ function pace(client: MiddlewareClient, commandName: string, pacer: Pacer): void
   );
 }
 
-function observe(client: MiddlewareClient, service: string, region: string, listener: AwsCallListener | undefined): void {
+function observe(client: MiddlewareClient, service: string, region: string, accountId: string | undefined, listener: AwsCallListener | undefined): void {
   if (!listener) return;
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const operation = (context.commandName ?? 'Unknown').replace(/Command$/, '');
       try {
         const out = await next(args);
-        listener({ service, operation, region, outcome: 'ok' });
+        listener({ service, operation, region, accountId, outcome: 'ok' });
         return out;
       } catch (err) {
-        listener({ service, operation, region, outcome: 'error', errorName: (err as { name?: string }).name });
+        listener({ service, operation, region, accountId, outcome: 'error', errorName: (err as { name?: string }).name });
         throw err;
       }
     },
@@ -68,25 +83,149 @@ function observe(client: MiddlewareClient, service: string, region: string, list
   );
 }
 
+/** Refresh assumed-role credentials this long before they expire. */
+const REFRESH_BEFORE_MS = 5 * 60_000;
+
 /**
- * SDK clients for one region. Credentials, profile and endpoints come from the SDK's own chain
- * (AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, ...); only the region is set here.
- * Throttling is retried with the SDK's standard backoff; CloudTrail gets more attempts because
- * its limit is the tightest and is shared with everything else in the account.
+ * One credential provider per account, shared by all its clients: the role is assumed once, not once
+ * per client, and assumed again shortly before the credentials expire (long organisation scans
+ * otherwise fail with expired tokens). A failed assumption is not cached: the next call tries again.
  */
-export function createRegionClients(region: string, listener?: AwsCallListener): RegionClients {
-  const ec2 = new EC2Client({ region, maxAttempts: 5 });
-  const cloudtrail = new CloudTrailClient({ region, maxAttempts: 8 });
-  const ssm = new SSMClient({ region, maxAttempts: 6 });
-  const elbv2 = new ElasticLoadBalancingV2Client({ region, maxAttempts: 6 });
-  const autoscaling = new AutoScalingClient({ region, maxAttempts: 6 });
-  observe(ec2 as unknown as MiddlewareClient, 'ec2', region, listener);
-  observe(elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, listener);
-  observe(autoscaling as unknown as MiddlewareClient, 'autoscaling', region, listener);
-  observe(cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, listener);
-  observe(ssm as unknown as MiddlewareClient, 'ssm', region, listener);
-  pace(cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_INTERVAL_MS));
-  return { region, ec2, cloudtrail, ssm, elbv2, autoscaling };
+export function cachedCredentials(provider: AwsCredentialIdentityProvider, now: () => number = Date.now): AwsCredentialIdentityProvider {
+  let current: Promise<AwsCredentialIdentity> | null = null;
+  let expiresAt = 0;
+  return () => {
+    if (!current || (expiresAt && now() >= expiresAt - REFRESH_BEFORE_MS)) {
+      const attempt = provider();
+      current = attempt;
+      attempt.then(
+        (c) => {
+          expiresAt = c.expiration ? c.expiration.getTime() : 0;
+        },
+        () => {
+          if (current === attempt) current = null;
+        },
+      );
+    }
+    return current;
+  };
+}
+
+/**
+ * AWS clients, made once and kept (a daemon reuses them every cycle). Credentials, profile and endpoints
+ * come from the SDK's own chain (AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2, ...); a member
+ * account's role is assumed directly from pristine's own identity (never chained, which would cap the
+ * session at an hour). Throttling is retried with the SDK's standard backoff; CloudTrail gets more
+ * attempts because its limit is the tightest, and LookupEvents is paced per account and region.
+ */
+export class ClientPool {
+  private readonly scopes = new Map<string, ScopeClients>();
+  private readonly credentials = new Map<string, AwsCredentialIdentityProvider | undefined>();
+  private readonly access = new Map<string, AccountAccess>();
+  private readonly own = new Map<string, { destroy(): void }>();
+
+  constructor(
+    private readonly listener?: AwsCallListener,
+    /** the region STS and Organizations are called in: the SDK's region */
+    private readonly homeRegion: string = 'us-east-1',
+  ) {}
+
+  /** Declares how to act in each account; scopes of an account not declared use pristine's own identity. */
+  setAccounts(accounts: readonly AccountAccess[]): void {
+    for (const a of accounts) {
+      const before = this.access.get(a.id);
+      if (before && before.role === a.role && before.externalId === a.externalId) continue;
+      this.access.set(a.id, a);
+      this.credentials.delete(a.id);
+      for (const [key, c] of this.scopes) if (c.accountId === a.id) this.dropScope(key);
+    }
+  }
+
+  private credentialsFor(accountId: string): AwsCredentialIdentityProvider | undefined {
+    if (!this.credentials.has(accountId)) {
+      const a = this.access.get(accountId);
+      const provider = a?.role
+        ? cachedCredentials(
+            fromTemporaryCredentials({
+              params: { RoleArn: a.role, RoleSessionName: 'pristine', DurationSeconds: 3600, ...(a.externalId ? { ExternalId: a.externalId } : {}) },
+              clientConfig: { region: this.homeRegion },
+            }),
+          )
+        : undefined;
+      this.credentials.set(accountId, provider);
+    }
+    return this.credentials.get(accountId);
+  }
+
+  readonly get = (scope: Scope): ScopeClients => {
+    const key = scopeKey(scope);
+    let c = this.scopes.get(key);
+    if (!c) {
+      const { region, accountId } = scope;
+      const credentials = this.credentialsFor(accountId);
+      const base = { region, ...(credentials ? { credentials } : {}) };
+      c = {
+        accountId,
+        region,
+        ec2: new EC2Client({ ...base, maxAttempts: 5 }),
+        cloudtrail: new CloudTrailClient({ ...base, maxAttempts: 8 }),
+        ssm: new SSMClient({ ...base, maxAttempts: 6 }),
+        elbv2: new ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }),
+        autoscaling: new AutoScalingClient({ ...base, maxAttempts: 6 }),
+      };
+      observe(c.ec2 as unknown as MiddlewareClient, 'ec2', region, accountId, this.listener);
+      observe(c.elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
+      observe(c.autoscaling as unknown as MiddlewareClient, 'autoscaling', region, accountId, this.listener);
+      observe(c.cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, accountId, this.listener);
+      observe(c.ssm as unknown as MiddlewareClient, 'ssm', region, accountId, this.listener);
+      pace(c.cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_INTERVAL_MS));
+      this.scopes.set(key, c);
+    }
+    return c;
+  };
+
+  private ownClient<T extends { destroy(): void }>(key: string, make: () => T, service: string, region: string): T {
+    let c = this.own.get(key) as T | undefined;
+    if (!c) {
+      c = make();
+      observe(c as unknown as MiddlewareClient, service, region, undefined, this.listener);
+      this.own.set(key, c);
+    }
+    return c;
+  }
+
+  /** pristine's own identity: STS, to learn its account. */
+  sts(): STSClient {
+    return this.ownClient('sts', () => new STSClient({ region: this.homeRegion, maxAttempts: 5 }), 'sts', this.homeRegion);
+  }
+
+  /** pristine's own identity: Organizations, to list member accounts (its API lives in us-east-1). */
+  organizations(): OrganizationsClient {
+    return this.ownClient('organizations', () => new OrganizationsClient({ region: 'us-east-1', maxAttempts: 6 }), 'organizations', 'us-east-1');
+  }
+
+  /** pristine's own identity: SQS, for the event queues. */
+  sqs(region: string): SQSClient {
+    return this.ownClient(`sqs:${region}`, () => new SQSClient({ region, maxAttempts: 6 }), 'sqs', region);
+  }
+
+  /** pristine's own identity: S3, for the trail bucket. */
+  s3(region: string): S3Client {
+    return this.ownClient(`s3:${region}`, () => new S3Client({ region, maxAttempts: 6, followRegionRedirects: true }), 's3', region);
+  }
+
+  private dropScope(key: string): void {
+    const c = this.scopes.get(key);
+    if (!c) return;
+    destroyClients(c);
+    this.scopes.delete(key);
+  }
+
+  destroy(): void {
+    for (const key of [...this.scopes.keys()]) this.dropScope(key);
+    for (const c of this.own.values()) c.destroy();
+    this.own.clear();
+  }
 }
 
 /** The region the SDK's chain names (AWS_REGION, the profile's region), or null. */
@@ -101,10 +240,15 @@ export async function defaultRegion(): Promise<string | null> {
   }
 }
 
-export function destroyClients(c: RegionClients): void {
+export function destroyClients(c: ScopeClients): void {
   c.ec2.destroy();
   c.cloudtrail.destroy();
   c.ssm.destroy();
   c.elbv2.destroy();
   c.autoscaling.destroy();
+}
+
+/** The region in an SQS queue URL (`https://sqs.eu-west-1.amazonaws.com/…`), or null for another form. */
+export function queueRegion(url: string): string | null {
+  return /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?\//.exec(url)?.[1] ?? null;
 }

@@ -1,13 +1,23 @@
-import { loadAuditInputs, type AuditInputs } from '../audit.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadAuditInputs, type AuditInputs, type ScopeAudit } from '../audit.js';
+import { scopeKey } from '../core/facts.js';
 import { outcomeOf, runCycle } from '../cycle.js';
+import { queueContext } from '../evidence/queues.js';
+import { consumeOnce } from '../evidence/sources/event-queue/index.js';
+import { judgePushed } from '../pushed.js';
 import { startHttpServer, parseListen } from '../daemon/http-server.js';
 import { createMetrics } from '../daemon/metrics.js';
 import { isStale, schedulePeriodMs, startSchedule, validateSchedule } from '../daemon/schedule.js';
 import { describeError, InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { ClientPool, openStore, transportFromEnv } from './shared.js';
+import { createPool, openStore, transportFromEnv } from './shared.js';
+
+/** Long polling: a receive waits this long for a message, the most SQS allows. */
+const LONG_POLL_SECONDS = 20;
 
 export interface DaemonFlags {
+  config?: string;
+  concurrency?: number;
   policies: string;
   manifests: string;
   since: number | null;
@@ -25,10 +35,14 @@ export interface DaemonFlags {
 export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<number> {
   validateSchedule(flags.schedule);
   const listen = parseListen(flags.listen);
-  let inputs: AuditInputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+  const load = () => loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
+  let inputs: AuditInputs = await load();
   const store = openStore(flags.state);
   const metrics = createMetrics();
-  const pool = new ClientPool(metrics.onAwsCall);
+  const pool = await createPool(metrics.onAwsCall);
+  /** the last cycle's scopes: pushed events are judged against them between cycles */
+  let lastScopes = new Map<string, ScopeAudit>();
+  let auditedAccounts: Set<string> | undefined;
   const transport = transportFromEnv(logger);
   const stopping = new AbortController();
   const startedAt = Date.now();
@@ -53,7 +67,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     const endTimer = metrics.cycleDuration.startTimer();
     try {
       try {
-        inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+        inputs = await load();
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
         logger.error({ err: err.message }, 'policies or manifests are invalid: this cycle uses the last valid ones');
@@ -61,7 +75,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       const result = await runCycle({
         inputs,
         store,
-        clientsFor: pool.get,
+        pool,
+        concurrency: flags.concurrency,
         transport,
         logger,
         dryRun: false,
@@ -74,6 +89,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         return;
       }
       lastFinished = Date.now();
+      lastScopes = new Map(result.scopes.map((s) => [scopeKey(s), s]));
+      auditedAccounts = new Set(result.scopes.map((s) => s.accountId));
       metrics.cycles.inc({ outcome: outcomeOf(result.exitCode) });
       metrics.lastCycle.set(lastFinished / 1000);
       metrics.setVerdicts(result.report.summary);
@@ -102,10 +119,38 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     await running;
   };
 
+  /**
+   * One consumer per event queue, beside the schedule: long-polls, puts what arrives in the evidence
+   * log, and judges the instances it names at once. A queue that fails is retried after a pause; the
+   * scheduled cycles go on whatever the queues do.
+   */
+  const consume = async (queueUrl: string) => {
+    let pause = 1000;
+    while (!stopping.signal.aborted) {
+      try {
+        const ctx = queueContext({ inputs, store, pool, logger, signal: stopping.signal, accountIds: auditedAccounts }, queueUrl, LONG_POLL_SECONDS);
+        const r = await consumeOnce(ctx, queueUrl);
+        pause = 1000;
+        metrics.queueMessages.inc({ outcome: 'ingested' }, r.received - r.failed);
+        metrics.queueMessages.inc({ outcome: 'failed' }, r.failed);
+        metrics.pushedEvents.inc(r.ingested.length);
+        if (r.ingested.length > 0) {
+          await judgePushed({ activities: r.ingested, scopes: lastScopes, inputs, store, transport, logger, onSlack: (outcome) => metrics.slack.inc({ outcome }) });
+        }
+      } catch (err) {
+        if (stopping.signal.aborted) break;
+        logger.warn({ queueUrl, err: describeError(err), retryInMs: pause }, 'event queue could not be read');
+        await sleep(pause, undefined, { signal: stopping.signal }).catch(() => undefined);
+        pause = Math.min(pause * 2, 60_000);
+      }
+    }
+  };
+
   const server = await startHttpServer({ host: listen.host, port: listen.port, health, registry: metrics.registry, logger });
   logger.info({ listen: server.url, schedule: flags.schedule, state: flags.state }, 'pristine daemon started');
   const schedule = startSchedule(flags.schedule, guarded, logger);
   void guarded();
+  const consumers = inputs.config.sources.queues.map((url) => consume(url));
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -119,6 +164,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   });
   await schedule.stop();
   if (running) await running;
+  await Promise.all(consumers);
   await server.close();
   pool.destroy();
   store.close();

@@ -4,12 +4,14 @@ import type { Logger } from '../logger.js';
 import { drainOutbox } from '../notify/outbox.js';
 import { readPlacement } from '../respond/placement.js';
 import { Replacer, candidateFor } from '../respond/replacement.js';
-import { EvidenceMemory } from '../state/evidence-memory.js';
 import type { ReplacementRow } from '../state/store.js';
-import { ClientPool, openStore, transportFromEnv } from './shared.js';
+import { adoptLegacy } from '../cycle.js';
+import { createPool, openStore, transportFromEnv } from './shared.js';
 
 export interface ReplaceFlags {
   instanceId: string;
+  config?: string;
+  concurrency?: number;
   policies: string;
   manifests: string;
   state: string;
@@ -31,12 +33,13 @@ function describeRow(r: ReplacementRow): string {
  */
 export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (question: string) => Promise<boolean>): Promise<{ text: string; exitCode: number }> {
   if (!/^i-[0-9a-f]{8,17}$/.test(flags.instanceId)) throw new InputError(`not an instance id: ${flags.instanceId}`);
-  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   const store = openStore(flags.state);
-  const pool = new ClientPool();
+  const pool = await createPool();
   try {
     const policies = new Map(inputs.policies.map((p) => [p.name, p]));
     const replacer = new Replacer({ store, clientsFor: pool.get, logger });
+    await adoptLegacy(store, pool);
     const finish = async (row: ReplacementRow) => {
       await drainOutbox(store, transportFromEnv(logger), logger);
       return { text: `${describeRow(row)}\n`, exitCode: row.status === 'done' ? REPLACE_EXIT.done : REPLACE_EXIT.failed };
@@ -46,17 +49,17 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     if (existing?.status === 'in-progress') return await finish(await replacer.resume(existing));
     if (existing?.status === 'done') throw new InputError(`${flags.instanceId} was already replaced by ${existing.newInstanceId}`);
 
-    const { regions } = await runAudit(inputs, { since: null, logger, clientsFor: pool.get, memory: new EvidenceMemory(store) });
-    const region = regions.find((r) => r.results.some((x) => x.instance.instanceId === flags.instanceId));
-    const result = region?.results.find((x) => x.instance.instanceId === flags.instanceId);
-    if (!region || !result) throw new InputError(`${flags.instanceId} is not a running instance in scope of a policy (or it is exempt): pristine does not act on it`);
-    if (!region.complete || result.gaps.length > 0) {
+    const { scopes } = await runAudit(inputs, { since: null, logger, pool, store, concurrency: flags.concurrency });
+    const scope = scopes.find((r) => r.results.some((x) => x.instance.instanceId === flags.instanceId));
+    const result = scope?.results.find((x) => x.instance.instanceId === flags.instanceId);
+    if (!scope || !result) throw new InputError(`${flags.instanceId} is not a running instance in scope of a policy (or it is exempt): pristine does not act on it`);
+    if (!scope.complete || result.gaps.length > 0) {
       return { text: `${flags.instanceId}: evidence is incomplete (${result.gaps.map((g) => g.message).join('; ') || 'see the audit'}): nothing is replaced on partial evidence\n`, exitCode: REPLACE_EXIT.incomplete };
     }
     const policy = policies.get(result.policy);
     if (!policy) throw new Error(`no policy ${result.policy}`);
     const instance = result.instance;
-    const placement = (await readPlacement(pool.get(instance.region), [instance])).get(instance.instanceId);
+    const placement = (await readPlacement(pool.get(instance), [instance])).get(instance.instanceId);
     const candidate = candidateFor(instance, policy, store.instance(instance.instanceId)?.alertOutboxId ?? null, placement);
     const reason = await replacer.preflight(candidate);
     if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);

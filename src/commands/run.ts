@@ -4,9 +4,11 @@ import { runCycle, type CycleResult } from '../cycle.js';
 import type { Logger } from '../logger.js';
 import { renderTable } from '../report/table.js';
 import { actionLabel } from '../notify/slack-messages.js';
-import { ClientPool, openStore, transportFromEnv } from './shared.js';
+import { createPool, openStore, transportFromEnv } from './shared.js';
 
 export interface RunFlags {
+  config?: string;
+  concurrency?: number;
   policies: string;
   manifests: string;
   since: number | null;
@@ -42,12 +44,22 @@ export function cycleJson(result: CycleResult): string {
 
 /** `pristine run`: one cycle. */
 export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: string; exitCode: number }> {
-  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests });
+  const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   // A dry run changes nothing, not even the state file: without one it works from an empty memory.
   const store = openStore(flags.dryRun && !existsSync(flags.state) ? ':memory:' : flags.state);
-  const pool = new ClientPool();
+  const pool = await createPool();
   try {
-    const result = await runCycle({ inputs, store, clientsFor: pool.get, transport: transportFromEnv(logger), logger, dryRun: flags.dryRun, since: flags.since });
+    const result = await runCycle({
+      inputs,
+      store,
+      pool,
+      transport: transportFromEnv(logger),
+      logger,
+      dryRun: flags.dryRun,
+      since: flags.since,
+      drainQueues: true,
+      concurrency: flags.concurrency,
+    });
     const text = flags.format === 'json' ? cycleJson(result) : `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}`;
     return { text, exitCode: result.exitCode };
   } finally {

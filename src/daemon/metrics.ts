@@ -24,6 +24,10 @@ export interface Metrics {
   replacements: Counter<'outcome'>;
   awsCalls: Counter<'service' | 'operation' | 'outcome'>;
   slack: Counter<'outcome'>;
+  /** messages received from the event queues, by outcome (ingested, failed) */
+  queueMessages: Counter<'outcome'>;
+  /** CloudTrail events the queues brought that the evidence log did not hold */
+  pushedEvents: Counter;
   /** Sets all three verdict series at once (one cycle's counts). */
   setVerdicts(counts: VerdictCounts): void;
   /** Sets one series per detector; a detector seen in an earlier cycle but absent now goes to 0. */
@@ -89,6 +93,19 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const queueMessages = new Counter({
+    name: 'pristine_queue_messages_total',
+    help: 'Messages received from the event queues, by outcome (ingested, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const pushedEvents = new Counter({
+    name: 'pristine_pushed_events_total',
+    help: 'CloudTrail events the event queues brought that the evidence log did not hold yet.',
+    registers: [registry],
+  });
+  for (const outcome of ['ingested', 'failed']) queueMessages.inc({ outcome }, 0);
+
   for (const outcome of CYCLE_OUTCOMES) cycles.inc({ outcome }, 0);
   for (const outcome of REPLACEMENT_OUTCOMES) replacements.inc({ outcome }, 0);
   for (const outcome of SLACK_OUTCOMES) slack.inc({ outcome }, 0);
@@ -106,6 +123,8 @@ export function createMetrics(): Metrics {
     replacements,
     awsCalls,
     slack,
+    queueMessages,
+    pushedEvents,
     setVerdicts(counts: VerdictCounts): void {
       for (const verdict of VERDICTS) instances.set({ verdict }, counts[verdict]);
     },

@@ -11,13 +11,30 @@ export interface DrainResult {
   pending: number;
 }
 
+/** Drains in progress, per store: two callers (a cycle and a pushed event) never send the same row twice. */
+const draining = new WeakMap<StateStore, Promise<unknown>>();
+
+/**
+ * Sends what waits in the outbox, oldest first; a drain that starts while another runs on the same
+ * store waits for it, then sends what is left.
+ */
+export function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: 'sent' | 'failed' | 'dropped') => void): Promise<DrainResult> {
+  const before = draining.get(store) ?? Promise.resolve();
+  const run = before.then(
+    () => drainNow(store, transport, logger, onOutcome),
+    () => drainNow(store, transport, logger, onOutcome),
+  );
+  draining.set(store, run.catch(() => undefined));
+  return run;
+}
+
 /**
  * Sends what waits in the outbox, oldest first. A message is marked sent only once Slack took it;
  * when Slack is down or rate-limits, sending stops there and the rest wait, in order, for the next
  * cycle. A reply waits for its parent. A message Slack will never take (unknown channel) is dropped
  * with its error kept, so it cannot block the queue.
  */
-export async function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: 'sent' | 'failed' | 'dropped') => void): Promise<DrainResult> {
+async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: 'sent' | 'failed' | 'dropped') => void): Promise<DrainResult> {
   const result: DrainResult = { sent: 0, failed: 0, dropped: 0, pending: 0 };
   const pending = store.pending();
   for (const [n, m] of pending.entries()) {

@@ -1,12 +1,11 @@
 import { z } from 'zod';
 import { DETECTORS } from '../core/detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId } from '../core/detectors/types.js';
-import { Duration, Glob, Share, Window } from '../core/schema-types.js';
+import { Duration, Glob, Region, Share, Window } from '../core/schema-types.js';
 
 /** Instance tags that must all match; values are globs (`"*"` = the tag is present). */
 const TagMatch = z.record(z.string().min(1, 'tag key must not be empty'), Glob);
 
-const Region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'expected an AWS region such as us-east-1');
 
 // `interactive-session:` with no value in YAML is null: the detector is on with its defaults.
 const detectorOptions = (id: DetectorId) => z.preprocess((v) => (v === null ? {} : v), DETECTORS[id].options).optional();
@@ -50,7 +49,10 @@ export const Policy = z.strictObject({
   description: z.string().optional(),
   scope: z
     .strictObject({
+      /** default: the config file's `regions`, else the SDK's region (resolved when loaded) */
       regions: z.array(Region).min(1).optional(),
+      /** account ids or globs over them; default: every audited account */
+      accounts: z.array(Glob.refine((g) => /^[\d*?[\]-]+$/.test(g), 'expected an account id or a glob over account ids, e.g. "1111222233*"')).min(1).optional(),
       tags: TagMatch.default({}),
       exclude: z.strictObject({ tags: TagMatch }).optional(),
     })

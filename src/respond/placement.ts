@@ -1,6 +1,6 @@
 import { DescribeAutoScalingGroupsCommand, type AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
 import { DescribeTargetHealthCommand, paginateDescribeTargetGroups } from '@aws-sdk/client-elastic-load-balancing-v2';
-import type { RegionClients } from '../collect/clients.js';
+import type { ScopeClients } from '../collect/clients.js';
 import type { Placement } from '../core/plan.js';
 
 /** IAM actions this reader calls. */
@@ -22,7 +22,7 @@ export interface InstancePlacement extends Placement {
  * replacement candidates, so an audit in observe mode makes none of these calls.
  */
 export async function readPlacement(
-  clients: RegionClients,
+  clients: ScopeClients,
   instances: ReadonlyArray<{ instanceId: string; autoScalingGroup: string | null }>,
 ): Promise<Map<string, InstancePlacement>> {
   const out = new Map<string, InstancePlacement>();

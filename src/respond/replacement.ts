@@ -16,7 +16,8 @@ import {
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { DeregisterTargetsCommand, DescribeTargetHealthCommand, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
-import type { RegionClients } from '../collect/clients.js';
+import type { ScopeClients } from '../collect/clients.js';
+import type { Scope } from '../core/facts.js';
 import type { Instance } from '../core/facts.js';
 import type { LoadedPolicy } from '../policy/schema.js';
 import { describeError } from '../errors.js';
@@ -90,7 +91,7 @@ class StepError extends Error {
 
 export interface ReplacerDeps {
   store: StateStore;
-  clientsFor: (region: string) => RegionClients;
+  clientsFor: (scope: Scope) => ScopeClients;
   logger: Logger;
   signal?: AbortSignal;
   /** outcomes, for metrics */
@@ -101,6 +102,7 @@ export interface ReplacerDeps {
 
 export interface Candidate {
   instanceId: string;
+  accountId: string;
   region: string;
   imageId: string;
   policy: string;
@@ -114,6 +116,7 @@ export interface Candidate {
 export function candidateFor(instance: Instance, policy: LoadedPolicy, alertOutboxId: number | null, placement: InstancePlacement | undefined): Candidate {
   return {
     instanceId: instance.instanceId,
+    accountId: instance.accountId,
     region: instance.region,
     imageId: instance.imageId,
     policy: policy.name,
@@ -128,6 +131,12 @@ const errName = (err: unknown) => (err as { name?: string }).name ?? '';
 /** ELBv2's InvalidTarget: the target is not (or no longer) registered. The SDK names it InvalidTargetException. */
 const notRegistered = (err: unknown) => errName(err) === 'InvalidTargetException' || errName(err) === 'InvalidTarget';
 const data = (row: ReplacementRow) => row.data as ReplacementData;
+
+/** A replacement's scope. Rows an older pristine wrote are adopted into its own account before anything drives them. */
+function scopeOf(row: ReplacementRow): Scope {
+  if (row.accountId === null) throw new StepError(`replacement ${row.id} has no account: it was written by an older pristine and not adopted yet`);
+  return { accountId: row.accountId, region: row.region };
+}
 
 function userTags(i: Ec2Instance, oldId: string, replacementId: number): Array<{ Key: string; Value: string }> {
   const tags = (i.Tags ?? [])
@@ -157,12 +166,12 @@ export class Replacer {
 
   /** Read-only: why this instance must not be replaced now, or null. */
   async preflight(c: Candidate): Promise<string | null> {
-    const { ec2, autoscaling } = this.deps.clientsFor(c.region);
+    const { ec2, autoscaling } = this.deps.clientsFor(c);
     const protection = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: c.instanceId, Attribute: 'disableApiTermination' }));
     if (protection.DisableApiTermination?.Value) return 'termination protection is on: a human must decide';
     const group = c.placement?.autoScalingGroup;
     if (group) {
-      const image = await groupImage(this.deps.clientsFor(c.region), group);
+      const image = await groupImage(this.deps.clientsFor(c), group);
       if (image !== c.imageId) {
         return `its Auto Scaling group ${group.AutoScalingGroupName} launches ${image ?? 'an image pristine cannot determine'}, not the recorded ${c.imageId}: replacing through the group would not restore the recorded image`;
       }
@@ -186,6 +195,7 @@ export class Replacer {
     };
     const row = this.deps.store.createReplacement({
       oldInstanceId: c.instanceId,
+      accountId: c.accountId,
       region: c.region,
       policy: c.policy,
       imageId: c.imageId,
@@ -267,7 +277,7 @@ export class Replacer {
   }
 
   private async run(step: Step, row: ReplacementRow, d: ReplacementData): Promise<void> {
-    const c = this.deps.clientsFor(row.region);
+    const c = this.deps.clientsFor(scopeOf(row));
     switch (step) {
       case 'prepare':
         return d.kind === 'asg' ? this.prepareGroup(c, row, d) : this.prepareStandalone(c, row, d);
@@ -302,7 +312,7 @@ export class Replacer {
 
   // --- standalone -------------------------------------------------------------------------------
 
-  private async describe(c: RegionClients, instanceId: string): Promise<Ec2Instance | null> {
+  private async describe(c: ScopeClients, instanceId: string): Promise<Ec2Instance | null> {
     try {
       const out = await c.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
       return out.Reservations?.[0]?.Instances?.[0] ?? null;
@@ -312,7 +322,7 @@ export class Replacer {
     }
   }
 
-  private async prepareStandalone(c: RegionClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
+  private async prepareStandalone(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name !== 'running') throw new StepError(`${row.oldInstanceId} is ${old?.State?.Name ?? 'gone'}, not running`);
     const userData = await c.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: row.oldInstanceId, Attribute: 'userData' }));
@@ -336,7 +346,7 @@ export class Replacer {
   }
 
   /** Finds the instance this replacement already launched (a crash may have hidden it), or launches it. */
-  private async launch(c: RegionClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
+  private async launch(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const existing = await c.ec2.send(
       new DescribeInstancesCommand({
         Filters: [
@@ -368,14 +378,14 @@ export class Replacer {
     row.newInstanceId = id;
   }
 
-  private async statusOk(c: RegionClients, instanceId: string): Promise<boolean> {
+  private async statusOk(c: ScopeClients, instanceId: string): Promise<boolean> {
     const out = await c.ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true }));
     const s = out.InstanceStatuses?.[0];
     if (s?.InstanceState?.Name === 'terminated' || s?.InstanceState?.Name === 'shutting-down') throw new StepError(`${instanceId} is ${s.InstanceState.Name}`);
     return s?.InstanceState?.Name === 'running' && s.InstanceStatus?.Status === 'ok' && s.SystemStatus?.Status === 'ok';
   }
 
-  private async healthyEverywhere(c: RegionClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
+  private async healthyEverywhere(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
     for (const tg of groups) {
       const out = await c.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
       if (out.TargetHealthDescriptions?.[0]?.TargetHealth?.State !== 'healthy') return false;
@@ -383,7 +393,7 @@ export class Replacer {
     return true;
   }
 
-  private async drained(c: RegionClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
+  private async drained(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
     for (const tg of groups) {
       const out = await c.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
       const state = out.TargetHealthDescriptions?.[0]?.TargetHealth?.State;
@@ -392,7 +402,7 @@ export class Replacer {
     return true;
   }
 
-  private async terminateOld(c: RegionClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
+  private async terminateOld(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name === 'terminated' || old.State?.Name === 'shutting-down') return;
     if (d.kind === 'asg') {
@@ -404,14 +414,14 @@ export class Replacer {
 
   // --- Auto Scaling group members -------------------------------------------------------------
 
-  private async group(c: RegionClients, name: string): Promise<AutoScalingGroup> {
+  private async group(c: ScopeClients, name: string): Promise<AutoScalingGroup> {
     const out = await c.autoscaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }));
     const g = out.AutoScalingGroups?.[0];
     if (!g) throw new StepError(`Auto Scaling group ${name} not found`);
     return g;
   }
 
-  private async prepareGroup(c: RegionClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
+  private async prepareGroup(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const old = await this.describe(c, row.oldInstanceId);
     const name = old?.Tags?.find((t) => t.Key === 'aws:autoscaling:groupName')?.Value;
     if (!old || old.State?.Name !== 'running' || !name) throw new StepError(`${row.oldInstanceId} is no longer a running member of an Auto Scaling group`);
@@ -428,7 +438,7 @@ export class Replacer {
   }
 
   /** Absolute values, so running it twice changes nothing more. */
-  private async surge(c: RegionClients, d: ReplacementData): Promise<void> {
+  private async surge(c: ScopeClients, d: ReplacementData): Promise<void> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
     if (asg.targetDesired > asg.originalMax) {
       await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: asg.targetDesired }));
@@ -436,7 +446,7 @@ export class Replacer {
     await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: asg.targetDesired, HonorCooldown: false }));
   }
 
-  private async findNew(c: RegionClients, row: ReplacementRow, d: ReplacementData): Promise<boolean> {
+  private async findNew(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<boolean> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
     const g = await this.group(c, asg.name);
     const fresh = (g.Instances ?? []).find((i) => i.InstanceId && !asg.before.includes(i.InstanceId));
@@ -445,7 +455,7 @@ export class Replacer {
     return fresh.LifecycleState === 'InService' && fresh.HealthStatus === 'Healthy';
   }
 
-  private async restoreMax(c: RegionClients, d: ReplacementData): Promise<void> {
+  private async restoreMax(c: ScopeClients, d: ReplacementData): Promise<void> {
     const asg = d.asg;
     if (asg && asg.targetDesired > asg.originalMax) {
       await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: asg.originalMax }));
@@ -492,7 +502,7 @@ export class Replacer {
     const { store } = this.deps;
     const d = data(start);
     let row = store.journal(start.id, 'rollback', 'begin', { data: d, error: reason });
-    const c = this.deps.clientsFor(row.region);
+    const c = this.deps.clientsFor(scopeOf(row));
     try {
       let fresh = row.newInstanceId;
       if (!fresh && d.kind === 'standalone') {
@@ -533,7 +543,7 @@ export class Replacer {
 }
 
 /** Takes the instance out of every target group; one that is not (or no longer) in a group is fine. */
-async function deregister(c: RegionClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<void> {
+async function deregister(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<void> {
   for (const tg of groups) {
     try {
       await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
@@ -544,7 +554,7 @@ async function deregister(c: RegionClients, instanceId: string, groups: readonly
 }
 
 /** The image an Auto Scaling group launches now, from its launch template version; null when it cannot tell. */
-async function groupImage(c: RegionClients, g: AutoScalingGroup): Promise<string | null> {
+async function groupImage(c: ScopeClients, g: AutoScalingGroup): Promise<string | null> {
   const lt = g.LaunchTemplate ?? g.MixedInstancesPolicy?.LaunchTemplate?.LaunchTemplateSpecification;
   if (!lt?.LaunchTemplateId && !lt?.LaunchTemplateName) return null;
   const out = await c.ec2.send(

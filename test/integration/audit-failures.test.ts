@@ -85,18 +85,19 @@ describe('pristine audit on a clean fleet, then with evidence it cannot read', (
     expect(report.instances[0]?.gaps[0]?.message).toMatch(/before the evidence window/);
   });
 
-  it('skips a CloudTrail record of an unexpected shape with a warning instead of crashing', async () => {
+  it('makes the instance a CloudTrail record of an unexpected shape names unknown (exit 3), never pristine, and does not crash', async () => {
     const target = fleet[0]!;
     const record = s.trail('ssm-start-session', target.instanceId, target.launchTime + 500);
     record['userIdentity'] = 'not an object';
     const { code, report, stderr } = await s.audit();
     s.fake.cloudtrail.records.length = 0;
-    expect(code).toBe(0);
-    expect(report.summary.pristine).toBe(3);
+    const message = `CloudTrail record ${String(record['eventID'])} (StartSession) from lookup-events could not be read: userIdentity: Invalid input: expected object, received string`;
+    expect(code).toBe(3);
+    expect(report.complete).toBe(false);
+    expect(report.summary).toMatchObject({ pristine: 2, unknown: 1 });
+    expect(report.instances.find((i) => i.instanceId === target.instanceId)?.gaps).toEqual([{ source: 'cloudtrail', message }]);
     expect(stderr).toContain('CloudTrail record skipped');
-    expect(report.warnings).toEqual([
-      { source: 'cloudtrail', region: 'us-east-1', message: `record ${String(record['eventID'])} skipped: userIdentity: Invalid input: expected object, received string` },
-    ]);
+    expect(report.warnings).toEqual([{ source: 'cloudtrail', accountId: '123456789012', region: 'us-east-1', message }]);
   });
 });
 

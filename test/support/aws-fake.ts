@@ -1,8 +1,13 @@
 // A local HTTP server that speaks just enough AWS JSON 1.1 to stand in for the CloudTrail and SSM
 // operations moto lacks (LookupEvents, DescribeSessions, GetInventory, ListInventoryEntries,
-// ListCommandInvocations). Everything else is forwarded verbatim to an upstream moto_server, so
-// a single endpoint serves every AWS client in a test. Every request is recorded in `calls`, and
-// errors can be injected per operation, so tests can assert what pristine called and how it copes.
+// ListCommandInvocations, DescribeAssociation) and EC2's DescribeInstanceConnectEndpoints. Everything
+// else is forwarded verbatim to an upstream moto_server, so a single endpoint serves every AWS client
+// in a test. Every request is recorded in `calls`, and errors can be injected per operation, so tests
+// can assert what pristine called and how it copes.
+//
+// Many accounts: a request belongs to the account of its access key, as moto sees it (moto's STS
+// AssumeRole into another account's role returns keys that act there); what the fake serves is
+// filtered by that account, as AWS would.
 //
 // Point the real SDK clients at it: `new SSMClient({ endpoint: await fake.start(), region, ... })`.
 import { createHash, randomUUID } from 'node:crypto';
@@ -37,6 +42,8 @@ export interface FakeSession {
   state: 'Active' | 'History';
   /** If set, only requests signed for this region see it; otherwise every region does. */
   region?: string;
+  /** If set, only requests of this account see it; otherwise the default account does. */
+  account?: string;
 }
 
 export interface FakeInventory {
@@ -46,11 +53,24 @@ export interface FakeInventory {
   content: Array<Record<string, string>>;
   /** If set, only requests signed for this region see it; otherwise every region does. */
   region?: string;
+  /** If set, only requests of this account see it; otherwise the default account does. */
+  account?: string;
+}
+
+/** An EC2 Instance Connect Endpoint (moto has none). */
+export interface FakeEndpoint {
+  id: string;
+  vpcId: string;
+  subnetId?: string;
+  region?: string;
+  account?: string;
 }
 
 export interface FakeCall {
   service: string;
   operation: string;
+  /** the account of the request's access key (the default account when unsigned or unknown) */
+  account: string;
   /** From the SigV4 credential scope; null when the request is unsigned. */
   region: string | null;
   /** Date.now() when the request arrived. */
@@ -72,6 +92,8 @@ export interface FailureSpec {
   message?: string;
   /** How many requests to fail before behaving normally again; default: every request; 0 removes the rule. */
   times?: number;
+  /** Only requests whose body contains this text fail (e.g. one role's ARN in AssumeRole). */
+  bodyContains?: string;
 }
 
 export interface AwsFakeOptions {
@@ -142,7 +164,10 @@ interface LookupEvent {
   CloudTrailEvent: string;
 }
 
-type Handler = (input: JsonObject, region: string | null) => unknown;
+type Handler = (input: JsonObject, region: string | null, account: string) => unknown;
+
+/** moto's account for its default credentials. */
+export const DEFAULT_ACCOUNT = '123456789012';
 
 export class AwsFake {
   readonly cloudtrail: { records: CloudTrailRecord[] } = { records: [] };
@@ -150,7 +175,17 @@ export class AwsFake {
     sessions: FakeSession[];
     inventory: Map<string, FakeInventory>;
     commandInvocations: Map<string, string[]>;
-  } = { sessions: [], inventory: new Map(), commandInvocations: new Map() };
+    /** association id -> its targets (DescribeAssociation) */
+    associations: Map<string, Array<{ Key: string; Values: string[] }>>;
+  } = { sessions: [], inventory: new Map(), commandInvocations: new Map(), associations: new Map() };
+  readonly ec2: {
+    endpoints: FakeEndpoint[];
+    /**
+     * instance id -> the LaunchTime EC2 reports after a stop/start (AWS moves it; moto does not):
+     * DescribeInstances answers from moto are rewritten with it.
+     */
+    launchTimes: Map<string, Date>;
+  } = { endpoints: [], launchTimes: new Map() };
   /** Every request received, handled or proxied, in arrival order. */
   readonly calls: FakeCall[] = [];
   /** LookupEvents requests rejected with ThrottlingException. */
@@ -160,7 +195,9 @@ export class AwsFake {
 
   private readonly upstream: URL | undefined;
   private readonly upstreamAgent = new Agent({ keepAlive: true });
-  private readonly failures = new Map<string, Required<FailureSpec>>();
+  private readonly failures = new Map<string, Required<Omit<FailureSpec, 'bodyContains'>> & { bodyContains?: string }>();
+  /** access key id -> account, as moto answers GetCallerIdentity for it */
+  private readonly accounts = new Map<string, Promise<string>>();
   private readonly delays = new Map<string, { before: number; after: number }>();
   /** Admission times of LookupEvents requests, per region, for the sliding-window limit. */
   private readonly lookupWindow = new Map<string, number[]>();
@@ -168,11 +205,12 @@ export class AwsFake {
   private baseUrl: string | undefined;
 
   private readonly handlers: Record<string, Handler> = {
-    'cloudtrail.LookupEvents': (input, region) => this.lookupEvents(input, region),
-    'ssm.DescribeSessions': (input, region) => this.describeSessions(input, region),
-    'ssm.GetInventory': (input, region) => this.getInventory(input, region),
-    'ssm.ListInventoryEntries': (input, region) => this.listInventoryEntries(input, region),
+    'cloudtrail.LookupEvents': (input, region, account) => this.lookupEvents(input, region, account),
+    'ssm.DescribeSessions': (input, region, account) => this.describeSessions(input, region, account),
+    'ssm.GetInventory': (input, region, account) => this.getInventory(input, region, account),
+    'ssm.ListInventoryEntries': (input, region, account) => this.listInventoryEntries(input, region, account),
     'ssm.ListCommandInvocations': (input) => this.listCommandInvocations(input),
+    'ssm.DescribeAssociation': (input) => this.describeAssociation(input),
   };
 
   constructor(opts: AwsFakeOptions = {}) {
@@ -229,6 +267,7 @@ export class AwsFake {
       code: opts.code,
       message: opts.message ?? `Injected ${opts.code} for ${operation}`,
       times: opts.times ?? Number.POSITIVE_INFINITY,
+      bodyContains: opts.bodyContains,
     });
   }
 
@@ -255,6 +294,9 @@ export class AwsFake {
     this.ssm.sessions.length = 0;
     this.ssm.inventory.clear();
     this.ssm.commandInvocations.clear();
+    this.ssm.associations.clear();
+    this.ec2.endpoints.length = 0;
+    this.ec2.launchTimes.clear();
     this.calls.length = 0;
     this.failures.clear();
     this.lookupWindow.clear();
@@ -272,9 +314,11 @@ export class AwsFake {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
     const request = classify(req, body);
+    const account = await this.accountOf(req);
     const call: FakeCall = {
       service: request.service,
       operation: request.operation,
+      account,
       region: request.region,
       at: Date.now(),
       handledBy: 'fake',
@@ -285,16 +329,22 @@ export class AwsFake {
     const delay = this.delays.get(request.operation);
     if (delay?.before) await new Promise((r) => setTimeout(r, delay.before));
 
-    const failure = this.takeFailure(request.operation);
+    const failure = this.takeFailure(request.operation, body);
     if (failure) {
       sendError(res, request, failure, call);
+      return;
+    }
+
+    if (request.service === 'ec2' && request.operation === 'DescribeInstanceConnectEndpoints') {
+      finish(call, 200);
+      sendXml(res, this.describeInstanceConnectEndpoints(request.region, account));
       return;
     }
 
     const handler = request.protocol === 'json' ? this.handlers[`${request.service}.${request.operation}`] : undefined;
     if (handler) {
       try {
-        const output = handler(parseJsonInput(body), request.region);
+        const output = handler(parseJsonInput(body), request.region, account);
         finish(call, 200);
         sendJson(res, 200, output);
       } catch (err) {
@@ -315,9 +365,12 @@ export class AwsFake {
     sendError(res, request, new ApiError(400, 'UnknownOperationException', unknown), call);
   }
 
-  private takeFailure(operation: string): ApiError | undefined {
+  private takeFailure(operation: string, body: Buffer): ApiError | undefined {
     const rule = this.failures.get(operation);
     if (!rule) return undefined;
+    if (rule.bodyContains !== undefined && !body.toString('utf8').includes(rule.bodyContains) && !decodeURIComponent(body.toString('utf8')).includes(rule.bodyContains)) {
+      return undefined;
+    }
     rule.times -= 1;
     if (rule.times <= 0) this.failures.delete(operation);
     return new ApiError(rule.status, rule.code, rule.message);
@@ -359,6 +412,19 @@ export class AwsFake {
           const headerCode = upstreamRes.headers['x-amzn-errortype'];
           if (typeof headerCode === 'string') call.errorCode = headerCode.split(':')[0];
         }
+        if (request.operation === 'DescribeInstances' && this.ec2.launchTimes.size > 0 && status < 300) {
+          // Buffer and rewrite: each instance restarted in the test reports its later LaunchTime.
+          const chunks: Buffer[] = [];
+          upstreamRes.on('data', (chunk: Buffer) => chunks.push(chunk));
+          upstreamRes.on('end', () => {
+            const text = rewriteLaunchTimes(Buffer.concat(chunks).toString('utf8'), this.ec2.launchTimes);
+            const headers = { ...upstreamRes.headers, 'content-length': String(Buffer.byteLength(text)) };
+            delete headers['transfer-encoding'];
+            res.writeHead(status, headers);
+            res.end(text);
+          });
+          return;
+        }
         const pass = () => {
           res.writeHead(status, upstreamRes.headers);
           upstreamRes.pipe(res);
@@ -384,8 +450,8 @@ export class AwsFake {
   // -------------------------------------------------------------------------------------------
   // CloudTrail
 
-  private lookupEvents(input: JsonObject, region: string | null): unknown {
-    this.admitLookupEvents(region ?? '');
+  private lookupEvents(input: JsonObject, region: string | null, account: string): unknown {
+    this.admitLookupEvents(`${account}/${region ?? ''}`);
 
     const attributes = optArray(input, 'LookupAttributes') ?? [];
     if (attributes.length > 1) {
@@ -413,7 +479,7 @@ export class AwsFake {
     }
 
     const events = this.cloudtrail.records
-      .filter((record) => region === null || record.awsRegion === region)
+      .filter((record) => (region === null || record.awsRegion === region) && recordAccount(record) === account)
       .map(toLookupEvent)
       .filter((event) => {
         const ms = event.EventTime * 1000;
@@ -424,12 +490,12 @@ export class AwsFake {
       // Newest first, like CloudTrail; EventId breaks ties so paging is deterministic.
       .sort((a, b) => b.EventTime - a.EventTime || a.EventId.localeCompare(b.EventId));
 
-    const queryKey = JSON.stringify(['LookupEvents', region, attribute, start, end]);
+    const queryKey = JSON.stringify(['LookupEvents', account, region, attribute, start, end]);
     const { items, nextToken } = paginate(events, maxResults, queryKey, input.NextToken, 'InvalidNextTokenException');
     return { Events: items, NextToken: nextToken };
   }
 
-  /** Sliding one-second window per region; throttled requests don't use up the allowance. */
+  /** Sliding one-second window per account and region; throttled requests don't use up the allowance. */
   private admitLookupEvents(region: string): void {
     const now = Date.now();
     const admitted = (this.lookupWindow.get(region) ?? []).filter((t) => now - t < 1000);
@@ -445,7 +511,7 @@ export class AwsFake {
   // -------------------------------------------------------------------------------------------
   // SSM
 
-  private describeSessions(input: JsonObject, region: string | null): unknown {
+  private describeSessions(input: JsonObject, region: string | null, account: string): unknown {
     const state = optString(input, 'State');
     if (state !== 'Active' && state !== 'History') {
       throw validation(`Value '${String(state)}' at 'state' failed to satisfy constraint: Member must be Active or History`);
@@ -482,7 +548,7 @@ export class AwsFake {
     });
 
     const sessions = this.ssm.sessions
-      .filter((s) => s.state === state && visibleIn(s.region, region) && predicates.every((p) => p(s)))
+      .filter((s) => s.state === state && visibleIn(s.region, region) && (s.account ?? DEFAULT_ACCOUNT) === account && predicates.every((p) => p(s)))
       .sort((a, b) => b.StartDate - a.StartDate || a.SessionId.localeCompare(b.SessionId))
       .map((s) => ({
         SessionId: s.SessionId,
@@ -495,12 +561,12 @@ export class AwsFake {
         Reason: s.Reason,
       }));
 
-    const queryKey = JSON.stringify(['DescribeSessions', region, state, filters]);
+    const queryKey = JSON.stringify(['DescribeSessions', account, region, state, filters]);
     const { items, nextToken } = paginate(sessions, maxResults, queryKey, input.NextToken, 'InvalidNextToken');
     return { Sessions: items, NextToken: nextToken };
   }
 
-  private getInventory(input: JsonObject, region: string | null): unknown {
+  private getInventory(input: JsonObject, region: string | null, account: string): unknown {
     const maxResults = optInt(input, 'MaxResults') ?? 50;
     if (maxResults < 1 || maxResults > 50) {
       throw validation(`Value '${maxResults}' at 'maxResults' failed to satisfy constraint: Member must be 1 to 50`);
@@ -522,7 +588,7 @@ export class AwsFake {
       });
 
     const entities = [...this.ssm.inventory.entries()]
-      .filter(([id, inv]) => visibleIn(inv.region, region) && keep(id))
+      .filter(([id, inv]) => visibleIn(inv.region, region) && (inv.account ?? DEFAULT_ACCOUNT) === account && keep(id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([id, inv]) => ({
         Id: id,
@@ -536,12 +602,12 @@ export class AwsFake {
         },
       }));
 
-    const queryKey = JSON.stringify(['GetInventory', region, idFilters]);
+    const queryKey = JSON.stringify(['GetInventory', account, region, idFilters]);
     const { items, nextToken } = paginate(entities, maxResults, queryKey, input.NextToken, 'InvalidNextToken');
     return { Entities: items, NextToken: nextToken };
   }
 
-  private listInventoryEntries(input: JsonObject, region: string | null): unknown {
+  private listInventoryEntries(input: JsonObject, region: string | null, account: string): unknown {
     const instanceId = optString(input, 'InstanceId');
     const typeName = optString(input, 'TypeName');
     if (!instanceId) throw validation('InstanceId is required.');
@@ -550,7 +616,7 @@ export class AwsFake {
     if (maxResults < 1 || maxResults > 50) throw validation('MaxResults must be between 1 and 50.');
 
     const inventory = this.ssm.inventory.get(instanceId);
-    const found = inventory && visibleIn(inventory.region, region) && typeName === 'AWS:Application' ? inventory : undefined;
+    const found = inventory && visibleIn(inventory.region, region) && (inventory.account ?? DEFAULT_ACCOUNT) === account && typeName === 'AWS:Application' ? inventory : undefined;
     const queryKey = JSON.stringify(['ListInventoryEntries', region, instanceId, typeName]);
     const { items, nextToken } = paginate(found?.content ?? [], maxResults, queryKey, input.NextToken, 'InvalidNextToken');
     return {
@@ -561,6 +627,52 @@ export class AwsFake {
       Entries: items,
       NextToken: nextToken,
     };
+  }
+
+  private describeAssociation(input: JsonObject): unknown {
+    const id = optString(input, 'AssociationId');
+    const targets = id ? this.ssm.associations.get(id) : undefined;
+    if (!id || !targets) throw new ApiError(400, 'AssociationDoesNotExist', `Association ${String(id)} does not exist.`);
+    return { AssociationDescription: { AssociationId: id, Name: 'AWS-RunShellScript', Targets: targets } };
+  }
+
+  private describeInstanceConnectEndpoints(region: string | null, account: string): string {
+    const items = this.ec2.endpoints
+      .filter((e) => visibleIn(e.region, region) && (e.account ?? DEFAULT_ACCOUNT) === account)
+      .map(
+        (e) =>
+          `<item><instanceConnectEndpointId>${escapeXml(e.id)}</instanceConnectEndpointId><vpcId>${escapeXml(e.vpcId)}</vpcId>` +
+          `<subnetId>${escapeXml(e.subnetId ?? 'subnet-0')}</subnetId><state>create-complete</state><ownerId>${account}</ownerId></item>`,
+      )
+      .join('');
+    return `<DescribeInstanceConnectEndpointsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><instanceConnectEndpointSet>${items}</instanceConnectEndpointSet></DescribeInstanceConnectEndpointsResponse>`;
+  }
+
+  /** The account of a request's access key, as moto's STS says (cached); the default account when unsigned. */
+  private accountOf(req: IncomingMessage): Promise<string> {
+    const key = /Credential=([^/,\s]+)\//.exec(req.headers.authorization ?? '')?.[1];
+    if (!key || !this.upstream) return Promise.resolve(DEFAULT_ACCOUNT);
+    let known = this.accounts.get(key);
+    if (!known) {
+      known = this.askUpstreamAccount(key).catch(() => DEFAULT_ACCOUNT);
+      this.accounts.set(key, known);
+    }
+    return known;
+  }
+
+  private async askUpstreamAccount(accessKeyId: string): Promise<string> {
+    const upstream = this.upstream as URL;
+    const res = await fetch(new URL('/', upstream), {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        // moto reads the access key from the credential scope; it does not check the signature.
+        authorization: `AWS4-HMAC-SHA256 Credential=${accessKeyId}/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0`,
+      },
+      body: 'Action=GetCallerIdentity&Version=2011-06-15',
+    });
+    const text = await res.text();
+    return /<Account>(\d{12})<\/Account>/.exec(text)?.[1] ?? DEFAULT_ACCOUNT;
   }
 
   private listCommandInvocations(input: JsonObject): unknown {
@@ -809,6 +921,40 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The account a CloudTrail record belongs to: where the call was made. */
+function recordAccount(record: CloudTrailRecord): string {
+  const identity = isObject(record.userIdentity) ? record.userIdentity : {};
+  return str(record.recipientAccountId) ?? str(identity.accountId) ?? DEFAULT_ACCOUNT;
+}
+
+/** DescribeInstances XML with the LaunchTime of some instances replaced (each `<item>` of an instancesSet). */
+export function rewriteLaunchTimes(xml: string, launchTimes: ReadonlyMap<string, Date>): string {
+  let out = xml;
+  for (const [id, at] of launchTimes) {
+    const idTag = `<instanceId>${id}</instanceId>`;
+    let from = 0;
+    for (;;) {
+      const i = out.indexOf(idTag, from);
+      if (i < 0) break;
+      const open = out.indexOf('<launchTime>', i);
+      const close = out.indexOf('</launchTime>', open);
+      const next = out.indexOf('<instanceId>', i + idTag.length);
+      if (open < 0 || close < 0 || (next >= 0 && next < open)) {
+        from = i + idTag.length;
+        continue;
+      }
+      out = `${out.slice(0, open)}<launchTime>${at.toISOString()}</launchTime>${out.slice(close + '</launchTime>'.length)}`;
+      from = open;
+    }
+  }
+  return out;
+}
+
+function sendXml(res: ServerResponse, xml: string): void {
+  res.writeHead(200, { 'content-type': 'text/xml', 'content-length': Buffer.byteLength(xml) });
+  res.end(xml);
 }
 
 function visibleIn(itemRegion: string | undefined, requestRegion: string | null): boolean {

@@ -22,6 +22,11 @@ import {
   ElasticLoadBalancingV2Client,
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { SlackFake } from './slack-fake.js';
 import { AwsFake, type CloudTrailRecord } from './aws-fake.js';
 import { readFixtureJson, repoRoot } from './fixtures.js';
@@ -49,6 +54,14 @@ export interface Launched {
   privateIpAddress: string;
 }
 
+/** Where a test puts something: an account (moto's default unless said) and a region. */
+export interface Place {
+  account?: string;
+  region?: string;
+}
+
+type Credentials = { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+
 let seq = 0;
 
 export class Scenario {
@@ -57,10 +70,14 @@ export class Scenario {
   readonly ec2: EC2Client;
   readonly elbv2: ElasticLoadBalancingV2Client;
   readonly autoscaling: AutoScalingClient;
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
   readonly slack = new SlackFake();
   readonly statePath: string;
   readonly policiesDir: string;
   readonly manifestsDir: string;
+  private readonly clients = new Map<string, { ec2: EC2Client; elbv2: ElasticLoadBalancingV2Client; autoscaling: AutoScalingClient }>();
+  private readonly credentials = new Map<string, Promise<Credentials>>();
 
   private constructor(
     readonly moto: MotoServer,
@@ -71,6 +88,8 @@ export class Scenario {
     this.ec2 = new EC2Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
     this.elbv2 = new ElasticLoadBalancingV2Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
     this.autoscaling = new AutoScalingClient({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
+    this.s3 = new S3Client({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS, forcePathStyle: true });
+    this.sqs = new SQSClient({ region: REGION, endpoint: moto.url, credentials: CREDENTIALS });
     this.statePath = path.join(dir, 'state', 'pristine.db');
     this.policiesDir = path.join(dir, 'policies');
     this.manifestsDir = path.join(dir, 'manifests');
@@ -88,10 +107,48 @@ export class Scenario {
     return s;
   }
 
+  /** Credentials that act in `account` (moto's STS: assuming a role there returns keys of that account). */
+  credentialsFor(account: string): Promise<Credentials> {
+    if (account === ACCOUNT) return Promise.resolve(CREDENTIALS);
+    let c = this.credentials.get(account);
+    if (!c) {
+      const sts = new STSClient({ region: REGION, endpoint: this.moto.url, credentials: CREDENTIALS });
+      c = sts
+        .send(new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${account}:role/TestSeeder`, RoleSessionName: 'seeder' }))
+        .then((r) => ({ accessKeyId: r.Credentials!.AccessKeyId!, secretAccessKey: r.Credentials!.SecretAccessKey!, sessionToken: r.Credentials!.SessionToken! }))
+        .finally(() => sts.destroy());
+      this.credentials.set(account, c);
+    }
+    return c;
+  }
+
+  /** Seeding clients for another account or region, straight to moto. */
+  async clientsIn(place: Place = {}): Promise<{ ec2: EC2Client; elbv2: ElasticLoadBalancingV2Client; autoscaling: AutoScalingClient }> {
+    const account = place.account ?? ACCOUNT;
+    const region = place.region ?? REGION;
+    if (account === ACCOUNT && region === REGION) return { ec2: this.ec2, elbv2: this.elbv2, autoscaling: this.autoscaling };
+    const key = `${account}/${region}`;
+    let c = this.clients.get(key);
+    if (!c) {
+      const credentials = await this.credentialsFor(account);
+      const base = { region, endpoint: this.moto.url, credentials };
+      c = { ec2: new EC2Client(base), elbv2: new ElasticLoadBalancingV2Client(base), autoscaling: new AutoScalingClient(base) };
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+
   async stop(): Promise<void> {
     this.ec2.destroy();
     this.elbv2.destroy();
     this.autoscaling.destroy();
+    this.s3.destroy();
+    this.sqs.destroy();
+    for (const c of this.clients.values()) {
+      c.ec2.destroy();
+      c.elbv2.destroy();
+      c.autoscaling.destroy();
+    }
     await this.slack.stop();
     await this.fake.stop();
     await this.moto.stop();
@@ -211,13 +268,72 @@ export class Scenario {
     return { ...r, report };
   }
 
+  /** An SQS queue in moto; its URL. */
+  async queue(name: string): Promise<string> {
+    const out = await this.sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: { VisibilityTimeout: '30' } }));
+    return out.QueueUrl ?? '';
+  }
+
+  async send(queueUrl: string, body: unknown): Promise<void> {
+    await this.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: typeof body === 'string' ? body : JSON.stringify(body) }));
+  }
+
+  async bucket(name: string): Promise<string> {
+    await this.s3.send(new CreateBucketCommand({ Bucket: name }));
+    return name;
+  }
+
+  /**
+   * A trail log file as CloudTrail delivers it: `{"Records": [...]}` gzipped under
+   * `AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`; its key and the SHA-256 a digest would list.
+   */
+  async putTrailFile(bucket: string, records: CloudTrailRecord[], place: Place = {}): Promise<{ key: string; sha256: string }> {
+    const account = place.account ?? ACCOUNT;
+    const region = place.region ?? REGION;
+    const now = new Date();
+    const day = now.toISOString().slice(0, 10).replace(/-/g, '/');
+    const stamp = now.toISOString().replace(/[-:]/g, '').slice(0, 13);
+    const key = `AWSLogs/${account}/CloudTrail/${region}/${day}/${account}_CloudTrail_${region}_${stamp}Z_${String(++seq).padStart(16, 'x')}.json.gz`;
+    const plain = Buffer.from(JSON.stringify({ Records: records }));
+    await this.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: gzipSync(plain) }));
+    return { key, sha256: createHash('sha256').update(plain).digest('hex') };
+  }
+
+  /** An hourly digest file listing log files with the hashes given (a wrong one is what tampering looks like). */
+  async putDigest(bucket: string, span: { from: number; to: number }, files: Array<{ key: string; sha256: string }>, place: Place = {}): Promise<string> {
+    const account = place.account ?? ACCOUNT;
+    const region = place.region ?? REGION;
+    const end = new Date(span.to);
+    const day = end.toISOString().slice(0, 10).replace(/-/g, '/');
+    const stamp = end.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const key = `AWSLogs/${account}/CloudTrail-Digest/${region}/${day}/${account}_CloudTrail-Digest_${region}_trail_${region}_${stamp}.json.gz`;
+    const digest = {
+      awsAccountId: account,
+      digestStartTime: new Date(span.from).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      digestEndTime: end.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      digestS3Bucket: bucket,
+      digestS3Object: key,
+      digestPublicKeyFingerprint: '5a1c7e0b2f3d4c6e8a9b0c1d2e3f4a5b',
+      digestSignatureAlgorithm: 'SHA256withRSA',
+      logFiles: files.map((f) => ({ s3Bucket: bucket, s3Object: f.key, hashValue: f.sha256, hashAlgorithm: 'SHA-256' })),
+    };
+    await this.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: gzipSync(Buffer.from(JSON.stringify(digest))) }));
+    return key;
+  }
+
+  /** pristine.yaml in the CLI's working directory, which every command reads when no --config is given. */
+  async writeConfig(yaml: string): Promise<void> {
+    await writeFile(path.join(this.dir, 'pristine.yaml'), yaml);
+  }
+
   async writePolicies(yaml: string, file = 'policies.yaml'): Promise<void> {
     await writeFile(path.join(this.policiesDir, file), yaml);
   }
 
   /** An AMI in moto, with a manifest of the fixtures' Debian 12 packages (unless told otherwise). */
-  async image(name: string, opts: { manifest?: boolean } = {}): Promise<string> {
-    const out = await this.ec2.send(
+  async image(name: string, opts: { manifest?: boolean } & Place = {}): Promise<string> {
+    const { ec2 } = await this.clientsIn(opts);
+    const out = await ec2.send(
       new RegisterImageCommand({ Name: name, RootDeviceName: '/dev/xvda', Architecture: 'x86_64', VirtualizationType: 'hvm' }),
     );
     const imageId = out.ImageId;
@@ -225,22 +341,23 @@ export class Scenario {
     if (opts.manifest !== false) {
       const manifest = {
         imageId,
-        region: REGION,
+        region: opts.region ?? REGION,
         name,
         builtAt: '2026-11-18T10:00:00Z',
         packageManager: 'dpkg',
         packages: debianPackages(),
       };
-      await writeFile(path.join(this.manifestsDir, `${name}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFile(path.join(this.manifestsDir, `${name}-${opts.account ?? ACCOUNT}-${opts.region ?? REGION}.json`), `${JSON.stringify(manifest, null, 2)}\n`);
     }
     return imageId;
   }
 
   /** Launch instances in moto; each gets a clean SSM inventory (its image's packages) unless told otherwise. */
-  async launch(imageId: string, tags: Record<string, string>, opts: { count?: number; inventory?: boolean } = {}): Promise<Launched[]> {
+  async launch(imageId: string, tags: Record<string, string>, opts: { count?: number; inventory?: boolean } & Place = {}): Promise<Launched[]> {
     const count = opts.count ?? 1;
     const Tags: Tag[] = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
-    const out = await this.ec2.send(
+    const { ec2 } = await this.clientsIn(opts);
+    const out = await ec2.send(
       new RunInstancesCommand({
         ImageId: imageId,
         MinCount: count,
@@ -254,19 +371,21 @@ export class Scenario {
       launchTime: i.LaunchTime?.getTime() ?? Date.now(),
       privateIpAddress: i.PrivateIpAddress ?? '',
     }));
-    if (opts.inventory !== false) for (const i of launched) this.cleanInventory(i.instanceId);
+    if (opts.inventory !== false) for (const i of launched) this.cleanInventory(i.instanceId, new Date(), opts);
     return launched;
   }
 
-  async launchOne(imageId: string, tags: Record<string, string>, opts: { inventory?: boolean } = {}): Promise<Launched> {
+  async launchOne(imageId: string, tags: Record<string, string>, opts: { inventory?: boolean } & Place = {}): Promise<Launched> {
     const [one] = await this.launch(imageId, tags, opts);
     if (!one) throw new Error('moto launched no instance');
     return one;
   }
 
   /** SSM Inventory equal to the baked Debian 12 list, captured now. */
-  cleanInventory(instanceId: string, captureTime = new Date()): void {
+  cleanInventory(instanceId: string, captureTime = new Date(), place: Place = {}): void {
     this.fake.ssm.inventory.set(instanceId, {
+      account: place.account ?? ACCOUNT,
+      region: place.region ?? REGION,
       captureTime: captureTime.toISOString(),
       content: debianPackages().map((p) => ({ Name: p.name, Version: p.version, Architecture: p.arch, Release: '', Epoch: '' })),
     });
@@ -276,16 +395,19 @@ export class Scenario {
    * A fixture CloudTrail record (cloudtrail/NAME.json) re-aimed at `instanceId` at time `at`,
    * optionally by another caller. The fixture's own instance id is replaced wherever it appears.
    */
-  trail(name: string, instanceId: string, at: number, actor?: { arn: string; roleArn?: string }): CloudTrailRecord {
+  trail(name: string, instanceId: string, at: number, actor?: { arn: string; roleArn?: string }, place: Place = {}): CloudTrailRecord {
+    const account = place.account ?? ACCOUNT;
     const text = JSON.stringify(readFixtureJson(`cloudtrail/${name}.json`)).split(FIXTURE_INSTANCE).join(instanceId);
     const record = JSON.parse(text) as Record<string, unknown>;
     record['eventTime'] = new Date(at).toISOString().replace(/\.\d{3}Z$/, 'Z');
     record['eventID'] = `00000000-0000-4000-8000-${String(++seq).padStart(12, '0')}`;
+    record['recipientAccountId'] = account;
+    record['awsRegion'] = place.region ?? REGION;
     if (actor) {
       record['userIdentity'] = {
         type: 'AssumedRole',
         arn: actor.arn,
-        accountId: ACCOUNT,
+        accountId: account,
         ...(actor.roleArn ? { sessionContext: { sessionIssuer: { type: 'Role', arn: actor.roleArn } } } : {}),
       };
     }

@@ -63,6 +63,17 @@ export class SlackFake {
   }
 
   /** Replies posted in the thread of the message with `ts` parentTs. */
+  /** The first message that matches, waiting for it up to `timeoutMs`. */
+  async waitFor(match: (m: FakeMessage) => boolean, timeoutMs: number): Promise<FakeMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching Slack message within ${timeoutMs} ms (${this.messages.length} messages)`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   replies(parentTs: string): FakeMessage[] {
     return this.messages.filter((m) => m.thread_ts === parentTs);
   }

@@ -1,0 +1,39 @@
+import { DescribeInstanceConnectEndpointsCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeAssociationCommand, paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
+import type { Target } from '../core/facts.js';
+
+/**
+ * Readers for what some records name instead of an instance: where a command ran, what an association
+ * targets, which VPC an EIC Endpoint serves. Each is called only for the records that need it.
+ */
+export const IAM_ACTIONS = ['ssm:ListCommandInvocations', 'ssm:DescribeAssociation', 'ec2:DescribeInstanceConnectEndpoints'] as const;
+
+/** The instances a command ran on. Called only for commands sent by targets, once per command. */
+export async function readCommandInstances(ssm: SSMClient, commandId: string, signal?: AbortSignal): Promise<string[]> {
+  const ids = new Set<string>();
+  for await (const page of paginateListCommandInvocations({ client: ssm, pageSize: 50 }, { CommandId: commandId }, { abortSignal: signal })) {
+    for (const inv of page.CommandInvocations ?? []) if (inv.InstanceId) ids.add(inv.InstanceId);
+  }
+  return [...ids];
+}
+
+/** An association's targets (StartAssociationsOnce names only the association). */
+export async function readAssociationTargets(ssm: SSMClient, associationId: string, signal?: AbortSignal): Promise<Target[]> {
+  const out = await ssm.send(new DescribeAssociationCommand({ AssociationId: associationId }), { abortSignal: signal });
+  const d = out.AssociationDescription;
+  const targets = (d?.Targets ?? []).flatMap((t) => (t.Key ? [{ key: t.Key, values: t.Values ?? [] }] : []));
+  if (targets.length === 0 && d?.InstanceId) return [{ key: 'InstanceIds', values: [d.InstanceId] }];
+  return targets;
+}
+
+/** EIC Endpoint id -> VPC id, for every endpoint in the scope (one call, paged). */
+export async function readEndpointVpcs(ec2: EC2Client, signal?: AbortSignal): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let token: string | undefined;
+  do {
+    const page = await ec2.send(new DescribeInstanceConnectEndpointsCommand({ NextToken: token, MaxResults: 50 }), { abortSignal: signal });
+    for (const e of page.InstanceConnectEndpoints ?? []) if (e.InstanceConnectEndpointId && e.VpcId) out.set(e.InstanceConnectEndpointId, e.VpcId);
+    token = page.NextToken;
+  } while (token);
+  return out;
+}

@@ -1,0 +1,189 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { scopeKey, type Activity, type Gap, type ScopeFacts } from '../core/facts.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { isoSpan, uncovered, type Span } from '../evidence/coverage.js';
+import { lookupEvents } from '../evidence/sources/lookup-events/index.js';
+import type { SourcesConfig } from '../evidence/sources/registry.js';
+import { ssmInventory } from '../evidence/sources/ssm-inventory/index.js';
+import { ssmSessions } from '../evidence/sources/ssm-sessions/index.js';
+import { trailDigests } from '../evidence/sources/trail-digests/index.js';
+import { CLOUDTRAIL_COVERAGE, type CoverageKind, type PullResult, type SourceError, type SourceWarning } from '../evidence/sources/types.js';
+import type { EvidenceStore } from '../evidence/store-port.js';
+import type { ScopeClients } from './clients.js';
+import { listRunningInstances } from './instances.js';
+import { readAssociationTargets, readCommandInstances, readEndpointVpcs } from './references.js';
+
+/** LookupEvents reaches back 90 days; keep an hour's margin so the oldest page is not cut at the edge. */
+export const CLOUDTRAIL_RETENTION_MS = 90 * 86_400_000 - 3_600_000;
+
+/** The evidence window: from the oldest first launch (or --since) to now, never beyond what CloudTrail keeps. */
+export function evidenceWindow(firstLaunches: readonly number[], since: number | null, now: number): Span {
+  const floor = now - CLOUDTRAIL_RETENTION_MS;
+  let oldest = now;
+  for (const t of firstLaunches) if (t < oldest) oldest = t;
+  return { from: Math.max(floor, since ?? oldest), to: now };
+}
+
+export interface CollectOptions {
+  now: number;
+  logger: Logger;
+  /** start of the evidence window (--since); null: the oldest first launch in the scope */
+  since: number | null;
+  store: EvidenceStore;
+  sources: SourcesConfig;
+  /** an S3 client with pristine's own identity, for the trail bucket's digests */
+  s3?: () => S3Client;
+  /** stops the reads (a daemon shutting down); what was not read becomes a gap */
+  signal?: AbortSignal;
+}
+
+export interface CollectedScope {
+  facts: ScopeFacts;
+  errors: SourceError[];
+  warnings: SourceWarning[];
+}
+
+/** The parts of the window no coverage of these kinds proves. */
+function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span): Span[] {
+  return uncovered(required, kinds.flatMap((k) => store.coverage(scope, k)));
+}
+
+/**
+ * Reads one scope (account and region): its running instances, then every enabled pull source side
+ * by side into the evidence log, then the references some records need resolved (where a command ran,
+ * an association's targets, an endpoint's VPC). The facts are what the log holds for the window, so
+ * evidence pushed by the event queues counts as well. A source that fails becomes a gap (its instances'
+ * verdicts turn `unknown`) and an error in the report; a span no source proved becomes a gap too. It
+ * never shortens the facts into a clean result.
+ */
+export async function collectScope(clients: ScopeClients, opts: CollectOptions): Promise<CollectedScope> {
+  const scope = { accountId: clients.accountId, region: clients.region };
+  const log = opts.logger.child({ scope: scopeKey(scope) });
+  const { store, now } = opts;
+  const errors: SourceError[] = [];
+  const warnings: SourceWarning[] = [];
+  const gaps: Gap[] = [];
+  const facts: ScopeFacts = {
+    ...scope,
+    window: { from: now, to: now },
+    instances: [],
+    activities: [],
+    inventory: new Map(),
+    commandTargets: new Map(),
+    unresolvedCommands: new Map(),
+    associationTargets: new Map(),
+    endpointVpcs: new Map(),
+    gaps,
+  };
+  const fail = (source: Gap['source'], operation: string, err: unknown): string => {
+    const message = `${operation} failed: ${describeError(err)}`;
+    log.warn({ source, operation, err: describeError(err) }, 'evidence could not be read');
+    errors.push({ source: `${source}:${operation.replace(/\(.*$/, '')}`, ...scope, message });
+    return message;
+  };
+
+  try {
+    facts.instances = await listRunningInstances(clients.ec2, scope, opts.signal);
+  } catch (err) {
+    gaps.push({ source: 'ec2', ...scope, message: fail('ec2', 'DescribeInstances', err) });
+    return { facts, errors, warnings };
+  }
+  // Nothing to judge: nothing is read, and no coverage is claimed for a span nobody read.
+  if (facts.instances.length === 0) return { facts, errors, warnings };
+  facts.window = evidenceWindow(
+    facts.instances.map((i) => i.firstLaunch),
+    opts.since,
+    now,
+  );
+  store.clampCoverage(scope, now);
+  const settle = opts.sources.lookupEvents.settle;
+  const ctx = { scope, store, instances: facts.instances, window: facts.window, now, settle, logger: log, signal: opts.signal };
+
+  const reads: Array<Promise<PullResult>> = [
+    ssmSessions.read({ ...ctx, clients }),
+    ssmInventory.read({ ...ctx, clients }),
+  ];
+  if (lookupEvents.enabled(opts.sources.lookupEvents)) reads.push(lookupEvents.read({ ...ctx, clients }, opts.sources.lookupEvents));
+  if (trailDigests.enabled(opts.sources.s3) && opts.s3) reads.push(trailDigests.read({ ...ctx, clients: { s3: opts.s3() } }, opts.sources.s3));
+  const results = await Promise.all(reads);
+  const read: Activity[] = [];
+  for (const r of results) {
+    read.push(...r.activities);
+    gaps.push(...r.gaps);
+    errors.push(...r.errors);
+    warnings.push(...r.warnings);
+    if (r.inventory) facts.inventory = r.inventory;
+  }
+  store.ingest(read, now);
+  for (const r of results) for (const p of r.proven) store.addCoverage(scope, p.kind, p.span);
+  facts.activities = store.activities(scope, facts.window.from);
+
+  await resolveReferences(clients, facts, store, { fail, signal: opts.signal });
+
+  // What no source proved: the instances that lived through it are unknown.
+  const required = { from: facts.window.from, to: now - settle };
+  const checks: Array<[Gap['source'], readonly CoverageKind[]]> = [
+    ['cloudtrail', CLOUDTRAIL_COVERAGE],
+    ['ssm-sessions', ['ssm-sessions']],
+  ];
+  for (const [source, kinds] of checks) {
+    if (gaps.some((g) => g.source === source && !g.instanceIds)) continue; // a failed read already says why
+    for (const hole of missing(store, scope, kinds, required)) {
+      gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
+    }
+  }
+  return { facts, errors, warnings };
+}
+
+/**
+ * Commands sent by targets name no instance: ask SSM where each ran (one call per command, once: the
+ * answer is written into the activity in the log, since SSM forgets after a while). Associations started
+ * by id: their targets. Tunnels opened by address: the endpoints' VPCs.
+ */
+async function resolveReferences(
+  clients: ScopeClients,
+  facts: ScopeFacts,
+  store: EvidenceStore,
+  opts: { fail: (source: Gap['source'], operation: string, err: unknown) => string; signal?: AbortSignal },
+): Promise<void> {
+  const resolved: Activity[] = [];
+  const commands = new Map<string, Activity[]>();
+  for (const a of facts.activities) {
+    if (a.eventName === 'SendCommand' && a.commandTargets?.commandId && a.instanceIds.length === 0) {
+      commands.set(a.commandTargets.commandId, [...(commands.get(a.commandTargets.commandId) ?? []), a]);
+    }
+  }
+  for (const [id, activities] of commands) {
+    try {
+      const ids = await readCommandInstances(clients.ssm, id, opts.signal);
+      if (ids.length === 0) continue;
+      facts.commandTargets.set(id, ids);
+      for (const a of activities) resolved.push({ ...a, instanceIds: ids });
+    } catch (err) {
+      facts.unresolvedCommands.set(id, opts.fail('ssm-commands', `ListCommandInvocations(${id})`, err));
+    }
+  }
+  if (resolved.length) {
+    store.ingest(resolved);
+    const byId = new Map(resolved.map((a) => [a.id, a]));
+    facts.activities = facts.activities.map((a) => byId.get(a.id) ?? a);
+  }
+
+  const associations = new Set(facts.activities.flatMap((a) => a.associationIds ?? []));
+  for (const id of associations) {
+    try {
+      facts.associationTargets.set(id, await readAssociationTargets(clients.ssm, id, opts.signal));
+    } catch (err) {
+      opts.fail('ssm-commands', `DescribeAssociation(${id})`, err);
+    }
+  }
+
+  if (facts.activities.some((a) => a.refs?.endpointId)) {
+    try {
+      facts.endpointVpcs = await readEndpointVpcs(clients.ec2, opts.signal);
+    } catch (err) {
+      opts.fail('cloudtrail', 'DescribeInstanceConnectEndpoints', err);
+    }
+  }
+}

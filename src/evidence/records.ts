@@ -1,0 +1,62 @@
+import { activityFromRecord, type MalformedRecord } from '../core/cloudtrail-record.js';
+import type { Activity, Channel, Gap, Scope } from '../core/facts.js';
+import type { SourceWarning } from './sources/types.js';
+
+export interface RecordsEvidence {
+  activities: Activity[];
+  /** one per record of a tracked event that could not be read or attributed */
+  gaps: Gap[];
+  warnings: SourceWarning[];
+  unreadable: number;
+  /** the oldest time among unreadable records; null when one of them has no readable time */
+  oldestUnreadable: number | null;
+}
+
+/** The gap a tracked record that could not be read leaves: on the instances it names, else its whole scope. */
+export function gapOf(m: MalformedRecord, scope: Scope, channel: Channel): Gap {
+  const what = `CloudTrail record ${m.eventId ?? '(no event id)'}${m.eventName ? ` (${m.eventName})` : ''} from ${channel} could not be read: ${m.reason}`;
+  return {
+    source: 'cloudtrail',
+    accountId: m.accountId ?? scope.accountId,
+    region: m.region ?? scope.region,
+    message: what,
+    ...(m.instanceIds.length ? { instanceIds: m.instanceIds } : {}),
+    ...(m.at !== null && !m.instanceIds.length ? { before: m.at } : {}),
+  };
+}
+
+/**
+ * CloudTrail records (JSON text or parsed) from any channel to evidence: activities of tracked events,
+ * and a gap for every tracked record that could not be read. Records of other events are dropped.
+ */
+export function recordsToEvidence(records: ReadonlyArray<{ eventId?: string; raw: string | unknown }>, scope: Scope, channel: Channel): RecordsEvidence {
+  const out: RecordsEvidence = { activities: [], gaps: [], warnings: [], unreadable: 0, oldestUnreadable: Infinity };
+  for (const r of records) {
+    let record: unknown = r.raw;
+    if (typeof r.raw === 'string') {
+      try {
+        record = JSON.parse(r.raw);
+      } catch {
+        // Not even JSON: whether it is a tracked event cannot be told, so it is treated as one.
+        const ids = [...new Set(r.raw.match(/\bi-[0-9a-f]{8,17}\b/g) ?? [])];
+        unreadable(out, { reason: 'not valid JSON', eventId: r.eventId, at: null, accountId: null, region: null, instanceIds: ids }, scope, channel);
+        continue;
+      }
+    }
+    const result = activityFromRecord(record);
+    // The channel knows the scope for certain (LookupEvents of an account and region, a trail file's key, an envelope).
+    if (result.kind === 'activity') out.activities.push({ ...result.activity, accountId: scope.accountId, region: scope.region, via: [channel] });
+    else if (result.kind === 'malformed') unreadable(out, { ...result, eventId: result.eventId ?? r.eventId }, scope, channel);
+  }
+  if (out.unreadable === 0) out.oldestUnreadable = null;
+  return out;
+}
+
+function unreadable(out: RecordsEvidence, m: MalformedRecord, scope: Scope, channel: Channel): void {
+  const gap = gapOf(m, scope, channel);
+  out.gaps.push(gap);
+  out.warnings.push({ source: 'cloudtrail', accountId: gap.accountId, region: gap.region, message: gap.message });
+  out.unreadable++;
+  if (out.oldestUnreadable !== null) out.oldestUnreadable = m.at === null ? null : Math.min(out.oldestUnreadable, m.at);
+}
+

@@ -1,0 +1,113 @@
+import { LookupEventsCommand, type CloudTrailClient } from '@aws-sdk/client-cloudtrail';
+import { TRACKED_EVENT_NAMES } from '../../../core/event-catalog.js';
+import { scopeKey } from '../../../core/facts.js';
+import { describeError } from '../../../errors.js';
+import { clampSpans, isoSpan, mergeSpans, uncovered, type Span } from '../../coverage.js';
+import { recordsToEvidence } from '../../records.js';
+import type { EvidenceStore } from '../../store-port.js';
+import type { PullContext, PullResult, SourceDefinition } from '../types.js';
+import { LookupEventsConfig } from './schema.js';
+
+export const IAM_ACTIONS = ['cloudtrail:LookupEvents'] as const;
+
+const RECONCILED_AT = (key: string) => `reconciled:${key}`;
+
+/** When the reconciler last re-read a scope, and whether it is due again. */
+export function reconcileDue(lastAt: number | null, now: number, every: number): boolean {
+  // A clock that moved backwards makes the last time lie in the future: reconcile then too.
+  return lastAt === null || now - lastAt >= every || lastAt > now;
+}
+
+/**
+ * The spans to read this cycle: what the stored coverage leaves open in the evidence window, and, when
+ * the reconciler is due, the last `reconcile.window` in full (CloudTrail can deliver an event to
+ * LookupEvents long after it happened).
+ */
+export function spansToRead(window: Span, covered: readonly Span[], reconcile: Span | null): Span[] {
+  return mergeSpans([...uncovered(window, covered), ...(reconcile ? [reconcile] : [])]);
+}
+
+/**
+ * Every tracked event in a span, one LookupEvents query per event name (the API takes exactly one
+ * lookup attribute a call). Fleet-wide: the instance is found inside each record, never by a query per
+ * instance. The client paces the calls (see clients.ts) to stay under 2 requests/s per account and region.
+ */
+export async function readTrackedEvents(
+  client: CloudTrailClient,
+  eventNames: readonly string[],
+  span: Span,
+  signal?: AbortSignal,
+): Promise<{ records: Array<{ eventId?: string; raw: string }>; calls: number }> {
+  const records: Array<{ eventId?: string; raw: string }> = [];
+  let calls = 0;
+  for (const name of eventNames) {
+    let token: string | undefined;
+    do {
+      calls++;
+      const page = await client.send(
+        new LookupEventsCommand({
+          LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: name }],
+          StartTime: new Date(span.from),
+          EndTime: new Date(span.to),
+          MaxResults: 50,
+          NextToken: token,
+        }),
+        { abortSignal: signal },
+      );
+      for (const e of page.Events ?? []) records.push({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' });
+      token = page.NextToken;
+    } while (token);
+  }
+  return { records, calls };
+}
+
+export const lookupEvents = {
+  id: 'lookup-events',
+  configKey: 'lookupEvents',
+  config: LookupEventsConfig,
+  proves:
+    'CloudTrail management events of the last 90 days, per account and region (2 requests/s, fixed): proves a span complete up to `now - settle`; the reconciler re-reads the last day every hour for late deliveries.',
+  iam: { member: IAM_ACTIONS },
+  enabled: (c: LookupEventsConfig) => c.enabled,
+
+  async read(ctx: PullContext<{ cloudtrail: CloudTrailClient }, EvidenceStore>, config: LookupEventsConfig): Promise<PullResult> {
+    const { scope, now, store } = ctx;
+    const key = scopeKey(scope);
+    const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
+    const covered = clampSpans(store.coverage(scope, 'lookup-events'), now);
+    const lastReconcile = Number(store.meta(RECONCILED_AT(key)) ?? NaN);
+    const due = reconcileDue(Number.isNaN(lastReconcile) ? null : lastReconcile, now, config.reconcile.every);
+    const reconcile = due ? { from: Math.max(ctx.window.from, now - config.reconcile.window), to: now } : null;
+    const spans = spansToRead(ctx.window, covered, reconcile);
+    const settled = now - ctx.settle;
+    const log = ctx.logger.child({ source: 'lookup-events', scope: key });
+    let readAll = true;
+    for (const span of spans) {
+      let read;
+      try {
+        read = await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, ctx.signal);
+      } catch (err) {
+        readAll = false;
+        const message = `LookupEvents failed: ${describeError(err)}`;
+        log.warn({ err: describeError(err), span: isoSpan(span) }, 'evidence could not be read');
+        out.errors.push({ source: 'cloudtrail:LookupEvents', ...scope, message });
+        out.gaps.push({ source: 'cloudtrail', ...scope, message, before: span.to });
+        continue;
+      }
+      const evidence = recordsToEvidence(read.records, scope, 'lookup-events');
+      out.activities.push(...evidence.activities);
+      out.gaps.push(...evidence.gaps);
+      out.warnings.push(...evidence.warnings);
+      for (const w of evidence.warnings) log.warn({ message: w.message }, 'CloudTrail record skipped');
+      // Coverage never moves past a record that could not be read: the next cycle reads it again.
+      const stop = evidence.unreadable ? (evidence.oldestUnreadable ?? span.from) - 1 : Infinity;
+      const to = Math.min(span.to, settled, stop);
+      if (to >= span.from) out.proven.push({ kind: 'lookup-events', span: { from: span.from, to } });
+      if (evidence.unreadable) readAll = false;
+    }
+    if (due && readAll) store.setMeta(RECONCILED_AT(key), String(now));
+    if (reconcile && readAll) log.debug({ span: isoSpan(reconcile) }, 'reconciled');
+    return out;
+  },
+} satisfies SourceDefinition<LookupEventsConfig> & { read: unknown };
+

@@ -1,0 +1,78 @@
+import { paginateGetInventory, type SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { scopeKey, type InventorySnapshot, type Package } from '../../../core/facts.js';
+import { normalizeVersion } from '../../../core/package-version.js';
+import { describeError } from '../../../errors.js';
+import type { PullContext, PullResult, SourceDefinition } from '../types.js';
+
+export const IAM_ACTIONS = ['ssm:GetInventory'] as const;
+
+/** `sources.ssmInventory`: no options yet; the key is reserved. */
+export const SsmInventoryConfig = z.strictObject({}).prefault({});
+export type SsmInventoryConfig = z.output<typeof SsmInventoryConfig>;
+
+const TYPE = 'AWS:Application';
+
+/** Inventory content keys are documented capitalised (Name, Version); some producers write them lower-case. */
+function field(entry: Record<string, string>, name: string): string {
+  return entry[name] ?? entry[name.toLowerCase()] ?? '';
+}
+
+export function toPackages(content: ReadonlyArray<Record<string, string>>): Package[] {
+  const out: Package[] = [];
+  for (const entry of content) {
+    const name = field(entry, 'Name');
+    if (!name) continue;
+    out.push({
+      name,
+      arch: field(entry, 'Architecture'),
+      version: normalizeVersion({ version: field(entry, 'Version'), release: field(entry, 'Release'), epoch: field(entry, 'Epoch') }),
+    });
+  }
+  return out;
+}
+
+/**
+ * Installed packages of every managed instance in the scope: GetInventory serves 50 instances a
+ * call, where ListInventoryEntries would need a call per 50 packages per instance.
+ */
+export async function readInventory(ssm: SSMClient, signal?: AbortSignal): Promise<Map<string, InventorySnapshot>> {
+  const out = new Map<string, InventorySnapshot>();
+  const pages = paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] }, { abortSignal: signal });
+  for await (const page of pages) {
+    for (const entity of page.Entities ?? []) {
+      const data = entity.Id ? entity.Data?.[TYPE] : undefined;
+      if (!entity.Id || !data) continue;
+      const captured = data.CaptureTime ? Date.parse(data.CaptureTime) : NaN;
+      out.set(entity.Id, {
+        instanceId: entity.Id,
+        captureTime: Number.isNaN(captured) ? null : captured,
+        packages: toPackages(data.Content ?? []),
+      });
+    }
+  }
+  return out;
+}
+
+export const ssmInventory = {
+  id: 'ssm-inventory',
+  configKey: 'ssmInventory',
+  config: SsmInventoryConfig,
+  proves: 'The packages installed on each managed instance (SSM Inventory, AWS:Application), compared with the manifest recorded at bake time; a snapshot, as fresh as its last collection.',
+  iam: { member: IAM_ACTIONS },
+  enabled: () => true,
+
+  async read(ctx: PullContext<{ ssm: SSMClient }, unknown>): Promise<PullResult> {
+    const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
+    try {
+      out.inventory = await readInventory(ctx.clients.ssm, ctx.signal);
+    } catch (err) {
+      const message = `GetInventory failed: ${describeError(err)}`;
+      ctx.logger.warn({ source: 'ssm-inventory', scope: scopeKey(ctx.scope), err: describeError(err) }, 'evidence could not be read');
+      out.errors.push({ source: 'ssm-inventory:GetInventory', ...ctx.scope, message });
+      out.gaps.push({ source: 'ssm-inventory', ...ctx.scope, message });
+      out.inventory = new Map();
+    }
+    return out;
+  },
+} satisfies SourceDefinition<SsmInventoryConfig> & { read: unknown };

@@ -1,0 +1,171 @@
+// Evidence pushed by AWS: EventBridge envelopes and trail files announced on an SQS queue, and
+// CloudTrail's digest files in S3. The real CLI and daemon against moto (SQS, S3) and the fakes.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon } from '../support/daemon.js';
+import { readFixtureJson } from '../support/fixtures.js';
+import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched } from '../support/scenario.js';
+import type { CloudTrailRecord } from '../support/aws-fake.js';
+
+const POLICY = `
+policies:
+  - name: web
+    scope: { tags: { role: web } }
+    detect: { interactive-session: {}, remote-command: {}, instance-modified: {} }
+    respond: { mode: observe, notify: { slack: { channel: "#sec" } } }
+`;
+
+/** A CloudTrail record as the fake's LookupEvents would give it, taken back out of the fake (it is pushed by other paths). */
+function withdraw(s: Scenario, record: CloudTrailRecord): CloudTrailRecord {
+  const list = s.fake.cloudtrail.records;
+  list.splice(list.indexOf(record), 1);
+  return record;
+}
+
+function envelope(record: CloudTrailRecord): Record<string, unknown> {
+  const e = readFixtureJson<Record<string, unknown>>('eventbridge/ssm-start-session.json');
+  return { ...e, id: `eb-${String(record['eventID'])}`, account: ACCOUNT, region: REGION, time: record['eventTime'], detail: record };
+}
+
+function s3Notification(bucket: string, key: string): Record<string, unknown> {
+  const n = readFixtureJson<{ Records: Array<{ s3: { bucket: { name: string }; object: { key: string } } }> }>('notifications/s3-object-created.json');
+  const r = n.Records[0]!;
+  return { Records: [{ ...r, s3: { ...r.s3, bucket: { ...r.s3.bucket, name: bucket }, object: { ...r.s3.object, key } } }] };
+}
+
+describe('event queues: EventBridge envelopes and trail files', () => {
+  let s: Scenario;
+  let fleet: Launched[];
+  let queueUrl: string;
+  let bucket: string;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    fleet = await s.launch(await s.image('web'), { role: 'web' }, { count: 3 });
+    queueUrl = await s.queue('pristine-events');
+    bucket = await s.bucket('org-trail-logs');
+    await s.writeConfig(`sources:\n  queues: ["${queueUrl}"]\n`);
+    await after(Math.max(...fleet.map((l) => l.launchTime)) + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('taints from one receive: an EventBridge envelope and a trail file announced by S3, before CloudTrail shows either', async () => {
+    const [a, b] = fleet;
+    const session = withdraw(s, s.trail('ssm-start-session', a!.instanceId, a!.launchTime + 500, MALLORY));
+    const key = withdraw(s, s.trail('ec2-modify-instance-attribute-type', b!.instanceId, b!.launchTime + 600, MALLORY));
+    const file = await s.putTrailFile(bucket, [key, readFixtureJson<CloudTrailRecord>('cloudtrail/ec2-describe-instances-noise.json')]);
+    await s.send(queueUrl, envelope(session));
+    await s.send(queueUrl, s3Notification(bucket, file.key));
+
+    const { code, report } = await s.cycle();
+    const verdict = (id: string) => report.instances.find((i) => i.instanceId === id)?.verdict;
+    expect(code).toBe(1);
+    expect(verdict(a!.instanceId)).toBe('tainted');
+    expect(verdict(b!.instanceId)).toBe('tainted');
+    expect(verdict(fleet[2]!.instanceId)).toBe('pristine');
+    expect(s.fake.callsTo('DeleteMessage').length + s.fake.callsTo('DeleteMessageBatch').length).toBeGreaterThanOrEqual(0);
+    expect(s.slack.topLevel('#sec')).toHaveLength(2);
+  });
+
+  it('counts the same event once, whether EventBridge, a trail file or LookupEvents brought it, redelivered or not', async () => {
+    const c = fleet[2]!;
+    const record = s.trail('ssm-send-command-instance-ids', c.instanceId, c.launchTime + 700, MALLORY);
+    const file = await s.putTrailFile(bucket, [record]);
+    await s.send(queueUrl, envelope(record));
+    await s.send(queueUrl, envelope(record)); // redelivered
+    await s.send(queueUrl, s3Notification(bucket, file.key));
+    const before = s.slack.messages.length;
+
+    const first = await s.cycle();
+    const findings = first.report.instances.find((i) => i.instanceId === c.instanceId)?.findings ?? [];
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatchObject({ detector: 'remote-command', evidence: expect.objectContaining({ eventId: record['eventID'] }) });
+    expect(s.slack.messages.length - before).toBe(1);
+
+    const second = await s.cycle();
+    expect(second.report.instances.find((i) => i.instanceId === c.instanceId)?.findings).toHaveLength(1);
+    expect(s.slack.messages.length - before).toBe(1);
+  });
+
+  it('leaves a message it cannot read on the queue, for its redrive policy, and goes on', async () => {
+    await s.send(queueUrl, 'this is not an event');
+    const r = await s.run(['run', '--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--log-level', 'warn']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/a message could not be read: it stays on the queue/);
+  });
+});
+
+describe('the daemon consumes the queue between cycles', () => {
+  let s: Scenario;
+  let web: Launched;
+  let queueUrl: string;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    web = await s.launchOne(await s.image('web'), { role: 'web' });
+    queueUrl = await s.queue('pristine-events');
+    await s.writeConfig(`sources:\n  queues: ["${queueUrl}"]\n`);
+    await after(web.launchTime + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('alerts an event put on the queue within seconds, with no cycle in between', async () => {
+    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'];
+    const daemon = new Daemon(args, s.env(s.slackEnv()), s.dir);
+    try {
+      await daemon.waitFor('cycle finished', 60_000);
+      const record = withdraw(s, s.trail('ssm-start-session', web.instanceId, web.launchTime + 500, MALLORY));
+      const sent = Date.now();
+      await s.send(queueUrl, envelope(record));
+      const message = await s.slack.waitFor((m) => m.channel === '#sec', 15_000);
+      expect(Date.now() - sent).toBeLessThan(10_000);
+      expect(message.text).toContain(web.instanceId);
+      expect(daemon.withMsg('cycle finished')).toHaveLength(1);
+      expect(daemon.withMsg('pushed events judged')).toEqual([expect.objectContaining({ alerted: [web.instanceId] })]);
+      expect((await daemon.stop(30_000)).code).toBe(0);
+    } finally {
+      await daemon.kill();
+    }
+  });
+});
+
+describe("CloudTrail's digest files", () => {
+  let s: Scenario;
+  let web: Launched;
+  let bucket: string;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    web = await s.launchOne(await s.image('web'), { role: 'web' });
+    bucket = await s.bucket('org-trail-logs');
+    await after(web.launchTime + 2500);
+  });
+  afterAll(() => s?.stop());
+
+  const config = (b: string) => `sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${b} }\n`;
+  const span = () => ({ from: web.launchTime - 3_600_000, to: Date.now() + 60_000 });
+
+  it('prove an hour when every log file they list was read with a matching SHA-256', async () => {
+    await s.writeConfig(config(bucket));
+    const file = await s.putTrailFile(bucket, [readFixtureJson<CloudTrailRecord>('cloudtrail/ec2-describe-instances-noise.json')]);
+    await s.putDigest(bucket, span(), [file]);
+    const { code, report } = await s.audit();
+    expect(report.instances[0]?.verdict).toBe('pristine');
+    expect(code).toBe(0);
+    expect(s.fake.callsTo('LookupEvents')).toHaveLength(0);
+  });
+
+  it('report a listed file whose hash differs as tampering, and vouch for nothing', async () => {
+    const tampered = await s.bucket('tampered-trail-logs');
+    await s.writeConfig(config(tampered));
+    const file = await s.putTrailFile(tampered, []);
+    await s.putDigest(tampered, span(), [{ key: file.key, sha256: '0'.repeat(64) }]);
+    const { code, report } = await s.audit();
+    expect(code).toBe(3);
+    expect(report.instances[0]?.verdict).toBe('unknown');
+    expect(report.warnings).toEqual([expect.objectContaining({ source: 'cloudtrail:s3-digest', message: expect.stringMatching(/^TAMPERING: trail log file .* does not match its digest/) })]);
+    expect(report.instances[0]?.gaps.map((g) => g.message).join('\n')).toMatch(/TAMPERING/);
+  });
+});

@@ -1,0 +1,140 @@
+// An organisation: accounts listed in pristine.yaml and discovered through AWS Organizations, two
+// regions, one account whose role cannot be assumed. moto's STS AssumeRole returns credentials that
+// act in the other account, so each account sees only its own instances.
+import { CreateAccountCommand, CreateOrganizationCommand, OrganizationsClient } from '@aws-sdk/client-organizations';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
+import { ACCOUNT, CREDENTIALS, MALLORY, REGION, Scenario, after, type Launched, type Place } from '../support/scenario.js';
+
+const EU = 'eu-west-1';
+const LISTED = '444455556666';
+const LOCKED = '777788889999';
+
+const POLICY = `
+policies:
+  - name: web
+    scope: { tags: { role: web } }
+    detect: { interactive-session: {}, package-drift: {} }
+    respond: { mode: observe }
+`;
+
+describe('pristine audit of an organisation', () => {
+  let s: Scenario;
+  let member: string;
+  const fleet = new Map<string, Launched>();
+  const key = (p: Place) => `${p.account ?? ACCOUNT}/${p.region ?? REGION}`;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    const org = new OrganizationsClient({ region: 'us-east-1', endpoint: s.moto.url, credentials: CREDENTIALS });
+    await org.send(new CreateOrganizationCommand({ FeatureSet: 'ALL' }));
+    member = (await org.send(new CreateAccountCommand({ Email: 'member@example.com', AccountName: 'member' }))).CreateAccountStatus!.AccountId!;
+    org.destroy();
+    await s.writeConfig(`
+accounts:
+  - id: "${LISTED}"
+    name: listed
+    role: arn:aws:iam::${LISTED}:role/PristineAudit
+  - id: "${LOCKED}"
+    name: locked
+    role: arn:aws:iam::${LOCKED}:role/PristineAudit
+organization:
+  role: PristineAudit
+regions: [${REGION}, ${EU}]
+`);
+    for (const place of [{}, { account: member }, { account: member, region: EU }, { account: LISTED, region: EU }, { account: LOCKED }] as Place[]) {
+      const image = await s.image(`web-${key(place).replace('/', '-')}`, place);
+      fleet.set(key(place), await s.launchOne(image, { role: 'web' }, place));
+    }
+    s.fake.fail('AssumeRole', { code: 'AccessDenied', status: 403, message: `not authorized to assume arn:aws:iam::${LOCKED}:role/PristineAudit`, bodyContains: `${LOCKED}:role` });
+    await after(Math.max(...[...fleet.values()].map((l) => l.launchTime)) + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('judges every account it can read, in both regions, and exits 3 for the account whose role it cannot assume', async () => {
+    const { code, report } = await s.audit();
+    const byId = new Map(report.instances.map((i) => [i.instanceId, i as typeof i & { accountId: string; region: string }]));
+    expect(code).toBe(3);
+    for (const place of [{}, { account: member }, { account: member, region: EU }, { account: LISTED, region: EU }] as Place[]) {
+      const i = byId.get(fleet.get(key(place))!.instanceId);
+      expect(i).toMatchObject({ verdict: 'pristine', accountId: place.account ?? ACCOUNT, region: place.region ?? REGION });
+    }
+    // Each account sees only its own instances.
+    expect(report.instances).toHaveLength(4);
+    expect(byId.has(fleet.get(key({ account: LOCKED }))!.instanceId)).toBe(false);
+    const scopes = (report as unknown as { scopes: Array<{ accountId: string; region: string; complete: boolean }> }).scopes;
+    expect(scopes.map((x) => `${x.accountId}/${x.region}:${x.complete}`).sort()).toEqual(
+      [ACCOUNT, member, LISTED, LOCKED].flatMap((a) => [REGION, EU].map((r) => `${a}/${r}:${a !== LOCKED}`)).sort(),
+    );
+    expect(report.errors).toEqual(
+      expect.arrayContaining([expect.objectContaining({ source: 'ec2:DescribeInstances', accountId: LOCKED, message: expect.stringMatching(/not authorized to assume/) })]),
+    );
+    expect(report.summary).toMatchObject({ pristine: 4, tainted: 0 });
+  });
+
+  it('taints in a member account from that account\'s CloudTrail, and reads each account with its own role', async () => {
+    const target = fleet.get(key({ account: member, region: EU }))!;
+    s.trail('ssm-start-session', target.instanceId, target.launchTime + 500, MALLORY, { account: member, region: EU });
+    s.fake.calls.length = 0;
+    const { code, report } = await s.audit();
+    expect(code).toBe(1);
+    expect(report.instances.find((i) => i.instanceId === target.instanceId)?.verdict).toBe('tainted');
+    expect(report.summary).toMatchObject({ pristine: 3, tainted: 1 });
+    // Assumed once per account, not per client or region; the member role directly from pristine's identity.
+    const assumed = s.fake.callsTo('AssumeRole').filter((c) => c.outcome === 'ok');
+    expect(assumed.map((c) => c.account)).toEqual([ACCOUNT, ACCOUNT]);
+    expect(s.fake.callsTo('DescribeInstances').map((c) => `${c.account}/${c.region}`).sort()).toEqual(
+      [ACCOUNT, member, LISTED].flatMap((a) => [`${a}/${REGION}`, `${a}/${EU}`]).sort(),
+    );
+    expect(s.fake.callsTo('LookupEvents').every((c) => c.account !== LOCKED)).toBe(true);
+  });
+});
+
+describe('pristine audit of a few hundred instances in two accounts and two regions', () => {
+  let s: Scenario;
+  const PER_SCOPE = 75;
+  const places: Place[] = [{}, { region: EU }, { account: LISTED }, { account: LISTED, region: EU }];
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    await s.writeConfig(`
+accounts:
+  - id: "${ACCOUNT}"
+  - id: "${LISTED}"
+    role: arn:aws:iam::${LISTED}:role/PristineAudit
+regions: [${REGION}, ${EU}]
+`);
+    let newest = 0;
+    for (const place of places) {
+      const image = await s.image(`web-${place.account ?? ACCOUNT}-${place.region ?? REGION}`, place);
+      const launched = await s.launch(image, { role: 'web' }, { ...place, count: PER_SCOPE });
+      newest = Math.max(newest, ...launched.map((l) => l.launchTime));
+    }
+    await after(newest + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('makes the same fleet-wide calls in every scope, whatever the number of instances', async () => {
+    const { report } = await s.audit(['--concurrency', '4']);
+    expect(report.summary).toMatchObject({ pristine: 4 * PER_SCOPE, unknown: 0 });
+    const per = (op: string) => {
+      const counts: Record<string, number> = {};
+      for (const c of s.fake.callsTo(op)) counts[`${c.account}/${c.region}`] = (counts[`${c.account}/${c.region}`] ?? 0) + 1;
+      return counts;
+    };
+    const scopes = places.map((p) => `${p.account ?? ACCOUNT}/${p.region ?? REGION}`).sort();
+    const each = (n: number) => Object.fromEntries(scopes.map((k) => [k, n]));
+    expect(per('DescribeInstances')).toEqual(each(1));
+    expect(per('LookupEvents')).toEqual(each(TRACKED_EVENT_NAMES.length));
+    expect(per('GetInventory')).toEqual(each(Math.ceil(PER_SCOPE / 50)));
+    expect(per('DescribeSessions')).toEqual(each(2));
+    expect(s.fake.callsTo('GetCallerIdentity')).toHaveLength(1);
+    expect(s.fake.callsTo('AssumeRole')).toHaveLength(1);
+    const other = s.fake.calls.filter((c) => !['DescribeInstances', 'LookupEvents', 'GetInventory', 'DescribeSessions', 'GetCallerIdentity', 'AssumeRole'].includes(c.operation));
+    expect(other).toEqual([]);
+    // LookupEvents paced per account and region, the true limit: never throttled.
+    expect(s.fake.throttled).toBe(0);
+  });
+});
