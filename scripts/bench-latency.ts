@@ -40,7 +40,7 @@ async function main(): Promise<number> {
     const template = readFixtureJson<Record<string, unknown>>('eventbridge/ssm-start-session.json');
     const latencies: number[] = [];
     for (const instance of fleet) {
-      const record = s.trail('ssm-start-session', instance.instanceId, instance.launchTime + 500, MALLORY);
+      const record = s.trail('ssm-start-session', instance.instanceId, instance.launchTime + 1000, MALLORY);
       s.fake.cloudtrail.records.pop(); // CloudTrail has not delivered it yet: only the queue knows
       const sent = Date.now();
       await s.send(queueUrl, { ...template, id: `eb-${String(record['eventID'])}`, account: ACCOUNT, region: REGION, detail: record });

@@ -206,7 +206,8 @@ export class ClientPool {
 
   /** pristine's own identity: SQS, for the event queues. */
   sqs(region: string): SQSClient {
-    return this.ownClient(`sqs:${region}`, () => new SQSClient({ region, maxAttempts: 6 }), 'sqs', region);
+    // The endpoint comes from the SDK's chain (AWS_ENDPOINT_URL_SQS…), not from the queue URL's host.
+    return this.ownClient(`sqs:${region}`, () => new SQSClient({ region, maxAttempts: 6, useQueueUrlAsEndpoint: false }), 'sqs', region);
   }
 
   /** pristine's own identity: S3, for the trail bucket. */

@@ -44,9 +44,10 @@ export interface CollectedScope {
   warnings: SourceWarning[];
 }
 
-/** The parts of the window no coverage of these kinds proves. */
-function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span): Span[] {
-  return uncovered(required, kinds.flatMap((k) => store.coverage(scope, k)));
+/** The parts of the window that neither the stored coverage of these kinds nor this cycle's reads cover. */
+function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span, readNow: readonly PullResult[]): Span[] {
+  const read = readNow.flatMap((r) => [...r.proven, ...(r.read ?? [])]).filter((p) => kinds.includes(p.kind)).map((p) => p.span);
+  return uncovered(required, [...kinds.flatMap((k) => store.coverage(scope, k)), ...read]);
 }
 
 /**
@@ -129,7 +130,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
   ];
   for (const [source, kinds] of checks) {
     if (gaps.some((g) => g.source === source && !g.instanceIds)) continue; // a failed read already says why
-    for (const hole of missing(store, scope, kinds, required)) {
+    for (const hole of missing(store, scope, kinds, required, results)) {
       gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
     }
   }

@@ -220,7 +220,9 @@ const HEADER: Record<Exclude<TemplatePart, 'all'>, string> = {
 
 /** CloudFormation (YAML) for the part asked for; `all` prints both, as two YAML documents. */
 export function deployTemplate(part: TemplatePart): string {
-  const render = (p: Exclude<TemplatePart, 'all'>) => HEADER[p] + stringify(p === 'central' ? centralTemplate() : memberTemplate(), { lineWidth: 0 });
+  // YAML 1.1 parsers read an unquoted 2010-09-09 as a date: CloudFormation wants the string.
+  const render = (p: Exclude<TemplatePart, 'all'>) =>
+    HEADER[p] + stringify(p === 'central' ? centralTemplate() : memberTemplate(), { lineWidth: 0 }).replace(/^AWSTemplateFormatVersion: (.*)$/m, 'AWSTemplateFormatVersion: "$1"');
   if (part === 'all') return `${render('central')}---\n${render('member')}`;
   return render(part);
 }

@@ -47,11 +47,17 @@ export async function drainQueues(deps: QueueDeps, maxReceives = 100): Promise<A
   for (const url of deps.inputs.config.sources.queues) {
     const ctx = queueContext(deps, url, 1);
     try {
+      let received = 0;
+      let failed = 0;
+      const before = ingested.length;
       for (let n = 0; n < maxReceives && !deps.signal?.aborted; n++) {
         const r = await consumeOnce(ctx, url);
         ingested.push(...r.ingested);
+        received += r.received;
+        failed += r.failed;
         if (r.received === 0) break;
       }
+      deps.logger.info({ queueUrl: url, received, failed, newEvents: ingested.length - before }, 'event queue drained');
     } catch (err) {
       deps.logger.warn({ queueUrl: url, err: describeError(err) }, 'event queue could not be read; the audit goes on without it');
     }

@@ -75,7 +75,7 @@ regions: [${REGION}, ${EU}]
 
   it('taints in a member account from that account\'s CloudTrail, and reads each account with its own role', async () => {
     const target = fleet.get(key({ account: member, region: EU }))!;
-    s.trail('ssm-start-session', target.instanceId, target.launchTime + 500, MALLORY, { account: member, region: EU });
+    s.trail('ssm-start-session', target.instanceId, target.launchTime + 1000, MALLORY, { account: member, region: EU });
     s.fake.calls.length = 0;
     const { code, report } = await s.audit();
     expect(code).toBe(1);

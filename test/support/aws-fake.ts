@@ -69,8 +69,8 @@ export interface FakeEndpoint {
 export interface FakeCall {
   service: string;
   operation: string;
-  /** the account of the request's access key (the default account when unsigned or unknown) */
-  account: string;
+  /** the account of the request's access key; null without an upstream to ask (then every account's data is seen) */
+  account: string | null;
   /** From the SigV4 credential scope; null when the request is unsigned. */
   region: string | null;
   /** Date.now() when the request arrived. */
@@ -164,7 +164,7 @@ interface LookupEvent {
   CloudTrailEvent: string;
 }
 
-type Handler = (input: JsonObject, region: string | null, account: string) => unknown;
+type Handler = (input: JsonObject, region: string | null, account: string | null, arrivedAt: number) => unknown;
 
 /** moto's account for its default credentials. */
 export const DEFAULT_ACCOUNT = '123456789012';
@@ -197,7 +197,7 @@ export class AwsFake {
   private readonly upstreamAgent = new Agent({ keepAlive: true });
   private readonly failures = new Map<string, Required<Omit<FailureSpec, 'bodyContains'>> & { bodyContains?: string }>();
   /** access key id -> account, as moto answers GetCallerIdentity for it */
-  private readonly accounts = new Map<string, Promise<string>>();
+  private readonly accounts = new Map<string, Promise<string | null>>();
   private readonly delays = new Map<string, { before: number; after: number }>();
   /** Admission times of LookupEvents requests, per region, for the sliding-window limit. */
   private readonly lookupWindow = new Map<string, number[]>();
@@ -205,7 +205,7 @@ export class AwsFake {
   private baseUrl: string | undefined;
 
   private readonly handlers: Record<string, Handler> = {
-    'cloudtrail.LookupEvents': (input, region, account) => this.lookupEvents(input, region, account),
+    'cloudtrail.LookupEvents': (input, region, account, arrivedAt) => this.lookupEvents(input, region, account, arrivedAt),
     'ssm.DescribeSessions': (input, region, account) => this.describeSessions(input, region, account),
     'ssm.GetInventory': (input, region, account) => this.getInventory(input, region, account),
     'ssm.ListInventoryEntries': (input, region, account) => this.listInventoryEntries(input, region, account),
@@ -312,6 +312,7 @@ export class AwsFake {
   // Dispatch
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const arrivedAt = Date.now();
     const body = await readBody(req);
     const request = classify(req, body);
     const account = await this.accountOf(req);
@@ -320,7 +321,7 @@ export class AwsFake {
       operation: request.operation,
       account,
       region: request.region,
-      at: Date.now(),
+      at: arrivedAt,
       handledBy: 'fake',
       outcome: 'pending',
     };
@@ -344,7 +345,7 @@ export class AwsFake {
     const handler = request.protocol === 'json' ? this.handlers[`${request.service}.${request.operation}`] : undefined;
     if (handler) {
       try {
-        const output = handler(parseJsonInput(body), request.region, account);
+        const output = handler(parseJsonInput(body), request.region, account, arrivedAt);
         finish(call, 200);
         sendJson(res, 200, output);
       } catch (err) {
@@ -450,8 +451,8 @@ export class AwsFake {
   // -------------------------------------------------------------------------------------------
   // CloudTrail
 
-  private lookupEvents(input: JsonObject, region: string | null, account: string): unknown {
-    this.admitLookupEvents(`${account}/${region ?? ''}`);
+  private lookupEvents(input: JsonObject, region: string | null, account: string | null, arrivedAt: number): unknown {
+    this.admitLookupEvents(`${account}/${region ?? ''}`, arrivedAt);
 
     const attributes = optArray(input, 'LookupAttributes') ?? [];
     if (attributes.length > 1) {
@@ -479,7 +480,7 @@ export class AwsFake {
     }
 
     const events = this.cloudtrail.records
-      .filter((record) => (region === null || record.awsRegion === region) && recordAccount(record) === account)
+      .filter((record) => (region === null || record.awsRegion === region) && ofAccount(recordAccount(record), account))
       .map(toLookupEvent)
       .filter((event) => {
         const ms = event.EventTime * 1000;
@@ -496,8 +497,7 @@ export class AwsFake {
   }
 
   /** Sliding one-second window per account and region; throttled requests don't use up the allowance. */
-  private admitLookupEvents(region: string): void {
-    const now = Date.now();
+  private admitLookupEvents(region: string, now: number): void {
     const admitted = (this.lookupWindow.get(region) ?? []).filter((t) => now - t < 1000);
     if (admitted.length >= this.lookupEventsPerSecond) {
       this.lookupWindow.set(region, admitted);
@@ -511,7 +511,7 @@ export class AwsFake {
   // -------------------------------------------------------------------------------------------
   // SSM
 
-  private describeSessions(input: JsonObject, region: string | null, account: string): unknown {
+  private describeSessions(input: JsonObject, region: string | null, account: string | null): unknown {
     const state = optString(input, 'State');
     if (state !== 'Active' && state !== 'History') {
       throw validation(`Value '${String(state)}' at 'state' failed to satisfy constraint: Member must be Active or History`);
@@ -532,8 +532,9 @@ export class AwsFake {
       switch (key) {
         case 'InvokedAfter':
         case 'InvokedBefore': {
+          // The SSM API reference shows these as whole seconds: 2018-08-29T00:00:00Z.
+          if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(value)) throw validation(`${key} must be written as YYYY-MM-DDTHH:MM:SSZ, got ${value}`);
           const ms = Date.parse(value);
-          if (Number.isNaN(ms)) throw validation(`${key} must be an ISO-8601 date-time, got ${value}`);
           return key === 'InvokedAfter' ? (s) => s.StartDate * 1000 >= ms : (s) => s.StartDate * 1000 <= ms;
         }
         case 'Target':
@@ -548,7 +549,7 @@ export class AwsFake {
     });
 
     const sessions = this.ssm.sessions
-      .filter((s) => s.state === state && visibleIn(s.region, region) && (s.account ?? DEFAULT_ACCOUNT) === account && predicates.every((p) => p(s)))
+      .filter((s) => s.state === state && visibleIn(s.region, region) && ofAccount(s.account ?? DEFAULT_ACCOUNT, account) && predicates.every((p) => p(s)))
       .sort((a, b) => b.StartDate - a.StartDate || a.SessionId.localeCompare(b.SessionId))
       .map((s) => ({
         SessionId: s.SessionId,
@@ -566,7 +567,7 @@ export class AwsFake {
     return { Sessions: items, NextToken: nextToken };
   }
 
-  private getInventory(input: JsonObject, region: string | null, account: string): unknown {
+  private getInventory(input: JsonObject, region: string | null, account: string | null): unknown {
     const maxResults = optInt(input, 'MaxResults') ?? 50;
     if (maxResults < 1 || maxResults > 50) {
       throw validation(`Value '${maxResults}' at 'maxResults' failed to satisfy constraint: Member must be 1 to 50`);
@@ -588,7 +589,7 @@ export class AwsFake {
       });
 
     const entities = [...this.ssm.inventory.entries()]
-      .filter(([id, inv]) => visibleIn(inv.region, region) && (inv.account ?? DEFAULT_ACCOUNT) === account && keep(id))
+      .filter(([id, inv]) => visibleIn(inv.region, region) && ofAccount(inv.account ?? DEFAULT_ACCOUNT, account) && keep(id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([id, inv]) => ({
         Id: id,
@@ -607,7 +608,7 @@ export class AwsFake {
     return { Entities: items, NextToken: nextToken };
   }
 
-  private listInventoryEntries(input: JsonObject, region: string | null, account: string): unknown {
+  private listInventoryEntries(input: JsonObject, region: string | null, account: string | null): unknown {
     const instanceId = optString(input, 'InstanceId');
     const typeName = optString(input, 'TypeName');
     if (!instanceId) throw validation('InstanceId is required.');
@@ -616,7 +617,7 @@ export class AwsFake {
     if (maxResults < 1 || maxResults > 50) throw validation('MaxResults must be between 1 and 50.');
 
     const inventory = this.ssm.inventory.get(instanceId);
-    const found = inventory && visibleIn(inventory.region, region) && (inventory.account ?? DEFAULT_ACCOUNT) === account && typeName === 'AWS:Application' ? inventory : undefined;
+    const found = inventory && visibleIn(inventory.region, region) && ofAccount(inventory.account ?? DEFAULT_ACCOUNT, account) && typeName === 'AWS:Application' ? inventory : undefined;
     const queryKey = JSON.stringify(['ListInventoryEntries', region, instanceId, typeName]);
     const { items, nextToken } = paginate(found?.content ?? [], maxResults, queryKey, input.NextToken, 'InvalidNextToken');
     return {
@@ -636,23 +637,24 @@ export class AwsFake {
     return { AssociationDescription: { AssociationId: id, Name: 'AWS-RunShellScript', Targets: targets } };
   }
 
-  private describeInstanceConnectEndpoints(region: string | null, account: string): string {
+  private describeInstanceConnectEndpoints(region: string | null, account: string | null): string {
     const items = this.ec2.endpoints
-      .filter((e) => visibleIn(e.region, region) && (e.account ?? DEFAULT_ACCOUNT) === account)
+      .filter((e) => visibleIn(e.region, region) && ofAccount(e.account ?? DEFAULT_ACCOUNT, account))
       .map(
         (e) =>
           `<item><instanceConnectEndpointId>${escapeXml(e.id)}</instanceConnectEndpointId><vpcId>${escapeXml(e.vpcId)}</vpcId>` +
-          `<subnetId>${escapeXml(e.subnetId ?? 'subnet-0')}</subnetId><state>create-complete</state><ownerId>${account}</ownerId></item>`,
+          `<subnetId>${escapeXml(e.subnetId ?? 'subnet-0')}</subnetId><state>create-complete</state><ownerId>${account ?? DEFAULT_ACCOUNT}</ownerId></item>`,
       )
       .join('');
     return `<DescribeInstanceConnectEndpointsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><instanceConnectEndpointSet>${items}</instanceConnectEndpointSet></DescribeInstanceConnectEndpointsResponse>`;
   }
 
-  /** The account of a request's access key, as moto's STS says (cached); the default account when unsigned. */
-  private accountOf(req: IncomingMessage): Promise<string> {
+  /** The account of a request's access key, as moto's STS says (cached); without moto to ask, null (any). */
+  private accountOf(req: IncomingMessage): Promise<string | null> {
     const key = /Credential=([^/,\s]+)\//.exec(req.headers.authorization ?? '')?.[1];
-    if (!key || !this.upstream) return Promise.resolve(DEFAULT_ACCOUNT);
-    let known = this.accounts.get(key);
+    if (!this.upstream) return Promise.resolve(null);
+    if (!key) return Promise.resolve(DEFAULT_ACCOUNT);
+    let known: Promise<string | null> | undefined = this.accounts.get(key);
     if (!known) {
       known = this.askUpstreamAccount(key).catch(() => DEFAULT_ACCOUNT);
       this.accounts.set(key, known);
@@ -921,6 +923,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+function ofAccount(itemAccount: string, requestAccount: string | null): boolean {
+  return requestAccount === null || itemAccount === requestAccount;
 }
 
 /** The account a CloudTrail record belongs to: where the call was made. */

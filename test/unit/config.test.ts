@@ -133,6 +133,7 @@ describe('pristine deploy template', () => {
     expect(docs[0]).toEqual(centralTemplate());
     expect(docs[1]).toEqual(memberTemplate());
     for (const d of docs) expect(d['AWSTemplateFormatVersion']).toBe('2010-09-09');
+    expect(deployTemplate('central')).toMatch(/^AWSTemplateFormatVersion: "2010-09-09"$/m);
   });
 
   it("matches exactly pristine's event catalog, in the member rules and the central rule", () => {

@@ -32,8 +32,14 @@ export interface PullResult {
   gaps: Gap[];
   errors: SourceError[];
   warnings: SourceWarning[];
-  /** spans this read proved complete (nothing tracked happened there that is not in `activities`) */
+  /** spans this read proved complete (nothing tracked happened there that is not in `activities`): stored */
   proven: Array<{ kind: CoverageKind; span: Span }>;
+  /**
+   * spans read in full this cycle, but for what `gaps` says: they count for this cycle's verdicts even
+   * where they are not stored as proven (a record that could not be read keeps the stored coverage
+   * before it, so that the next cycle reads it again; its own gap already covers what it may hide)
+   */
+  read?: Array<{ kind: CoverageKind; span: Span }>;
 }
 
 /** What a pull source is given for one scope. The clients and the store are the adapters it may use. */

@@ -103,6 +103,7 @@ export const lookupEvents = {
       const stop = evidence.unreadable ? (evidence.oldestUnreadable ?? span.from) - 1 : Infinity;
       const to = Math.min(span.to, settled, stop);
       if (to >= span.from) out.proven.push({ kind: 'lookup-events', span: { from: span.from, to } });
+      (out.read ??= []).push({ kind: 'lookup-events', span });
       if (evidence.unreadable) readAll = false;
     }
     if (due && readAll) store.setMeta(RECONCILED_AT(key), String(now));
