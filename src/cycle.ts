@@ -12,7 +12,7 @@ import { exitCodeOf, type Report, type ReportInstance } from './report/model.js'
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
 import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
 import { drainQueues } from './evidence/queues.js';
-import type { ReplacementRow, StateStore } from './state/store.js';
+import { StateStore, type ReplacementRow } from './state/store.js';
 
 /** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
 export const DIGEST_ABOVE = 5;
@@ -89,13 +89,17 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       }
     }
 
+    // A dry run writes nothing: its evidence log lives in memory, read afresh from AWS.
+    const evidence = opts.dryRun ? StateStore.open(':memory:') : store;
     const { report, scopes } = await runAudit(inputs, {
       since: opts.since,
       logger,
-      store,
+      store: evidence,
       pool: opts.pool,
       concurrency: opts.concurrency,
       signal: opts.signal,
+    }).finally(() => {
+      if (evidence !== store) evidence.close();
     });
     if (opts.signal?.aborted) {
       // Stopping: what was read is partial. Record nothing, decide nothing; the next start begins afresh.

@@ -1,7 +1,7 @@
 import {
-  ListAccountsForParentCommand,
-  ListOrganizationalUnitsForParentCommand,
   paginateListAccounts,
+  paginateListAccountsForParent,
+  paginateListOrganizationalUnitsForParent,
   type Account as OrgAccount,
   type OrganizationsClient,
 } from '@aws-sdk/client-organizations';
@@ -37,41 +37,14 @@ export async function ownIdentity(sts: STSClient): Promise<{ accountId: string; 
   return { accountId: me.Account, partition: /^arn:([^:]+):/.exec(me.Arn ?? '')?.[1] ?? 'aws' };
 }
 
-async function all<T>(first: () => Promise<{ items: T[]; next?: string }>, more: (token: string) => Promise<{ items: T[]; next?: string }>): Promise<T[]> {
-  const out: T[] = [];
-  let page = await first();
-  out.push(...page.items);
-  while (page.next) {
-    page = await more(page.next);
-    out.push(...page.items);
-  }
-  return out;
-}
-
 /** Every account under an OU or root, nested OUs included. */
 async function accountsUnder(org: OrganizationsClient, parentId: string): Promise<OrgAccount[]> {
-  const direct = await all(
-    async () => {
-      const r = await org.send(new ListAccountsForParentCommand({ ParentId: parentId }));
-      return { items: r.Accounts ?? [], next: r.NextToken };
-    },
-    async (t) => {
-      const r = await org.send(new ListAccountsForParentCommand({ ParentId: parentId, NextToken: t }));
-      return { items: r.Accounts ?? [], next: r.NextToken };
-    },
-  );
-  const children = await all(
-    async () => {
-      const r = await org.send(new ListOrganizationalUnitsForParentCommand({ ParentId: parentId }));
-      return { items: r.OrganizationalUnits ?? [], next: r.NextToken };
-    },
-    async (t) => {
-      const r = await org.send(new ListOrganizationalUnitsForParentCommand({ ParentId: parentId, NextToken: t }));
-      return { items: r.OrganizationalUnits ?? [], next: r.NextToken };
-    },
-  );
-  for (const ou of children) if (ou.Id) direct.push(...(await accountsUnder(org, ou.Id)));
-  return direct;
+  const out: OrgAccount[] = [];
+  for await (const page of paginateListAccountsForParent({ client: org }, { ParentId: parentId })) out.push(...(page.Accounts ?? []));
+  for await (const page of paginateListOrganizationalUnitsForParent({ client: org }, { ParentId: parentId })) {
+    for (const ou of page.OrganizationalUnits ?? []) if (ou.Id) out.push(...(await accountsUnder(org, ou.Id)));
+  }
+  return out;
 }
 
 /**

@@ -139,6 +139,18 @@ describe('pristine audit with bad input', () => {
     expect(r.stderr).toMatch(/broken\.json: imageId/);
   });
 
+  it('exits 2 on a bad pristine.yaml, naming the file and the field, or a --config that is not there; and calls no AWS API', async () => {
+    await s.writePolicies(POLICY, 'web.yaml');
+    const bad = path.join(s.dir, 'bad.yaml');
+    await writeFile(bad, 'accounts:\n  - id: "1234"\n');
+    s.fake.calls.length = 0;
+    const r = await s.run(['audit', '--config', bad, '--policies', s.policiesDir, '--manifests', s.manifestsDir]);
+    expect([r.code, r.stderr]).toEqual([2, `pristine: ${bad}: accounts[0].id: expected a 12-digit AWS account id\n`]);
+    const missing = await s.run(['run', '--config', path.join(s.dir, 'nope.yaml'), '--policies', s.policiesDir, '--manifests', s.manifestsDir]);
+    expect([missing.code, missing.stderr]).toEqual([2, expect.stringMatching(/--config: cannot read .*nope\.yaml: ENOENT/)]);
+    expect(s.fake.calls).toEqual([]);
+  });
+
   it('exits 2 on a bad flag or --since', async () => {
     expect((await s.run(['audit', '--format', 'xml'])).code).toBe(2);
     expect((await s.run(['audit', '--since', 'last tuesday'])).stderr).toMatch(/--since: expected a duration/);

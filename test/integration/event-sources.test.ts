@@ -1,6 +1,7 @@
 // Evidence pushed by AWS: EventBridge envelopes and trail files announced on an SQS queue, and
 // CloudTrail's digest files in S3. The real CLI and daemon against moto (SQS, S3) and the fakes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allDeclaredActions } from '../../src/permissions.js';
 import { Daemon } from '../support/daemon.js';
 import { readFixtureJson } from '../support/fixtures.js';
 import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched } from '../support/scenario.js';
@@ -67,6 +68,12 @@ describe('event queues: EventBridge envelopes and trail files', () => {
     expect(s.fake.callsTo('ReceiveMessage')).toHaveLength(2);
     expect(s.fake.callsTo('DeleteMessage')).toHaveLength(2);
     expect(s.fake.calls.filter((c) => c.service === 's3' && c.operation === `GET /${bucket}/${file.key}`)).toHaveLength(1);
+    // Every call declared for `pristine policy iam` (S3 speaks REST: object reads are s3:GetObject).
+    const declared = allDeclaredActions();
+    const called = [...new Set(s.fake.calls.filter((c) => c.service !== 's3').map((c) => `${c.service}:${c.operation}`))];
+    expect(called.filter((a) => !declared.has(a))).toEqual([]);
+    expect(s.fake.calls.filter((c) => c.service === 's3').every((c) => c.operation.startsWith('GET /'))).toBe(true);
+    expect(declared.has('s3:GetObject')).toBe(true);
     expect(s.slack.topLevel('#sec')).toHaveLength(2);
   });
 

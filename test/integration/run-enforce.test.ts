@@ -1,6 +1,7 @@
 // `pristine run` in enforce and observe mode: alerts on Slack, replaces a tainted instance behind its
 // target group, and a second cycle sends nothing new. Against moto, the CloudTrail/SSM fake and a Slack stand-in.
 import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allDeclaredActions } from '../../src/permissions.js';
 import { ALICE, Scenario, after, type Launched } from '../support/scenario.js';
@@ -128,6 +129,22 @@ describe('pristine run: enforce and observe', () => {
     expect(s.slack.messages.length).toBe(before);
     expect(report.instances.find((i) => i.instanceId === fresh)?.verdict).toBe('pristine');
     expect((await s.instances([{ Name: 'tag:pristine:replaces', Values: [tainted] }])).length).toBe(1);
+  });
+
+  it('--dry-run with a state file reads it and writes nothing to it: no evidence, coverage, cycle or reconcile time', async () => {
+    const snapshot = () => {
+      const db = new Database(s.statePath, { readonly: true });
+      try {
+        const tables = ['activities', 'coverage_spans', 'cycles', 'instances', 'findings', 'outbox', 'replacements', 'journal', 'trail_files', 'digests'];
+        return { counts: tables.map((t) => db.prepare(`SELECT count(*) AS n FROM ${t}`).get()), meta: db.prepare('SELECT key, value FROM meta ORDER BY key').all(), spans: db.prepare('SELECT * FROM coverage_spans ORDER BY kind, from_ms').all() };
+      } finally {
+        db.close();
+      }
+    };
+    const before = snapshot();
+    const { code } = await s.cycle(['--dry-run']);
+    expect(code).toBe(1);
+    expect(snapshot()).toEqual(before);
   });
 
   it('shows open findings and history in pristine status', async () => {

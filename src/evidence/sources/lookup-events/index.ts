@@ -81,13 +81,14 @@ export const lookupEvents = {
     const spans = spansToRead(ctx.window, covered, reconcile);
     const settled = now - ctx.settle;
     const log = ctx.logger.child({ source: 'lookup-events', scope: key });
-    let readAll = true;
+    // The reconcile is done when every call succeeded; a record that could not be read is its own gap.
+    let called = true;
     for (const span of spans) {
       let read;
       try {
         read = await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, ctx.signal);
       } catch (err) {
-        readAll = false;
+        called = false;
         const message = `LookupEvents failed: ${describeError(err)}`;
         log.warn({ err: describeError(err), span: isoSpan(span) }, 'evidence could not be read');
         out.errors.push({ source: 'cloudtrail:LookupEvents', ...scope, message });
@@ -104,10 +105,11 @@ export const lookupEvents = {
       const to = Math.min(span.to, settled, stop);
       if (to >= span.from) out.proven.push({ kind: 'lookup-events', span: { from: span.from, to } });
       (out.read ??= []).push({ kind: 'lookup-events', span });
-      if (evidence.unreadable) readAll = false;
     }
-    if (due && readAll) store.setMeta(RECONCILED_AT(key), String(now));
-    if (reconcile && readAll) log.debug({ span: isoSpan(reconcile) }, 'reconciled');
+    if (reconcile && called) {
+      store.setMeta(RECONCILED_AT(key), String(now));
+      log.debug({ span: isoSpan(reconcile) }, 'reconciled');
+    }
     return out;
   },
 } satisfies SourceDefinition<LookupEventsConfig> & { read: unknown };
