@@ -54,6 +54,8 @@ export interface ReplacementData {
   kind: 'standalone' | 'asg';
   /** Slack channel of the instance's alert, for progress replies */
   channel: string | null;
+  /** tag keys the fresh instance must not inherit: the policy's exemption tags (pristine:* never are) */
+  guardTagKeys?: string[];
   healthTimeoutMs: number;
   targetGroups: TargetGroupMembership[];
   spec?: LaunchSpec;
@@ -110,6 +112,8 @@ export interface Candidate {
   channel: string | null;
   alertOutboxId: number | null;
   placement: InstancePlacement | undefined;
+  /** the policy's exemption tag keys: never copied to the fresh instance */
+  guardTagKeys: string[];
 }
 
 /** What a replacement needs to know about an instance: from its verdict, its policy, its alert and where it serves. */
@@ -124,6 +128,7 @@ export function candidateFor(instance: Instance, policy: LoadedPolicy, alertOutb
     channel: policy.respond.notify?.slack?.channel ?? null,
     alertOutboxId,
     placement,
+    guardTagKeys: Object.keys(policy.scope.exclude?.tags ?? {}),
   };
 }
 
@@ -138,9 +143,15 @@ function scopeOf(row: ReplacementRow): Scope {
   return { accountId: row.accountId, region: row.region };
 }
 
-function userTags(i: Ec2Instance, oldId: string, replacementId: number): Array<{ Key: string; Value: string }> {
+/**
+ * The old instance's tags for the fresh one, without AWS's own (`aws:*` cannot be set) and without the
+ * guard tags: `pristine:*` and the policy's exemption tag keys. An instance tainted for a forged
+ * exemption must not hand that exemption on to its replacement.
+ */
+export function userTags(i: Pick<Ec2Instance, 'Tags'>, oldId: string, replacementId: number, guardKeys: readonly string[] = []): Array<{ Key: string; Value: string }> {
+  const guards = new Set(guardKeys);
   const tags = (i.Tags ?? [])
-    .filter((t) => t.Key && !t.Key.startsWith('aws:') && t.Key !== 'pristine:replaces' && t.Key !== 'pristine:replacement')
+    .filter((t) => t.Key && !t.Key.startsWith('aws:') && !t.Key.startsWith('pristine:') && !guards.has(t.Key))
     .map((t) => ({ Key: t.Key as string, Value: t.Value ?? '' }));
   return [...tags, { Key: 'pristine:replaces', Value: oldId }, { Key: 'pristine:replacement', Value: String(replacementId) }];
 }
@@ -190,6 +201,7 @@ export class Replacer {
     const initial: ReplacementData = {
       kind: c.placement?.autoScalingGroup ? 'asg' : 'standalone',
       channel: c.channel,
+      guardTagKeys: c.guardTagKeys,
       healthTimeoutMs: c.healthTimeoutMs,
       targetGroups: c.placement?.targetGroups ?? [],
     };
@@ -341,7 +353,7 @@ export class Replacer {
       Monitoring: { Enabled: old.Monitoring?.State === 'enabled' || old.Monitoring?.State === 'pending' },
       EbsOptimized: old.EbsOptimized,
       Placement: old.Placement?.AvailabilityZone ? { AvailabilityZone: old.Placement.AvailabilityZone, Tenancy: old.Placement.Tenancy, GroupName: old.Placement.GroupName || undefined } : undefined,
-      Tags: userTags(old, row.oldInstanceId, row.id),
+      Tags: userTags(old, row.oldInstanceId, row.id, d.guardTagKeys ?? []),
     };
   }
 

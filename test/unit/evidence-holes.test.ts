@@ -240,3 +240,21 @@ describe('CloudTrail record parsing for the catalog additions', () => {
     });
   });
 });
+
+describe('a replacement does not inherit what made its predecessor suspect', () => {
+  it("drops pristine's own tags and the policy's exemption tags, keeps the rest, and marks whom it replaces", async () => {
+    const { userTags } = await import('../../src/respond/replacement.js');
+    const tags = userTags(
+      { Tags: [{ Key: 'Name', Value: 'web-1' }, { Key: 'pristine:exempt', Value: 'true' }, { Key: 'break-glass', Value: 'yes' }, { Key: 'aws:cloudformation:stack-name', Value: 's' }, { Key: 'team', Value: 'core' }] },
+      'i-0old',
+      7,
+      ['break-glass'],
+    );
+    expect(tags).toEqual([
+      { Key: 'Name', Value: 'web-1' },
+      { Key: 'team', Value: 'core' },
+      { Key: 'pristine:replaces', Value: 'i-0old' },
+      { Key: 'pristine:replacement', Value: '7' },
+    ]);
+  });
+});

@@ -381,6 +381,23 @@ describe('plan: evidence and age', () => {
     expect(p.replace).toEqual([]);
   });
 
+  it('holds a tainted instance pristine cannot vouch for either: its image was never recorded', () => {
+    // Prepare
+    const pols = policyMap(web('{ mode: enforce }'));
+    const tainted = result('i-tainted', 'tainted');
+    tainted.findings = [
+      { detector: 'interactive-session', key: 'interactive-session:s-1', severity: 'high', effect: 'taint', summary: 'SSM shell session', at: NOW - HOUR, actor: null, evidence: {} },
+      { detector: 'unrecorded-image', key: 'unrecorded-image:no-manifest', severity: 'medium', effect: 'unknown', summary: 'image ami-1 has no manifest', at: null, actor: null, evidence: {} },
+    ];
+
+    // Act
+    const p = plan(input(pols, [tainted, ...pristineFleet(3)]));
+
+    // Assess
+    expect(actions(p)).toEqual({ 'i-tainted': hold(/^pristine cannot vouch for what it would launch \(image ami-1 has no manifest\): a human must decide$/) });
+    expect(p.replace).toEqual([]);
+  });
+
   it.each([
     [30 * MIN, hold('younger than minAge 60m')],
     [59 * MIN, hold('younger than minAge 60m')],
