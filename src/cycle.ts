@@ -4,6 +4,7 @@ import type { ClientPool } from './collect/clients.js';
 import { scopeKey } from './core/facts.js';
 import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
 import { describeError } from './errors.js';
+import type { SlackOutcome } from './daemon/metrics.js';
 import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
 import type { PlannedAction, Transport } from './notify/types.js';
@@ -19,7 +20,7 @@ export const DIGEST_ABOVE = 5;
 
 export interface CycleHooks {
   onReplacement?: (outcome: 'started' | 'done' | 'rolled-back' | 'failed' | 'held') => void;
-  onSlack?: (outcome: 'sent' | 'failed' | 'dropped') => void;
+  onSlack?: (outcome: SlackOutcome) => void;
 }
 
 export interface CycleOptions {
@@ -109,9 +110,6 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const results = scopes.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
     const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
 
-    // What is news: taints never alerted before, and new evidence on ones that were.
-    let newlyTainted: string[];
-    let newFindings = new Map<string, string[]>();
     const verdicts = results.map(({ result }) => ({
       instanceId: result.instance.instanceId,
       accountId: result.instance.accountId,
@@ -121,11 +119,6 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       verdict: result.verdict,
       findings: result.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
     }));
-    if (opts.dryRun) {
-      newlyTainted = verdicts.filter((v) => v.verdict === 'tainted' && store.instance(v.instanceId)?.alertOutboxId == null).map((v) => v.instanceId);
-    } else {
-      ({ newlyTainted, newFindings } = store.recordVerdicts(startedAt, verdicts));
-    }
 
     // Where enforce candidates serve, read only for them.
     const prior = new Map<string, PriorReplacement>();
@@ -188,8 +181,11 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
 
     if (opts.dryRun) return { report, scopes, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
 
-    // Alerts first, so replacement progress threads under them.
+    // The verdicts and what is news in them (taints never alerted, new evidence on ones that were) in one
+    // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
+    // progress threads under them.
     store.transaction(() => {
+      const { newlyTainted, newFindings } = store.recordVerdicts(startedAt, verdicts);
       enqueueBreakers(store, policies, plan.breakers, startedAt);
       enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
     });

@@ -4,6 +4,7 @@ import { IAM_ACTIONS as REFERENCES } from './collect/references.js';
 import type { Config } from './config/schema.js';
 import { SOURCES } from './evidence/sources/registry.js';
 import type { LoadedPolicy } from './policy/schema.js';
+import { IAM_ACTIONS as LAUNCH_SPEC } from './respond/launch-spec.js';
 import { IAM_ACTIONS as PLACEMENT } from './respond/placement.js';
 import { IAM_ACTIONS as REPLACEMENT } from './respond/replacement.js';
 
@@ -12,7 +13,7 @@ export const PERMISSIONS = {
   /** read-only calls in each audited account */
   audit: [...INSTANCES, ...REFERENCES, ...SOURCES.flatMap((s) => s.iam.member)],
   /** calls of a replacement, in the instance's account */
-  replace: [...PLACEMENT, ...REPLACEMENT],
+  replace: [...PLACEMENT, ...LAUNCH_SPEC, ...REPLACEMENT],
   /** calls with pristine's own identity: who it is, the organisation, the event queues and the trail bucket */
   own: [...ACCOUNTS, ...ORGANIZATION, ...SOURCES.flatMap((s) => ('pristine' in s.iam ? s.iam.pristine : []))],
 } as const;

@@ -3,6 +3,7 @@ import { attribute } from './core/attribute.js';
 import { evaluateScope, type InstanceResult } from './core/evaluate.js';
 import { scopeKey, type Activity } from './core/facts.js';
 import { enqueueAlerts } from './cycle.js';
+import type { SlackOutcome } from './daemon/metrics.js';
 import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
 import type { PlannedAction, Transport } from './notify/types.js';
@@ -36,7 +37,7 @@ export async function judgePushed(opts: {
   transport: Transport;
   logger: Logger;
   now?: number;
-  onSlack?: (outcome: 'sent' | 'failed' | 'dropped') => void;
+  onSlack?: (outcome: SlackOutcome) => void;
 }): Promise<PushedResult> {
   const now = opts.now ?? Date.now();
   const pushed = new Set(opts.activities.map((a) => a.id));

@@ -1,6 +1,7 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ElasticLoadBalancingClient } from '@aws-sdk/client-elastic-load-balancing';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { OrganizationsClient } from '@aws-sdk/client-organizations';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -32,6 +33,8 @@ export interface ScopeClients extends Scope {
   cloudtrail: CloudTrailClient;
   ssm: SSMClient;
   elbv2: ElasticLoadBalancingV2Client;
+  /** Classic Load Balancers: read only, to hold an instance pristine cannot swap behind one */
+  elb: ElasticLoadBalancingClient;
   autoscaling: AutoScalingClient;
 }
 
@@ -171,10 +174,12 @@ export class ClientPool {
         cloudtrail: new CloudTrailClient({ ...base, maxAttempts: 8 }),
         ssm: new SSMClient({ ...base, maxAttempts: 6 }),
         elbv2: new ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }),
+        elb: new ElasticLoadBalancingClient({ ...base, maxAttempts: 6 }),
         autoscaling: new AutoScalingClient({ ...base, maxAttempts: 6 }),
       };
       observe(c.ec2 as unknown as MiddlewareClient, 'ec2', region, accountId, this.listener);
       observe(c.elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
+      observe(c.elb as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
       observe(c.autoscaling as unknown as MiddlewareClient, 'autoscaling', region, accountId, this.listener);
       observe(c.cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, accountId, this.listener);
       observe(c.ssm as unknown as MiddlewareClient, 'ssm', region, accountId, this.listener);
@@ -246,6 +251,7 @@ export function destroyClients(c: ScopeClients): void {
   c.cloudtrail.destroy();
   c.ssm.destroy();
   c.elbv2.destroy();
+  c.elb.destroy();
   c.autoscaling.destroy();
 }
 

@@ -45,6 +45,8 @@ export function toInstance(i: Ec2Instance, scope: Scope): Instance | null {
     networkInterfaceIds: (i.NetworkInterfaces ?? []).flatMap((n) => (n.NetworkInterfaceId ? [n.NetworkInterfaceId] : [])),
     volumeIds: (i.BlockDeviceMappings ?? []).flatMap((b) => (b.Ebs?.VolumeId ? [b.Ebs.VolumeId] : [])),
     autoScalingGroup: tags['aws:autoscaling:groupName'] ?? null,
+    instanceType: i.InstanceType ?? null,
+    lifecycle: i.InstanceLifecycle ?? null,
   };
 }
 

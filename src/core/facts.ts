@@ -37,6 +37,9 @@ export interface Instance {
   volumeIds: string[];
   /** `aws:autoscaling:groupName`, when the instance belongs to an Auto Scaling group */
   autoScalingGroup: string | null;
+  instanceType?: string | null;
+  /** `spot` or `scheduled`; null for on-demand */
+  lifecycle?: string | null;
 }
 
 /** One package as recorded in a manifest or reported by SSM Inventory; version already normalised. */

@@ -3,12 +3,12 @@ import type { AwsCall } from '../collect/clients.js';
 
 export type CycleOutcome = 'ok' | 'tainted' | 'incomplete' | 'failed';
 export type ReplacementOutcome = 'started' | 'done' | 'rolled-back' | 'failed' | 'held';
-export type SlackOutcome = 'sent' | 'failed' | 'dropped';
+export type SlackOutcome = 'sent' | 'failed' | 'dropped' | 'undeliverable';
 export type VerdictCounts = { pristine: number; tainted: number; unknown: number };
 
 const CYCLE_OUTCOMES: readonly CycleOutcome[] = ['ok', 'tainted', 'incomplete', 'failed'];
 const REPLACEMENT_OUTCOMES: readonly ReplacementOutcome[] = ['started', 'done', 'rolled-back', 'failed', 'held'];
-const SLACK_OUTCOMES: readonly SlackOutcome[] = ['sent', 'failed', 'dropped'];
+const SLACK_OUTCOMES: readonly SlackOutcome[] = ['sent', 'failed', 'dropped', 'undeliverable'];
 const VERDICTS: readonly (keyof VerdictCounts)[] = ['pristine', 'tainted', 'unknown'];
 
 /** An audit cycle lasts from seconds (a small fleet) to tens of minutes (a large one, CloudTrail-paced). */

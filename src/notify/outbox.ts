@@ -1,7 +1,8 @@
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { SlackOutcome } from '../daemon/metrics.js';
 import type { StateStore } from '../state/store.js';
-import { NotifyError } from './slack-transport.js';
+import { NotifyError, RenderError } from './slack-transport.js';
 import type { Transport } from './types.js';
 
 export interface DrainResult {
@@ -18,7 +19,7 @@ const draining = new WeakMap<StateStore, Promise<unknown>>();
  * Sends what waits in the outbox, oldest first; a drain that starts while another runs on the same
  * store waits for it, then sends what is left.
  */
-export function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: 'sent' | 'failed' | 'dropped') => void): Promise<DrainResult> {
+export function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void): Promise<DrainResult> {
   const before = draining.get(store) ?? Promise.resolve();
   const run = before.then(
     () => drainNow(store, transport, logger, onOutcome),
@@ -28,16 +29,27 @@ export function drainOutbox(store: StateStore, transport: Transport, logger: Log
   return run;
 }
 
+/** A message Slack keeps refusing for this many attempts is given up on, loudly. */
+export const MAX_ATTEMPTS = 24;
+
 /**
  * Sends what waits in the outbox, oldest first. A message is marked sent only once Slack took it;
  * when Slack is down or rate-limits, sending stops there and the rest wait, in order, for the next
- * cycle. A reply waits for its parent. A message Slack will never take (unknown channel) is dropped
- * with its error kept, so it cannot block the queue.
+ * cycle. A reply waits for its parent. A message Slack will never take (unknown channel), one that
+ * cannot be read or rendered, and one still refused after MAX_ATTEMPTS are dropped with their error
+ * kept, so none can block the queue.
  */
-async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: 'sent' | 'failed' | 'dropped') => void): Promise<DrainResult> {
+async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void): Promise<DrainResult> {
   const result: DrainResult = { sent: 0, failed: 0, dropped: 0, pending: 0 };
   const pending = store.pending();
   for (const [n, m] of pending.entries()) {
+    if (m.notice === null) {
+      store.markDropped(m.id, `stored notice cannot be read: ${m.unreadable ?? 'unknown'}`);
+      result.dropped++;
+      onOutcome?.('dropped');
+      logger.error({ outboxId: m.id, channel: m.channel, err: m.unreadable }, 'a stored notice cannot be read; it is dropped');
+      continue;
+    }
     let threadTs: string | null = null;
     if (m.parentId !== null) {
       threadTs = store.sentTs(m.parentId);
@@ -59,6 +71,22 @@ async function drainNow(store: StateStore, transport: Transport, logger: Logger,
         onOutcome?.('dropped');
         logger.error({ outboxId: m.id, channel: m.channel, err: message }, 'Slack refused a message; it is dropped');
         continue;
+      }
+      if (err instanceof RenderError) {
+        // Not a delivery problem: this notice would fail the same way forever.
+        store.markDropped(m.id, message);
+        result.dropped++;
+        onOutcome?.('dropped');
+        logger.error({ outboxId: m.id, channel: m.channel, notice: m.notice.type, err: message }, 'a notice could not be rendered; it is dropped');
+        continue;
+      }
+      if (m.attempts + 1 >= MAX_ATTEMPTS) {
+        store.markDropped(m.id, `undeliverable after ${m.attempts + 1} attempts: ${message}`);
+        result.dropped++;
+        onOutcome?.('undeliverable');
+        logger.error({ outboxId: m.id, channel: m.channel, attempts: m.attempts + 1, err: message }, 'could not deliver a Slack message: given up');
+        result.pending = pending.length - n - 1;
+        break;
       }
       store.markFailed(m.id, message);
       result.failed++;

@@ -238,8 +238,18 @@ const PROGRESS_WORD: Record<Extract<Notice, { type: 'progress' }>['outcome'], st
   held: 'held',
 };
 
-function keepsServing(outcome: Extract<Notice, { type: 'progress' }>['outcome']): boolean {
-  return outcome === 'failed' || outcome === 'rolled-back';
+const OLD_INSTANCE: Record<NonNullable<Extract<Notice, { type: 'progress' }>['oldInstance']>, string> = {
+  serving: 'keeps serving',
+  deregistering: 'is being taken out of its target groups',
+  draining: 'is out of its target groups and draining its connections',
+  drained: 'is drained and out of service, not terminated yet',
+  terminated: 'is terminated',
+};
+
+/** What to say of the old instance: where it stands, when the notice says; a failure or rollback queued by an older pristine meant it kept serving. */
+function oldInstanceSays(n: Extract<Notice, { type: 'progress' }>): string | null {
+  if (n.oldInstance) return n.outcome === 'done' ? null : OLD_INSTANCE[n.oldInstance];
+  return n.outcome === 'failed' || n.outcome === 'rolled-back' ? OLD_INSTANCE.serving : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,7 +408,8 @@ function slackProgress(n: ProgressNotice): SlackMessage {
   const parts = [`${PROGRESS_EMOJI[n.outcome]} *${esc(n.step, 200)}*: ${PROGRESS_WORD[n.outcome]}`];
   if (n.message.trim() !== '') parts[0] += ` — ${esc(n.message, 2000)}`;
   if (n.newInstanceId) parts.push(`New instance: ${code(n.newInstanceId, 100)}`);
-  if (keepsServing(n.outcome)) parts.push(`The old instance ${code(n.instanceId, 100)} keeps serving.`);
+  const old = oldInstanceSays(n);
+  if (old) parts.push(`The old instance ${code(n.instanceId, 100)} ${old}.`);
   const text = parts.join('\n');
   return { text, blocks: [section(text)] };
 }
@@ -470,6 +481,7 @@ function plainProgress(n: ProgressNotice): string {
   if (n.message.trim() !== '') first += ` - ${line(n.message, 2000)}`;
   const out = [first];
   if (n.newInstanceId) out.push(`  new instance: ${line(n.newInstanceId, 100)}`);
-  if (keepsServing(n.outcome)) out.push(`  The old instance ${line(n.instanceId, 100)} keeps serving.`);
+  const old = oldInstanceSays(n);
+  if (old) out.push(`  The old instance ${line(n.instanceId, 100)} ${old}.`);
   return out.join('\n');
 }

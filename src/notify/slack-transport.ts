@@ -37,6 +37,22 @@ const TRANSIENT_CODES = new Set([
   'team_added_to_org',
 ]);
 
+/** A notice that cannot be turned into a message: it would fail the same way on every attempt. */
+export class RenderError extends Error {
+  override name = 'RenderError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+function rendered<T>(notice: Notice, render: (n: Notice) => T): T {
+  try {
+    return render(notice);
+  } catch (err) {
+    throw new RenderError(`${notice && typeof notice === 'object' ? String((notice as { type?: unknown }).type) : 'notice'} could not be rendered: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 export class NotifyError extends Error {
   override name = 'NotifyError';
   /** true when the same message may succeed later unchanged: rate limits, network, Slack 5xx */
@@ -211,7 +227,7 @@ export class SlackTransport implements Transport {
   }
 
   async send(input: { channel: string; notice: Notice; threadTs?: string | null }): Promise<{ ts: string | null }> {
-    const { text, blocks } = renderSlack(input.notice);
+    const { text, blocks } = rendered(input.notice, renderSlack);
     const started = Date.now();
     try {
       const res = await this.client.chat.postMessage({
@@ -251,7 +267,7 @@ export class ConsoleTransport implements Transport {
 
   async send(input: { channel: string; notice: Notice; threadTs?: string | null }): Promise<{ ts: string | null }> {
     const ts = `console-${++this.seq}`;
-    let body = renderPlain(input.notice);
+    let body = rendered(input.notice, renderPlain);
     if (input.threadTs) body = body.split('\n').map((l, k) => (k === 0 ? `  ↳ ${l}` : `    ${l}`)).join('\n');
     else body = `[${input.channel}] ${body}`;
     this.out.write(`${body}\n\n`);

@@ -27,6 +27,8 @@ export type Notice =
       outcome: 'started' | 'progress' | 'done' | 'failed' | 'rolled-back' | 'held';
       message: string;
       newInstanceId?: string | null;
+      /** where the old instance stands; absent in notices an older pristine queued */
+      oldInstance?: 'serving' | 'deregistering' | 'draining' | 'drained' | 'terminated';
     };
 
 /** Sends one rendered notice; returns the message's id (Slack `ts`) so replies can thread under it. */

@@ -33,6 +33,8 @@ const Replace = z.strictObject({
   healthTimeout: Duration.prefault('10m'),
   /** when replacements may start; outside them pristine alerts and holds */
   windows: z.array(Window).min(1).optional(),
+  /** an instance holding an Elastic IP: move the address to the fresh instance once healthy (default: hold it) */
+  moveElasticIp: z.boolean().default(false),
 });
 
 const Respond = z.strictObject({

@@ -1,47 +1,88 @@
 import { DescribeAutoScalingGroupsCommand, type AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
+import { DescribeAddressesCommand, DescribeInstanceTypesCommand, type _InstanceType } from '@aws-sdk/client-ec2';
+import { DescribeLoadBalancersCommand } from '@aws-sdk/client-elastic-load-balancing';
 import { DescribeTargetHealthCommand, paginateDescribeTargetGroups } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { ScopeClients } from '../collect/clients.js';
+import type { Instance } from '../core/facts.js';
 import type { Placement } from '../core/plan.js';
+import type { Attachments } from '../core/reproduce.js';
 
 /** IAM actions this reader calls. */
-export const IAM_ACTIONS = ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTargetHealth', 'autoscaling:DescribeAutoScalingGroups'] as const;
+export const IAM_ACTIONS = [
+  'elasticloadbalancing:DescribeTargetGroups',
+  'elasticloadbalancing:DescribeTargetHealth',
+  'elasticloadbalancing:DescribeLoadBalancers',
+  'autoscaling:DescribeAutoScalingGroups',
+  'ec2:DescribeAddresses',
+  'ec2:DescribeInstanceTypes',
+] as const;
 
 export interface TargetGroupMembership {
   arn: string;
   port: number;
 }
 
-export interface InstancePlacement extends Placement {
+export interface InstancePlacement extends Placement, Attachments {
   targetGroups: TargetGroupMembership[];
   autoScalingGroup: AutoScalingGroup | null;
 }
 
+type Wanted = Pick<Instance, 'instanceId' | 'autoScalingGroup' | 'privateIpAddresses'> & { instanceType?: string | null };
+
 /**
- * Where each of the given instances serves: every target group that holds it (one DescribeTargetHealth
- * per target group in the region, not per instance) and its Auto Scaling group. Only called for
- * replacement candidates, so an audit in observe mode makes none of these calls.
+ * Where each of the given instances serves, read fleet-wide, never per instance: every target group
+ * that holds it (one DescribeTargetHealth per target group), `ip` target groups that hold its addresses,
+ * Classic Load Balancers that list it, its Elastic IP, whether its type has instance store, and its Auto
+ * Scaling group. Only called for replacement candidates, so an audit in observe mode makes none of
+ * these calls.
  */
-export async function readPlacement(
-  clients: ScopeClients,
-  instances: ReadonlyArray<{ instanceId: string; autoScalingGroup: string | null }>,
-): Promise<Map<string, InstancePlacement>> {
+export async function readPlacement(clients: ScopeClients, instances: readonly Wanted[]): Promise<Map<string, InstancePlacement>> {
   const out = new Map<string, InstancePlacement>();
   if (instances.length === 0) return out;
-  const wanted = new Set(instances.map((i) => i.instanceId));
-  for (const i of instances) out.set(i.instanceId, { groups: new Map(), targetGroups: [], autoScalingGroup: null });
+  for (const i of instances) {
+    out.set(i.instanceId, { groups: new Map(), targetGroups: [], autoScalingGroup: null, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false });
+  }
+  const byIp = new Map<string, string>();
+  for (const i of instances) for (const ip of i.privateIpAddresses ?? []) byIp.set(ip, i.instanceId);
 
   for await (const page of paginateDescribeTargetGroups({ client: clients.elbv2, pageSize: 400 }, {})) {
     for (const tg of page.TargetGroups ?? []) {
-      if (!tg.TargetGroupArn || tg.TargetType !== 'instance') continue;
+      if (!tg.TargetGroupArn || (tg.TargetType !== 'instance' && tg.TargetType !== 'ip')) continue;
       const health = await clients.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.TargetGroupArn }));
       const members = (health.TargetHealthDescriptions ?? []).filter((d) => d.Target?.Id && d.TargetHealth?.State !== 'draining');
       for (const d of members) {
-        const p = d.Target?.Id ? out.get(d.Target.Id) : undefined;
-        if (!p || !wanted.has(d.Target?.Id ?? '')) continue;
+        const id = tg.TargetType === 'ip' ? byIp.get(d.Target?.Id ?? '') : d.Target?.Id;
+        const p = id ? out.get(id) : undefined;
+        if (!p) continue;
+        if (tg.TargetType === 'ip') {
+          if (!p.ipTargetGroups.includes(tg.TargetGroupName ?? tg.TargetGroupArn)) p.ipTargetGroups.push(tg.TargetGroupName ?? tg.TargetGroupArn);
+          continue;
+        }
         p.targetGroups.push({ arn: tg.TargetGroupArn, port: d.Target?.Port ?? tg.Port ?? 80 });
         p.groups.set(tg.TargetGroupArn, members.length);
       }
     }
+  }
+
+  const classic = await clients.elb.send(new DescribeLoadBalancersCommand({}));
+  for (const lb of classic.LoadBalancerDescriptions ?? []) {
+    for (const member of lb.Instances ?? []) {
+      const p = member.InstanceId ? out.get(member.InstanceId) : undefined;
+      if (p && lb.LoadBalancerName) p.classicLoadBalancers.push(lb.LoadBalancerName);
+    }
+  }
+
+  const addresses = await clients.ec2.send(new DescribeAddressesCommand({ Filters: [{ Name: 'instance-id', Values: instances.map((i) => i.instanceId) }] }));
+  for (const a of addresses.Addresses ?? []) {
+    const p = a.InstanceId ? out.get(a.InstanceId) : undefined;
+    if (p && a.AllocationId && a.PublicIp) p.elasticIp = { allocationId: a.AllocationId, publicIp: a.PublicIp };
+  }
+
+  const types = [...new Set(instances.flatMap((i) => (i.instanceType ? [i.instanceType] : [])))];
+  if (types.length) {
+    const described = await clients.ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }));
+    const withStore = new Set((described.InstanceTypes ?? []).filter((t) => t.InstanceStorageInfo?.Disks?.length).map((t) => t.InstanceType));
+    for (const i of instances) if (i.instanceType && withStore.has(i.instanceType as _InstanceType)) (out.get(i.instanceId) as InstancePlacement).instanceStore = true;
   }
 
   const groupNames = [...new Set(instances.flatMap((i) => (i.autoScalingGroup ? [i.autoScalingGroup] : [])))];

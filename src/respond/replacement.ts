@@ -9,13 +9,19 @@ import {
   DescribeInstanceAttributeCommand,
   DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
+  AssociateAddressCommand,
   DescribeLaunchTemplateVersionsCommand,
+  ModifyInstanceAttributeCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   type Instance as Ec2Instance,
-  type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
-import { DeregisterTargetsCommand, DescribeTargetHealthCommand, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import {
+  DeregisterTargetsCommand,
+  DescribeTargetGroupAttributesCommand,
+  DescribeTargetHealthCommand,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { ScopeClients } from '../collect/clients.js';
 import type { Scope } from '../core/facts.js';
 import type { Instance } from '../core/facts.js';
@@ -24,7 +30,10 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notice } from '../notify/types.js';
 import type { ReplacementRow, StateStore } from '../state/store.js';
+import { readLaunchSpec, type LaunchSpec } from './launch-spec.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
+import { reproductionHolds } from '../core/reproduce.js';
+import { isTransient } from './transient.js';
 
 /**
  * IAM actions a replacement calls. RunInstances with tags needs ec2:CreateTags, and with an instance
@@ -40,6 +49,7 @@ export const IAM_ACTIONS = [
   'ec2:TerminateInstances',
   'iam:PassRole',
   'elasticloadbalancing:DescribeTargetHealth',
+  'elasticloadbalancing:DescribeTargetGroupAttributes',
   'elasticloadbalancing:RegisterTargets',
   'elasticloadbalancing:DeregisterTargets',
   'autoscaling:DescribeAutoScalingGroups',
@@ -56,31 +66,41 @@ export interface ReplacementData {
   channel: string | null;
   /** tag keys the fresh instance must not inherit: the policy's exemption tags (pristine:* never are) */
   guardTagKeys?: string[];
+  /** the Elastic IP to move to the fresh instance once it is healthy (replace.moveElasticIp) */
+  elasticIp?: { allocationId: string; publicIp: string } | null;
   healthTimeoutMs: number;
   targetGroups: TargetGroupMembership[];
   spec?: LaunchSpec;
   asg?: { name: string; originalDesired: number; targetDesired: number; originalMax: number; before: string[] };
   registered?: boolean;
+  /** the longest deregistration delay of the old instance's target groups (ms), read before it left them */
+  drainMs?: number;
+  /** when the old instance was deregistered (epoch ms): draining is not over before `deregisteredAt + drainMs` */
+  deregisteredAt?: number;
   /** per wait step, when it gives up (kept across restarts so a crash does not reset the clock) */
   deadlines?: Record<string, number>;
   /** steps whose failure was already announced, so a retried step does not alert every cycle */
   announced?: string[];
 }
 
-/** The old instance's launch spec, as RunInstances takes it. */
-export type LaunchSpec = Pick<
-  RunInstancesCommandInput,
-  'ImageId' | 'InstanceType' | 'SubnetId' | 'SecurityGroupIds' | 'IamInstanceProfile' | 'KeyName' | 'UserData' | 'MetadataOptions' | 'Monitoring' | 'EbsOptimized' | 'Placement'
-> & { Tags: Array<{ Key: string; Value: string }> };
 
-const STANDALONE_STEPS = ['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'deregister-old', 'wait-drained', 'terminate-old'] as const;
+const STANDALONE_STEPS = ['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'move-address', 'deregister-old', 'wait-drained', 'terminate-old'] as const;
 const ASG_STEPS = ['prepare', 'surge', 'wait-new', 'wait-healthy', 'deregister-old', 'wait-drained', 'terminate-old', 'restore'] as const;
 type Step = (typeof STANDALONE_STEPS)[number] | (typeof ASG_STEPS)[number];
 
-const WAIT_STEPS: ReadonlySet<string> = new Set(['wait-running', 'wait-healthy', 'wait-drained', 'wait-new']);
-
 /** From here on the fresh instance serves and the old one is leaving: failures are retried, never rolled back. */
-const POINT_OF_NO_RETURN: ReadonlySet<string> = new Set(['deregister-old', 'wait-drained', 'terminate-old', 'restore']);
+const POINT_OF_NO_RETURN: ReadonlySet<string> = new Set(['move-address', 'deregister-old', 'wait-drained', 'terminate-old', 'restore']);
+
+type ProgressNotice = Extract<Notice, { type: 'progress' }>;
+
+/** Where the old instance stands when a step past the point of no return fails: what a `failed` notice says. */
+const OLD_INSTANCE_AFTER_FAILING: Partial<Record<string, ProgressNotice['oldInstance']>> = {
+  'move-address': 'serving',
+  'deregister-old': 'deregistering',
+  'wait-drained': 'draining',
+  'terminate-old': 'drained',
+  restore: 'terminated',
+};
 
 /** The current step was interrupted (SIGTERM): its journal entry stays open and the next run resumes it. */
 export class ParkedError extends Error {
@@ -114,6 +134,9 @@ export interface Candidate {
   placement: InstancePlacement | undefined;
   /** the policy's exemption tag keys: never copied to the fresh instance */
   guardTagKeys: string[];
+  /** what a fresh instance could not reproduce (an Elastic IP, a secondary interface, a Classic ELB…): held when any */
+  holds: string[];
+  moveElasticIp: boolean;
 }
 
 /** What a replacement needs to know about an instance: from its verdict, its policy, its alert and where it serves. */
@@ -129,6 +152,8 @@ export function candidateFor(instance: Instance, policy: LoadedPolicy, alertOutb
     alertOutboxId,
     placement,
     guardTagKeys: Object.keys(policy.scope.exclude?.tags ?? {}),
+    holds: placement ? reproductionHolds(instance, placement, { moveElasticIp: policy.respond.replace.moveElasticIp }) : [],
+    moveElasticIp: policy.respond.replace.moveElasticIp,
   };
 }
 
@@ -177,6 +202,7 @@ export class Replacer {
 
   /** Read-only: why this instance must not be replaced now, or null. */
   async preflight(c: Candidate): Promise<string | null> {
+    if (c.holds.length) return `a fresh instance would not be a faithful copy: ${c.holds.join('; ')}`;
     const { ec2, autoscaling } = this.deps.clientsFor(c);
     const protection = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: c.instanceId, Attribute: 'disableApiTermination' }));
     if (protection.DisableApiTermination?.Value) return 'termination protection is on: a human must decide';
@@ -202,22 +228,27 @@ export class Replacer {
       kind: c.placement?.autoScalingGroup ? 'asg' : 'standalone',
       channel: c.channel,
       guardTagKeys: c.guardTagKeys,
+      elasticIp: c.moveElasticIp ? (c.placement?.elasticIp ?? null) : null,
       healthTimeoutMs: c.healthTimeoutMs,
       targetGroups: c.placement?.targetGroups ?? [],
     };
-    const row = this.deps.store.createReplacement({
-      oldInstanceId: c.instanceId,
-      accountId: c.accountId,
-      region: c.region,
-      policy: c.policy,
-      imageId: c.imageId,
-      step: 'prepare',
-      data: initial,
-      alertOutboxId: c.alertOutboxId,
+    const { store } = this.deps;
+    const row = store.transaction(() => {
+      const created = store.createReplacement({
+        oldInstanceId: c.instanceId,
+        accountId: c.accountId,
+        region: c.region,
+        policy: c.policy,
+        imageId: c.imageId,
+        step: 'prepare',
+        data: initial,
+        alertOutboxId: c.alertOutboxId,
+      });
+      if (created) this.progress(created, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
+      return created;
     });
     if (!row) return null;
     this.deps.onOutcome?.('started');
-    this.progress(row, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
     return this.drive(row);
   }
 
@@ -241,15 +272,29 @@ export class Replacer {
       const step = steps[index] as Step;
       if (this.deps.signal?.aborted) return row; // parked between steps
       const d = data(row);
-      // A wait's deadline is journaled with its start, so a restart does not reset the clock.
-      if (WAIT_STEPS.has(step)) (d.deadlines ??= {})[step] ??= Date.now() + d.healthTimeoutMs;
+      // A step's deadline is journaled with its start, so a restart does not reset the clock.
+      const deadline = ((d.deadlines ??= {})[step] ??= Date.now() + d.healthTimeoutMs + (step === 'wait-drained' ? (d.drainMs ?? 0) : 0));
       row = store.journal(row.id, step, 'begin', { data: d });
       const log = logger.child({ replacement: row.id, instanceId: row.oldInstanceId, step });
       try {
         log.info('replacement step started');
-        await this.run(step, row, d);
-        row = store.journal(row.id, step, 'end', { data: d, newInstanceId: row.newInstanceId, error: null });
-        this.milestone(row, step);
+        // Throttling, a 5xx or a timeout is "not now": the step is tried again until its deadline.
+        for (let pause = this.deps.pollMs?.first ?? 1000; ; pause = Math.min(this.deps.pollMs?.max ?? 15_000, pause * 2)) {
+          try {
+            await this.run(step, row, d);
+            break;
+          } catch (err) {
+            if (!isTransient(err) || Date.now() + pause >= deadline) throw err;
+            log.warn({ err: describeError(err), retryInMs: pause }, 'transient AWS error: the step is tried again');
+            await this.sleep(pause);
+          }
+        }
+        const newInstanceId = row.newInstanceId;
+        row = store.transaction(() => {
+          const ended = store.journal(row.id, step, 'end', { data: d, newInstanceId, error: null });
+          this.milestone(ended, step);
+          return ended;
+        });
       } catch (err) {
         if (err instanceof ParkedError) {
           log.info('replacement parked; the next run resumes it');
@@ -261,25 +306,39 @@ export class Replacer {
         // Said once per step, not every cycle the retry fails again.
         const first = !(d.announced ?? []).includes(step);
         if (first) d.announced = [...(d.announced ?? []), step];
-        row = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } });
-        if (first) {
-          this.deps.onOutcome?.('failed');
-          this.progress(row, step, 'failed', `${message}. The fresh instance ${row.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`);
-        }
+        row = store.transaction(() => {
+          const failed = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } });
+          if (first) {
+            this.progress(failed, step, 'failed', `${message}. The fresh instance ${failed.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`, OLD_INSTANCE_AFTER_FAILING[step]);
+          }
+          return failed;
+        });
+        if (first) this.deps.onOutcome?.('failed');
         return row;
       }
     }
-    row = store.journal(row.id, 'done', 'end', { status: 'done', error: null });
+    row = store.transaction(() => {
+      const done = store.journal(row.id, 'done', 'end', { status: 'done', error: null });
+      this.progress(done, 'done', 'done', `Replaced: ${done.newInstanceId} serves in place of ${done.oldInstanceId}, which is terminated.`, 'terminated');
+      return done;
+    });
     this.deps.onOutcome?.('done');
-    this.progress(row, 'done', 'done', `Replaced: ${row.newInstanceId} serves in place of ${row.oldInstanceId}, which is terminated.`);
     return row;
   }
 
   /** A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel. */
-  private progress(row: ReplacementRow, step: string, outcome: Extract<Notice, { type: 'progress' }>['outcome'], message: string): void {
+  /**
+   * A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel.
+   * Called inside the transaction of the journal entry it tells of: a crash loses neither.
+   */
+  private progress(row: ReplacementRow, step: string, outcome: ProgressNotice['outcome'], message: string, oldInstance?: ProgressNotice['oldInstance']): void {
     const channel = data(row).channel;
     if (!channel) return;
-    this.deps.store.enqueue(channel, { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message }, row.alertOutboxId);
+    this.deps.store.enqueue(
+      channel,
+      { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message, ...(oldInstance ? { oldInstance } : {}) },
+      row.alertOutboxId,
+    );
   }
 
   private milestone(row: ReplacementRow, step: Step): void {
@@ -305,12 +364,25 @@ export class Replacer {
         return;
       case 'wait-healthy':
         return this.waitFor(d, step, () => this.healthyEverywhere(c, row.newInstanceId as string, d.targetGroups), `${row.newInstanceId} did not become healthy in its target groups`);
-      case 'deregister-old':
-        return deregister(c, row.oldInstanceId, d.targetGroups);
-      case 'wait-drained':
-        // Draining ends by itself after the group's deregistration delay: past the deadline, go on.
-        await this.waitFor(d, step, () => this.drained(c, row.oldInstanceId, d.targetGroups), '', { giveUp: 'continue' });
+      case 'move-address':
+        // After health, before the old instance drains: the address follows the service.
+        if (d.elasticIp) {
+          await c.ec2.send(new AssociateAddressCommand({ AllocationId: d.elasticIp.allocationId, InstanceId: row.newInstanceId as string, AllowReassociation: true }));
+        }
         return;
+      case 'deregister-old':
+        // How long each group drains, read before the old instance leaves it: never terminate before that.
+        d.drainMs = await longestDeregistrationDelay(c, d.targetGroups);
+        await deregister(c, row.oldInstanceId, d.targetGroups);
+        d.deregisteredAt = Date.now();
+        return;
+      case 'wait-drained': {
+        // At least the groups' deregistration delay, and until the old instance is gone or unused in each.
+        // Past the delay and the health timeout the load balancer has closed the connections itself: go on.
+        const earliest = (d.deregisteredAt ?? 0) + (d.drainMs ?? 0);
+        await this.waitFor(d, step, async () => Date.now() >= earliest && (await this.drained(c, row.oldInstanceId, d.targetGroups)), '', { giveUp: 'continue' });
+        return;
+      }
       case 'terminate-old':
         return this.terminateOld(c, row, d);
       case 'surge':
@@ -338,23 +410,7 @@ export class Replacer {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name !== 'running') throw new StepError(`${row.oldInstanceId} is ${old?.State?.Name ?? 'gone'}, not running`);
     const userData = await c.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: row.oldInstanceId, Attribute: 'userData' }));
-    const md = old.MetadataOptions;
-    d.spec = {
-      ImageId: row.imageId,
-      InstanceType: old.InstanceType,
-      SubnetId: old.SubnetId,
-      SecurityGroupIds: (old.SecurityGroups ?? []).flatMap((g) => (g.GroupId ? [g.GroupId] : [])),
-      IamInstanceProfile: old.IamInstanceProfile?.Arn ? { Arn: old.IamInstanceProfile.Arn } : undefined,
-      KeyName: old.KeyName,
-      UserData: userData.UserData?.Value,
-      MetadataOptions: md
-        ? { HttpTokens: md.HttpTokens, HttpPutResponseHopLimit: md.HttpPutResponseHopLimit, HttpEndpoint: md.HttpEndpoint, InstanceMetadataTags: md.InstanceMetadataTags }
-        : undefined,
-      Monitoring: { Enabled: old.Monitoring?.State === 'enabled' || old.Monitoring?.State === 'pending' },
-      EbsOptimized: old.EbsOptimized,
-      Placement: old.Placement?.AvailabilityZone ? { AvailabilityZone: old.Placement.AvailabilityZone, Tenancy: old.Placement.Tenancy, GroupName: old.Placement.GroupName || undefined } : undefined,
-      Tags: userTags(old, row.oldInstanceId, row.id, d.guardTagKeys ?? []),
-    };
+    d.spec = await readLaunchSpec(c, old, row.imageId, userData.UserData?.Value, userTags(old, row.oldInstanceId, row.id, d.guardTagKeys ?? []));
   }
 
   /** Finds the instance this replacement already launched (a crash may have hidden it), or launches it. */
@@ -369,25 +425,28 @@ export class Replacer {
       }),
     );
     const found = existing.Reservations?.flatMap((r) => r.Instances ?? [])[0]?.InstanceId;
-    if (found) {
-      row.newInstanceId = found;
-      return;
-    }
+    if (found) row.newInstanceId = found;
     if (!d.spec) throw new StepError('no launch spec recorded');
-    const { Tags, ...spec } = d.spec;
-    const out = await c.ec2.send(
-      new RunInstancesCommand({
-        ...spec,
-        MinCount: 1,
-        MaxCount: 1,
-        // Idempotent on AWS: a retried launch of this replacement returns the same instance.
-        ClientToken: `pristine-${row.oldInstanceId}-${row.id}`,
-        TagSpecifications: [{ ResourceType: 'instance', Tags }],
-      }),
-    );
-    const id = out.Instances?.[0]?.InstanceId;
-    if (!id) throw new StepError('RunInstances returned no instance');
-    row.newInstanceId = id;
+    const { Tags, SourceDestCheck, ...spec } = d.spec;
+    if (!found) {
+      const out = await c.ec2.send(
+        new RunInstancesCommand({
+          ...spec,
+          MinCount: 1,
+          MaxCount: 1,
+          // Idempotent on AWS: a retried launch of this replacement returns the same instance.
+          ClientToken: `pristine-${row.oldInstanceId}-${row.id}`,
+          TagSpecifications: [{ ResourceType: 'instance', Tags }],
+        }),
+      );
+      const id = out.Instances?.[0]?.InstanceId;
+      if (!id) throw new StepError('RunInstances returned no instance');
+      row.newInstanceId = id;
+    }
+    // RunInstances cannot turn the source/dest check off (a NAT instance has it off): set it, again if resumed.
+    if (SourceDestCheck === false) {
+      await c.ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: row.newInstanceId as string, SourceDestCheck: { Value: false } }));
+    }
   }
 
   private async statusOk(c: ScopeClients, instanceId: string): Promise<boolean> {
@@ -482,9 +541,18 @@ export class Replacer {
     let pause = this.deps.pollMs?.first ?? 1000;
     const longest = this.deps.pollMs?.max ?? 15_000;
     for (;;) {
-      if (await ready()) return;
+      let lastError: unknown = null;
+      try {
+        if (await ready()) return;
+      } catch (err) {
+        // A poll that was throttled or timed out says nothing about the instance: poll again.
+        if (!isTransient(err)) throw err;
+        lastError = err;
+        this.deps.logger.warn({ step, err: describeError(err) }, 'transient AWS error while waiting: polling again');
+      }
       if (Date.now() >= deadline) {
         if (opts.giveUp === 'continue') return;
+        if (lastError) throw lastError;
         throw new StepError(`${failure} within ${Math.round(d.healthTimeoutMs / 1000)} s`);
       }
       await this.sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
@@ -547,9 +615,12 @@ export class Replacer {
       this.deps.logger.error({ replacement: row.id, err: describeError(err) }, 'rollback failed; it is retried next run');
       return row;
     }
-    row = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason });
+    row = store.transaction(() => {
+      const back = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason });
+      this.progress(back, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). A human needs to look. Retry with \`pristine replace ${back.oldInstanceId}\`.`, 'serving');
+      return back;
+    });
     this.deps.onOutcome?.('rolled-back');
-    this.progress(row, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). ${row.oldInstanceId} keeps serving; a human needs to look. Retry with \`pristine replace ${row.oldInstanceId}\`.`);
     return row;
   }
 }
@@ -563,6 +634,18 @@ async function deregister(c: ScopeClients, instanceId: string, groups: readonly 
       if (!notRegistered(err)) throw err;
     }
   }
+}
+
+/** The longest `deregistration_delay.timeout_seconds` of these target groups, in ms (ELB's default: 300 s). */
+async function longestDeregistrationDelay(c: ScopeClients, groups: readonly TargetGroupMembership[]): Promise<number> {
+  let longest = 0;
+  for (const tg of groups) {
+    const out = await c.elbv2.send(new DescribeTargetGroupAttributesCommand({ TargetGroupArn: tg.arn }));
+    const value = out.Attributes?.find((a) => a.Key === 'deregistration_delay.timeout_seconds')?.Value;
+    const seconds = value === undefined ? 300 : Number(value);
+    longest = Math.max(longest, Number.isFinite(seconds) ? seconds * 1000 : 300_000);
+  }
+  return longest;
 }
 
 /** The image an Auto Scaling group launches now, from its launch template version; null when it cannot tell. */

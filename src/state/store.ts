@@ -126,7 +126,9 @@ export interface OutboxRow {
   id: number;
   channel: string;
   parentId: number | null;
-  notice: Notice;
+  /** null when the stored notice cannot be read (then `unreadable` says why) */
+  notice: Notice | null;
+  unreadable?: string;
   createdAt: number;
   attempts: number;
   lastError: string | null;
@@ -209,6 +211,14 @@ function toInstance(r: Row): InstanceRow {
     taintedSince: (r['tainted_since'] as number | null) ?? null,
     alertOutboxId: (r['alert_outbox_id'] as number | null) ?? null,
   };
+}
+
+function readNotice(text: string): { notice: Notice | null; unreadable?: string } {
+  try {
+    return { notice: JSON.parse(text) as Notice };
+  } catch (err) {
+    return { notice: null, unreadable: err instanceof Error ? err.message : String(err) };
+  }
 }
 
 /** One event known by two paths: the first record stays; the paths add up; a later resolution of its instances is kept. */
@@ -548,7 +558,7 @@ export class StateStore implements EvidenceStore {
       id: r['id'] as number,
       channel: r['channel'] as string,
       parentId: (r['parent_id'] as number | null) ?? null,
-      notice: JSON.parse(r['notice'] as string) as Notice,
+      ...readNotice(r['notice'] as string),
       createdAt: r['created_at'] as number,
       attempts: r['attempts'] as number,
       lastError: (r['last_error'] as string | null) ?? null,

@@ -82,6 +82,8 @@ export interface FakeCall {
   status?: number;
   /** AWS error code of an error response, when one could be read. */
   errorCode?: string;
+  /** the request body as sent (form-encoded for Query services, JSON for the others), up to 64 KiB */
+  body: string;
 }
 
 export interface FailureSpec {
@@ -185,7 +187,9 @@ export class AwsFake {
      * DescribeInstances answers from moto are rewritten with it.
      */
     launchTimes: Map<string, Date>;
-  } = { endpoints: [], launchTimes: new Map() };
+    /** instance id -> its CPU credit option (moto reports every instance `standard`): answered by the fake */
+    creditSpecs: Map<string, 'standard' | 'unlimited'>;
+  } = { endpoints: [], launchTimes: new Map(), creditSpecs: new Map() };
   /** Every request received, handled or proxied, in arrival order. */
   readonly calls: FakeCall[] = [];
   /** LookupEvents requests rejected with ThrottlingException. */
@@ -297,6 +301,7 @@ export class AwsFake {
     this.ssm.associations.clear();
     this.ec2.endpoints.length = 0;
     this.ec2.launchTimes.clear();
+    this.ec2.creditSpecs.clear();
     this.calls.length = 0;
     this.failures.clear();
     this.lookupWindow.clear();
@@ -320,6 +325,7 @@ export class AwsFake {
       service: request.service,
       operation: request.operation,
       account,
+      body: body.subarray(0, 65_536).toString('utf8'),
       region: request.region,
       at: arrivedAt,
       handledBy: 'fake',
@@ -333,6 +339,17 @@ export class AwsFake {
     const failure = this.takeFailure(request.operation, body);
     if (failure) {
       sendError(res, request, failure, call);
+      return;
+    }
+
+    const creditOf = request.operation === 'DescribeInstanceCreditSpecifications' ? this.ec2.creditSpecs.get(new URLSearchParams(body.toString('utf8')).get('InstanceId.1') ?? '') : undefined;
+    if (request.service === 'ec2' && creditOf) {
+      const id = new URLSearchParams(body.toString('utf8')).get('InstanceId.1') ?? '';
+      finish(call, 200);
+      sendXml(
+        res,
+        `<DescribeInstanceCreditSpecificationsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>${randomUUID()}</requestId><instanceCreditSpecificationSet><item><instanceId>${escapeXml(id)}</instanceId><cpuCredits>${creditOf}</cpuCredits></item></instanceCreditSpecificationSet></DescribeInstanceCreditSpecificationsResponse>`,
+      );
       return;
     }
 

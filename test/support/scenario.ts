@@ -20,6 +20,7 @@ import {
   CreateTargetGroupCommand,
   DescribeTargetHealthCommand,
   ElasticLoadBalancingV2Client,
+  ModifyTargetGroupAttributesCommand,
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
@@ -205,11 +206,17 @@ export class Scenario {
     return { vpcId, subnetId: subnets.Subnets?.[0]?.SubnetId ?? '' };
   }
 
-  /** An ELBv2 target group (instance targets, HTTP) holding the given instances. */
-  async targetGroup(name: string, instanceIds: string[], port = 80): Promise<string> {
+  /**
+   * An ELBv2 target group (instance targets, HTTP) holding the given instances. Its deregistration delay
+   * is 1 s unless said (ELB's default of 300 s would make every replacement in a test wait five minutes).
+   */
+  async targetGroup(name: string, instanceIds: string[], port = 80, opts: { deregistrationDelaySeconds?: number } = {}): Promise<string> {
     const { vpcId } = await this.defaultSubnet();
     const tg = await this.elbv2.send(new CreateTargetGroupCommand({ Name: name, Protocol: 'HTTP', Port: port, VpcId: vpcId, TargetType: 'instance' }));
     const arn = tg.TargetGroups?.[0]?.TargetGroupArn ?? '';
+    await this.elbv2.send(
+      new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes: [{ Key: 'deregistration_delay.timeout_seconds', Value: String(opts.deregistrationDelaySeconds ?? 1) }] }),
+    );
     if (instanceIds.length) await this.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: instanceIds.map((Id) => ({ Id, Port: port })) }));
     return arn;
   }

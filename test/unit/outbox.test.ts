@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { drainOutbox } from '../../src/notify/outbox.js';
-import { NotifyError } from '../../src/notify/slack-transport.js';
+import { drainOutbox, MAX_ATTEMPTS } from '../../src/notify/outbox.js';
+import { NotifyError, RenderError } from '../../src/notify/slack-transport.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
 import { StateStore } from '../../src/state/store.js';
 
@@ -252,5 +252,59 @@ describe('drainOutbox', () => {
     // Assess
     expect(result).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
     expect(transport.attempts).toEqual([]);
+  });
+});
+
+describe('drainOutbox: nothing blocks the queue for good', () => {
+  it('drops a notice that cannot be rendered, keeps its error, and sends the rest', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    transport.failWith = (m) => (m === 'poison' ? new RenderError('progress could not be rendered: boom') : null);
+    const ids = ['m1', 'poison', 'm3'].map((m) => store.enqueue('#ops', progress(m)));
+    const outcomes: string[] = [];
+
+    // Act
+    const result = await drainOutbox(store, transport, logger, (o) => outcomes.push(o));
+
+    // Assess
+    expect(result).toEqual({ sent: 2, failed: 0, dropped: 1, pending: 0 });
+    expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm3']);
+    expect(outcomes).toEqual(['sent', 'dropped', 'sent']);
+    expect(store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
+    expect(ids).toHaveLength(3);
+  });
+
+  it('drops a stored notice that is not even JSON', async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    const bad = store.enqueue('#ops', progress('m1'));
+    store.enqueue('#ops', progress('m2'));
+    (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db.prepare('UPDATE outbox SET notice = ? WHERE id = ?').run('{not json', bad);
+
+    // Act
+    const result = await drainOutbox(store, transport, logger);
+
+    // Assess
+    expect(result).toMatchObject({ sent: 1, dropped: 1 });
+    expect(transport.sent.map((s) => s.message)).toEqual(['m2']);
+  });
+
+  it(`gives a message up after ${MAX_ATTEMPTS} failed attempts, loudly, and goes on next time`, async () => {
+    // Prepare
+    const transport = new FakeTransport();
+    transport.failWith = (m) => (m === 'm1' ? retryable() : null);
+    store.enqueue('#ops', progress('m1'));
+    store.enqueue('#ops', progress('m2'));
+    const outcomes: string[] = [];
+
+    // Act
+    for (let n = 0; n < MAX_ATTEMPTS; n++) await drainOutbox(store, transport, logger, (o) => outcomes.push(o));
+    const after = await drainOutbox(store, transport, logger, (o) => outcomes.push(o));
+
+    // Assess
+    expect(outcomes.filter((o) => o === 'failed')).toHaveLength(MAX_ATTEMPTS - 1);
+    expect(outcomes).toContain('undeliverable');
+    expect(after).toMatchObject({ sent: 1 });
+    expect(transport.sent.map((s) => s.message)).toEqual(['m2']);
   });
 });

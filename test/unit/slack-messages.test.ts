@@ -259,6 +259,17 @@ describe('renderSlack: progress', () => {
     );
   });
 
+  it.each([
+    ['deregistering', 'is being taken out of its target groups'],
+    ['draining', 'is out of its target groups and draining its connections'],
+    ['drained', 'is drained and out of service, not terminated yet'],
+  ] as const)('a step that failed past the point of no return says where the old instance stands: %s', (oldInstance, says) => {
+    const n = { type: 'progress' as const, instanceId: 'i-old', step: 'wait-drained', outcome: 'failed' as const, message: 'wait-drained: throttled', oldInstance };
+    expect(renderSlack(n).text).toContain(`The old instance \`i-old\` ${says}.`);
+    expect(renderSlack(n).text).not.toContain('keeps serving');
+    expect(renderPlain(n)).toContain(`The old instance i-old ${says}.`);
+  });
+
   it('does not claim the old instance keeps serving when the step succeeded', () => {
     const msg = renderSlack({ type: 'progress', instanceId: 'i-old', step: 'terminate old', outcome: 'done', message: '' });
     expect(msg.text).not.toContain('keeps serving');
