@@ -125,10 +125,13 @@ function build(): Command {
   withAuditFlags(program.command('run').description('one cycle: audit, then alert and replace as each policy\'s respond block says'))
     .option(...STATE_FLAG)
     .option('--dry-run', 'print the planned actions and change nothing', false)
-    .action(async (opts: AuditFlags & { state: string; dryRun: boolean }) => {
+    .option('--wait <duration>', 'drive replacements this long after the cycle (e.g. 0s, 10m); default: until they are done; a later run resumes them')
+    .action(async (opts: AuditFlags & { state: string; dryRun: boolean; wait?: string }) => {
       const logger = createLogger(logLevel());
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
-      const { text, exitCode } = await runOnce({ ...opts, since }, logger);
+      const wait = opts.wait === undefined ? null : parseDuration(opts.wait);
+      if (wait === null && opts.wait !== undefined) throw new InputError(`--wait: expected a duration such as 0s, 90s or 10m; got "${opts.wait}"`);
+      const { text, exitCode } = await runOnce({ ...opts, since, wait }, logger);
       await writeOutput(text, opts.output);
       process.exitCode = exitCode;
     });

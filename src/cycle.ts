@@ -42,6 +42,7 @@ export interface CycleOptions {
 
 export interface CycleResult {
   report: Report;
+  /** `replacements`: those this cycle started (they run in the background, see ReplacementWorker) */
   /** each scope's verdicts and the facts behind them (the daemon judges pushed events against them) */
   scopes: ScopeAudit[];
   plan: Plan;
@@ -75,18 +76,13 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
   const cycleId = opts.dryRun ? null : store.startCycle(startedAt);
   const policies = new Map(inputs.policies.map((p) => [p.name, p]));
   const replacements: ReplacementRow[] = [];
-  const replacer = new Replacer({ store, clientsFor: opts.pool.get, logger, signal: opts.signal, onOutcome: opts.hooks?.onReplacement });
+  const replacer = new Replacer({ store, clientsFor: opts.pool.get, logger, onOutcome: opts.hooks?.onReplacement });
 
   try {
     if (!opts.dryRun) {
       await adoptLegacy(store, opts.pool);
       if (opts.drainQueues && inputs.config.sources.queues.length > 0) {
         await drainQueues({ inputs, store, pool: opts.pool, logger, signal: opts.signal });
-      }
-      for (const r of store.inFlight()) {
-        if (opts.signal?.aborted) break;
-        logger.info({ replacement: r.id, instanceId: r.oldInstanceId, step: r.step }, 'resuming replacement');
-        replacements.push(await replacer.resume(r));
       }
     }
 
@@ -125,9 +121,9 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const candidates = results.filter(({ result }) => result.verdict === 'tainted' && policies.get(result.policy)?.respond.mode === 'enforce');
     for (const { result } of candidates) {
       const r = store.replacementOf(result.instance.instanceId);
-      if (r) prior.set(result.instance.instanceId, { status: r.status, step: r.step, groups: groupsOf(r) });
+      if (r) prior.set(result.instance.instanceId, { status: r.status, step: r.step, policy: r.policy, groups: groupsOf(r) });
     }
-    for (const r of store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, groups: groupsOf(r) });
+    for (const r of store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, policy: r.policy, groups: groupsOf(r) });
     const placement = new Map<string, InstancePlacement>();
     const placementFailed = new Set<string>();
     for (const { accountId, region } of scopes) {
@@ -191,11 +187,12 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
 
+    // Started, not driven: the replacement worker advances them in the background.
     for (const id of plan.replace) {
       if (opts.signal?.aborted) break;
       const decision = plan.decisions.find((d) => d.instanceId === id);
       if (!decision) continue;
-      const row = await replacer.start(candidateOf(decision));
+      const row = replacer.create(candidateOf(decision));
       if (row) replacements.push(row);
     }
 

@@ -4,7 +4,10 @@ import { scopeKey } from '../core/facts.js';
 import { outcomeOf, runCycle } from '../cycle.js';
 import { queueContext } from '../evidence/queues.js';
 import { consumeOnce } from '../evidence/sources/event-queue/index.js';
+import { drainOutbox } from '../notify/outbox.js';
 import { judgePushed } from '../pushed.js';
+import { Replacer } from '../respond/replacement.js';
+import { ReplacementWorker, driverName } from '../respond/worker.js';
 import { startHttpServer, parseListen } from '../daemon/http-server.js';
 import { createMetrics } from '../daemon/metrics.js';
 import { isStale, schedulePeriodMs, startSchedule, validateSchedule } from '../daemon/schedule.js';
@@ -28,9 +31,10 @@ export interface DaemonFlags {
 
 /**
  * `pristine daemon`: a cycle at start, then on the schedule, never two at once; /healthz and /metrics
- * on --listen; JSON logs. On SIGTERM or SIGINT it stops reading evidence (a cut-short audit records
- * nothing), starts no new step, parks a replacement that is waiting (the journal resumes it next
- * start), lets the running step finish, and exits 0.
+ * on --listen; JSON logs; replacements driven in the background by a worker. On SIGTERM or SIGINT it
+ * stops reading evidence (a cut-short audit records nothing), lets the running turn of each replacement
+ * finish, releases its leases (another driver may take them at once; the journal resumes them) and
+ * exits 0.
  */
 export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<number> {
   validateSchedule(flags.schedule);
@@ -42,6 +46,30 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   const pool = await createPool(metrics.onAwsCall);
   /** the last cycle's scopes: pushed events are judged against them between cycles */
   let lastScopes = new Map<string, ScopeAudit>();
+  let noticesQueued = false;
+  const replacer = new Replacer({
+    store,
+    clientsFor: pool.get,
+    logger,
+    onOutcome: (outcome) => metrics.replacements.inc({ outcome }),
+    onNotice: () => (noticesQueued = true),
+  });
+  const worker = new ReplacementWorker({
+    store,
+    replacer,
+    clientsFor: pool.get,
+    logger,
+    owner: driverName(),
+    leaseTtlMs: inputs.config.leaseTtl,
+    onTurn: async (inFlight) => {
+      metrics.setInFlight(inFlight.map((r) => r.step));
+      // A replacement's progress goes to its Slack thread now, not at the next cycle.
+      if (noticesQueued) {
+        noticesQueued = false;
+        await drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }));
+      }
+    },
+  });
   let auditedAccounts: Set<string> | undefined;
   const transport = transportFromEnv(logger);
   const stopping = new AbortController();
@@ -89,6 +117,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         return;
       }
       lastFinished = Date.now();
+      worker.wake();
       lastScopes = new Map(result.scopes.map((s) => [scopeKey(s), s]));
       auditedAccounts = new Set(result.scopes.map((s) => s.accountId));
       metrics.cycles.inc({ outcome: outcomeOf(result.exitCode) });
@@ -97,7 +126,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       const byDetector: Record<string, number> = {};
       for (const i of result.report.instances) for (const f of i.findings) byDetector[f.detector] = (byDetector[f.detector] ?? 0) + 1;
       metrics.setFindings(byDetector);
-      logger.info({ summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox }, 'cycle finished');
+      logger.info({ startedAt: result.report.startedAt, summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox }, 'cycle finished');
     } catch (err) {
       metrics.cycles.inc({ outcome: 'failed' });
       logger.error({ err: describeError(err) }, 'cycle failed');
@@ -151,6 +180,17 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   const schedule = startSchedule(flags.schedule, guarded, logger);
   void guarded();
   const consumers = inputs.config.sources.queues.map((url) => consume(url));
+  // Replacements run beside the schedule: detection, alerts and /healthz never wait for one.
+  const driving = (async () => {
+    while (!stopping.signal.aborted) {
+      try {
+        await worker.drive({ untilIdle: false, signal: stopping.signal });
+      } catch (err) {
+        logger.error({ err: describeError(err) }, 'replacement worker failed; it starts again');
+        await sleep(5_000, undefined, { signal: stopping.signal }).catch(() => undefined);
+      }
+    }
+  })();
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -164,7 +204,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   });
   await schedule.stop();
   if (running) await running;
-  await Promise.all(consumers);
+  await Promise.all([...consumers, driving]);
   await server.close();
   pool.destroy();
   store.close();

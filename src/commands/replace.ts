@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { drainOutbox } from '../notify/outbox.js';
 import { readPlacement } from '../respond/placement.js';
 import { Replacer, candidateFor } from '../respond/replacement.js';
+import { ReplacementWorker, driverName } from '../respond/worker.js';
 import type { ReplacementRow } from '../state/store.js';
 import { adoptLegacy } from '../cycle.js';
 import { createPool, openStore, transportFromEnv } from './shared.js';
@@ -39,14 +40,23 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
   try {
     const policies = new Map(inputs.policies.map((p) => [p.name, p]));
     const replacer = new Replacer({ store, clientsFor: pool.get, logger });
+    const worker = new ReplacementWorker({ store, replacer, clientsFor: pool.get, logger, owner: driverName(), leaseTtlMs: inputs.config.leaseTtl });
     await adoptLegacy(store, pool);
-    const finish = async (row: ReplacementRow) => {
+    /** Drives this one replacement to its end, unless another driver (the daemon, another run) holds it. */
+    const finish = async (start: ReplacementRow) => {
+      const first = await worker.turn(Date.now(), new Set([start.id]), true);
+      const elsewhere = first.heldElsewhere.find((r) => r.id === start.id);
+      if (elsewhere) {
+        return { text: `replacement #${start.id} of ${start.oldInstanceId} is driven by ${elsewhere.leaseOwner} (step ${elsewhere.step}); pristine replace leaves it to it\n`, exitCode: REPLACE_EXIT.refused };
+      }
+      await worker.drive({ untilIdle: true, only: new Set([start.id]) });
       await drainOutbox(store, transportFromEnv(logger), logger);
+      const row = store.replacement(start.id) as ReplacementRow;
       return { text: `${describeRow(row)}\n`, exitCode: row.status === 'done' ? REPLACE_EXIT.done : REPLACE_EXIT.failed };
     };
 
     const existing = store.replacementOf(flags.instanceId);
-    if (existing?.status === 'in-progress') return await finish(await replacer.resume(existing));
+    if (existing?.status === 'in-progress') return await finish(existing);
     if (existing?.status === 'done') throw new InputError(`${flags.instanceId} was already replaced by ${existing.newInstanceId}`);
 
     const { scopes } = await runAudit(inputs, { since: null, logger, pool, store, concurrency: flags.concurrency });
@@ -66,7 +76,7 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';
     const question = `Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
     if (!flags.yes && !(await confirm(question))) return { text: 'Nothing done.\n', exitCode: REPLACE_EXIT.refused };
-    const row = await replacer.start(candidate);
+    const row = replacer.create(candidate);
     if (!row) throw new InputError(`${flags.instanceId} already has a replacement`);
     return await finish(row);
   } catch (err) {

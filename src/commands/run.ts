@@ -4,6 +4,9 @@ import { runCycle, type CycleResult } from '../cycle.js';
 import type { Logger } from '../logger.js';
 import { renderTable } from '../report/table.js';
 import { actionLabel } from '../notify/slack-messages.js';
+import { drainOutbox } from '../notify/outbox.js';
+import { Replacer } from '../respond/replacement.js';
+import { ReplacementWorker, driverName } from '../respond/worker.js';
 import { createPool, openStore, transportFromEnv } from './shared.js';
 
 export interface RunFlags {
@@ -15,6 +18,8 @@ export interface RunFlags {
   format: 'table' | 'json';
   state: string;
   dryRun: boolean;
+  /** how long to drive replacements after the cycle (ms); null: until they are all done */
+  wait: number | null;
 }
 
 /** The actions of a cycle, for the terminal. */
@@ -49,17 +54,29 @@ export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: 
   const store = openStore(flags.dryRun && !existsSync(flags.state) ? ':memory:' : flags.state);
   const pool = await createPool();
   try {
+    const transport = transportFromEnv(logger);
+    const inFlightBefore = flags.dryRun ? [] : store.inFlight().map((r) => r.id);
     const result = await runCycle({
       inputs,
       store,
       pool,
-      transport: transportFromEnv(logger),
+      transport,
       logger,
       dryRun: flags.dryRun,
       since: flags.since,
       drainQueues: true,
       concurrency: flags.concurrency,
     });
+    if (!flags.dryRun) {
+      // For cron: drive what is in flight (what this cycle started, and what earlier runs left) until done,
+      // or until --wait; a later run resumes the rest.
+      const replacer = new Replacer({ store, clientsFor: pool.get, logger });
+      const worker = new ReplacementWorker({ store, replacer, clientsFor: pool.get, logger, owner: driverName(), leaseTtlMs: inputs.config.leaseTtl });
+      await worker.drive({ untilIdle: true, until: flags.wait === null ? undefined : Date.now() + flags.wait });
+      const ids = [...new Set([...inFlightBefore, ...result.replacements.map((r) => r.id)])];
+      result.replacements = ids.flatMap((id) => store.replacement(id) ?? []);
+      result.outbox = await drainOutbox(store, transport, logger);
+    }
     const text = flags.format === 'json' ? cycleJson(result) : `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}`;
     return { text, exitCode: result.exitCode };
   } finally {

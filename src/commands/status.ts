@@ -25,7 +25,13 @@ export function statusOf(file: string, format: 'table' | 'json'): string {
     }
     out.push('', `Replacements in flight (${inFlight.length}):`);
     if (inFlight.length === 0) out.push('  none');
-    for (const r of inFlight) out.push(`  #${r.id} ${r.oldInstanceId} -> ${r.newInstanceId ?? '(not launched yet)'}  step ${r.step} since ${iso(r.updatedAt)}${r.error ? `  last error: ${r.error}` : ''}`);
+    for (const r of inFlight) {
+      out.push(`  #${r.id} ${r.oldInstanceId} -> ${r.newInstanceId ?? '(not launched yet)'}  step ${r.step} since ${iso(r.updatedAt)}${r.error ? `  last error: ${r.error}` : ''}`);
+      out.push(
+        `      ${r.waitingFor ? `waits for ${r.waitingFor}; ` : ''}next turn ${iso(r.nextPollAt)}; ` +
+          (r.leaseOwner && (r.leaseExpiresAt ?? 0) > Date.now() ? `driven by ${r.leaseOwner} (lease until ${iso(r.leaseExpiresAt)})` : 'no driver holds it'),
+      );
+    }
     out.push('', 'Recent history:');
     for (const c of cycles) out.push(`  cycle #${c.id} ${iso(c.startedAt)} -> ${iso(c.finishedAt)} ${c.outcome ?? 'running'} ${c.summary ? JSON.stringify(c.summary) : ''}`);
     for (const r of recent) out.push(`  replacement #${r.id} ${r.oldInstanceId} -> ${r.newInstanceId ?? '-'} ${r.status} at ${iso(r.finishedAt)}${r.error ? ` (${r.error})` : ''}`);

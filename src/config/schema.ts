@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SourcesConfig } from '../evidence/sources/registry.js';
-import { Region } from '../core/schema-types.js';
+import { Duration, Region } from '../core/schema-types.js';
 
 const AccountId = z.string().regex(/^\d{12}$/, 'expected a 12-digit AWS account id');
 const RoleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'expected an IAM role ARN such as arn:aws:iam::111122223333:role/PristineAudit');
@@ -35,6 +35,8 @@ export const Config = z
     sources: SourcesConfig,
     /** how many (account, region) scopes are read side by side */
     concurrency: z.number().int().min(1).max(64).default(8),
+    /** a replacement's driver that stops renewing its lease (it died, or hangs) loses it after this */
+    leaseTtl: Duration.prefault('60s'),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();

@@ -13,6 +13,8 @@ export interface Placement {
 export interface PriorReplacement {
   status: 'in-progress' | 'done' | 'rolled-back' | 'failed';
   step: string;
+  /** the policy it was started under */
+  policy?: string;
   /** the groups the old instance was in, while it is in flight */
   groups: string[];
 }
@@ -81,9 +83,14 @@ export function plan(input: PlanInput): Plan {
     else byPolicy.set(r.result.policy, [r]);
   }
 
-  // In-flight replacements already hold a place in their groups.
+  // In-flight replacements already hold a place in their groups, and under their policy's maxConcurrent.
   const busy = new Map<string, number>();
-  for (const p of input.prior.values()) if (p.status === 'in-progress') for (const g of p.groups) busy.set(g, (busy.get(g) ?? 0) + 1);
+  const running = new Map<string, number>();
+  for (const p of input.prior.values()) {
+    if (p.status !== 'in-progress') continue;
+    for (const g of p.groups) busy.set(g, (busy.get(g) ?? 0) + 1);
+    if (p.policy) running.set(p.policy, (running.get(p.policy) ?? 0) + 1);
+  }
 
   for (const [policyName, results] of byPolicy) {
     const policy = input.policies.get(policyName);
@@ -115,6 +122,7 @@ export function plan(input: PlanInput): Plan {
       else if (input.blocked?.has(instance.instanceId)) hold(input.blocked.get(instance.instanceId) as string);
       else if (!inAnyWindow(respond.replace.windows, input.now)) hold(`outside the replacement windows (${(respond.replace.windows ?? []).map((w) => w.text).join('; ')})`);
       else if (started >= respond.replace.maxPerCycle) hold(`maxPerCycle ${respond.replace.maxPerCycle} reached: next cycle`);
+      else if (started + (running.get(policyName) ?? 0) >= respond.replace.maxConcurrent) hold(`maxConcurrent ${respond.replace.maxConcurrent} replacements in flight: next cycle`);
       else {
         const groups = input.placement.get(instance.instanceId)?.groups ?? new Map<string, number>();
         const full = [...groups].find(([g, size]) => (busy.get(g) ?? 0) + 1 > allowedOf(respond.replace.maxUnavailable, size));

@@ -24,6 +24,10 @@ export interface Metrics {
   replacements: Counter<'outcome'>;
   awsCalls: Counter<'service' | 'operation' | 'outcome'>;
   slack: Counter<'outcome'>;
+  /** replacements in flight, by step */
+  replacementsInFlight: Gauge<'step'>;
+  /** Sets one series per step; a step seen before but empty now goes to 0. */
+  setInFlight(steps: readonly string[]): void;
   /** messages received from the event queues, by outcome (ingested, failed) */
   queueMessages: Counter<'outcome'>;
   /** CloudTrail events the queues brought that the evidence log did not hold */
@@ -105,6 +109,13 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   for (const outcome of ['ingested', 'failed']) queueMessages.inc({ outcome }, 0);
+  const replacementsInFlight = new Gauge({
+    name: 'pristine_replacements_in_flight',
+    help: 'Replacements in flight, by step.',
+    labelNames: ['step'] as const,
+    registers: [registry],
+  });
+  const seenSteps = new Set<string>();
 
   for (const outcome of CYCLE_OUTCOMES) cycles.inc({ outcome }, 0);
   for (const outcome of REPLACEMENT_OUTCOMES) replacements.inc({ outcome }, 0);
@@ -125,6 +136,16 @@ export function createMetrics(): Metrics {
     slack,
     queueMessages,
     pushedEvents,
+    replacementsInFlight,
+    setInFlight(steps: readonly string[]): void {
+      const counts = new Map<string, number>();
+      for (const s of steps) counts.set(s, (counts.get(s) ?? 0) + 1);
+      for (const s of seenSteps) if (!counts.has(s)) replacementsInFlight.set({ step: s }, 0);
+      for (const [s, n] of counts) {
+        seenSteps.add(s);
+        replacementsInFlight.set({ step: s }, n);
+      }
+    },
     setVerdicts(counts: VerdictCounts): void {
       for (const verdict of VERDICTS) instances.set({ verdict }, counts[verdict]);
     },

@@ -25,6 +25,8 @@ const Detect = z
 const Replace = z.strictObject({
   /** at most this many replacements started per cycle (per policy) */
   maxPerCycle: z.number().int().min(0).default(1),
+  /** at most this many replacements in flight at once (per policy) */
+  maxConcurrent: z.number().int().min(1).default(5),
   /** never more than this share of a target group or Auto Scaling group being replaced at once */
   maxUnavailable: Share.prefault('25%'),
   /** leave instances younger than this alone: they may still be bootstrapping */

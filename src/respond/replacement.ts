@@ -1,13 +1,14 @@
 import {
   DescribeAutoScalingGroupsCommand,
+  ResumeProcessesCommand,
   SetDesiredCapacityCommand,
+  SuspendProcessesCommand,
   TerminateInstanceInAutoScalingGroupCommand,
   UpdateAutoScalingGroupCommand,
   type AutoScalingGroup,
 } from '@aws-sdk/client-auto-scaling';
 import {
   DescribeInstanceAttributeCommand,
-  DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
   AssociateAddressCommand,
   DescribeLaunchTemplateVersionsCommand,
@@ -19,7 +20,6 @@ import {
 import {
   DeregisterTargetsCommand,
   DescribeTargetGroupAttributesCommand,
-  DescribeTargetHealthCommand,
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { ScopeClients } from '../collect/clients.js';
@@ -29,7 +29,8 @@ import type { LoadedPolicy } from '../policy/schema.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notice } from '../notify/types.js';
-import type { ReplacementRow, StateStore } from '../state/store.js';
+import { LeaseLostError, type Fence, type ReplacementRow, type StateStore } from '../state/store.js';
+import type { PollCache } from './polls.js';
 import { readLaunchSpec, type LaunchSpec } from './launch-spec.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
 import { reproductionHolds } from '../core/reproduce.js';
@@ -56,6 +57,8 @@ export const IAM_ACTIONS = [
   'autoscaling:SetDesiredCapacity',
   'autoscaling:UpdateAutoScalingGroup',
   'autoscaling:TerminateInstanceInAutoScalingGroup',
+  'autoscaling:SuspendProcesses',
+  'autoscaling:ResumeProcesses',
 ] as const;
 
 /** What a replacement remembers between steps (and across crashes): journaled with every step. */
@@ -71,25 +74,45 @@ export interface ReplacementData {
   healthTimeoutMs: number;
   targetGroups: TargetGroupMembership[];
   spec?: LaunchSpec;
-  asg?: { name: string; originalDesired: number; targetDesired: number; originalMax: number; before: string[] };
+  asg?: {
+    name: string;
+    /** the group's members before the surge: its new instance is not among them */
+    before: string[];
+    originalMax: number;
+    /** what the surge did, once it did: the desired capacity it found and set, when, and a raised maximum */
+    surge?: { from: number; to: number; at: number; raisedMax: boolean };
+    /** the scaling processes pristine suspended (and only those: a process already suspended stays so) */
+    suspended?: string[];
+  };
   registered?: boolean;
   /** the longest deregistration delay of the old instance's target groups (ms), read before it left them */
   drainMs?: number;
   /** when the old instance was deregistered (epoch ms): draining is not over before `deregisteredAt + drainMs` */
   deregisteredAt?: number;
-  /** per wait step, when it gives up (kept across restarts so a crash does not reset the clock) */
+  /** per step, when it gives up (kept across restarts so a crash does not reset the clock) */
   deadlines?: Record<string, number>;
-  /** steps whose failure was already announced, so a retried step does not alert every cycle */
+  /** per wait step, how many polls found it not ready yet (the pause grows with it) */
+  polls?: Record<string, number>;
+  /** steps whose failure was already announced, so a retried step does not alert every time */
   announced?: string[];
+  /** a replacement an older pristine started tagged its fresh instance with its row id */
+  legacyTag?: string;
+  /** the fencing token of the driver that began the current step */
+  begunBy?: number;
 }
 
-
 const STANDALONE_STEPS = ['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'move-address', 'deregister-old', 'wait-drained', 'terminate-old'] as const;
-const ASG_STEPS = ['prepare', 'surge', 'wait-new', 'wait-healthy', 'deregister-old', 'wait-drained', 'terminate-old', 'restore'] as const;
+const ASG_STEPS = ['prepare', 'suspend', 'surge', 'wait-new', 'wait-healthy', 'deregister-old', 'wait-drained', 'terminate-old', 'restore'] as const;
 type Step = (typeof STANDALONE_STEPS)[number] | (typeof ASG_STEPS)[number];
+
+/** Steps that poll: one check a turn, the next one scheduled, until ready or the deadline. */
+const WAIT_STEPS: ReadonlySet<string> = new Set(['wait-running', 'wait-healthy', 'wait-drained', 'wait-new']);
 
 /** From here on the fresh instance serves and the old one is leaving: failures are retried, never rolled back. */
 const POINT_OF_NO_RETURN: ReadonlySet<string> = new Set(['move-address', 'deregister-old', 'wait-drained', 'terminate-old', 'restore']);
+
+/** Scaling processes that would fight a surge: rebalancing across zones, and alarms scaling the group in. */
+const SUSPENDED_PROCESSES = ['AZRebalance', 'AlarmNotification'];
 
 type ProgressNotice = Extract<Notice, { type: 'progress' }>;
 
@@ -102,24 +125,22 @@ const OLD_INSTANCE_AFTER_FAILING: Partial<Record<string, ProgressNotice['oldInst
   restore: 'terminated',
 };
 
-/** The current step was interrupted (SIGTERM): its journal entry stays open and the next run resumes it. */
-export class ParkedError extends Error {
-  override name = 'ParkedError';
-}
-
 class StepError extends Error {
   override name = 'StepError';
 }
+
+export type ReplacementOutcome = 'started' | 'done' | 'rolled-back' | 'failed' | 'held';
 
 export interface ReplacerDeps {
   store: StateStore;
   clientsFor: (scope: Scope) => ScopeClients;
   logger: Logger;
-  signal?: AbortSignal;
   /** outcomes, for metrics */
-  onOutcome?: (outcome: 'started' | 'done' | 'rolled-back' | 'failed' | 'held') => void;
-  /** first and longest pause between polls while waiting */
-  pollMs?: { first: number; max: number };
+  onOutcome?: (outcome: ReplacementOutcome) => void;
+  /** a notice was queued for Slack (the daemon sends it without waiting for the next cycle) */
+  onNotice?: () => void;
+  /** first and longest pause between polls of a wait step, and before retrying a failed step past the point of no return */
+  pollMs?: { first: number; max: number; retry?: number };
 }
 
 export interface Candidate {
@@ -173,27 +194,45 @@ function scopeOf(row: ReplacementRow): Scope {
  * guard tags: `pristine:*` and the policy's exemption tag keys. An instance tainted for a forged
  * exemption must not hand that exemption on to its replacement.
  */
-export function userTags(i: Pick<Ec2Instance, 'Tags'>, oldId: string, replacementId: number, guardKeys: readonly string[] = []): Array<{ Key: string; Value: string }> {
+export function userTags(i: Pick<Ec2Instance, 'Tags'>, oldId: string, replacementId: string, guardKeys: readonly string[] = []): Array<{ Key: string; Value: string }> {
   const guards = new Set(guardKeys);
   const tags = (i.Tags ?? [])
     .filter((t) => t.Key && !t.Key.startsWith('aws:') && !t.Key.startsWith('pristine:') && !guards.has(t.Key))
     .map((t) => ({ Key: t.Key as string, Value: t.Value ?? '' }));
-  return [...tags, { Key: 'pristine:replaces', Value: oldId }, { Key: 'pristine:replacement', Value: String(replacementId) }];
+  return [...tags, { Key: 'pristine:replaces', Value: oldId }, { Key: 'pristine:replacement', Value: replacementId }];
+}
+
+/** What a wait step waits for, for `pristine status`. */
+function waitingFor(step: string, row: ReplacementRow): string {
+  const d = data(row);
+  switch (step) {
+    case 'wait-running':
+      return `${row.newInstanceId ?? 'the fresh instance'} to run with status checks ok`;
+    case 'wait-healthy':
+      return `${row.newInstanceId ?? 'the fresh instance'} to be healthy in ${d.targetGroups.length} target group(s)`;
+    case 'wait-drained':
+      return `${row.oldInstanceId} to drain (at least ${Math.round((d.drainMs ?? 0) / 1000)} s)`;
+    default:
+      return `the Auto Scaling group ${d.asg?.name ?? ''} to bring a healthy new instance`;
+  }
 }
 
 /**
- * Replaces tainted instances without an outage, one journaled step at a time.
+ * Replaces tainted instances without an outage: a state machine advanced one step or one poll per
+ * turn, in the background (see ReplacementWorker), under a lease whose fencing token every journal
+ * write checks.
  *
  * Standalone: launch the recorded image with the old instance's launch spec, wait for running and
- * status checks ok, register in every target group that holds the old one and wait healthy, then
- * deregister the old one, wait for draining and terminate it. Auto Scaling group member: raise the
- * desired capacity by one, wait for the group's new instance to be healthy, then drain the old one and
- * terminate it through the group, decrementing the capacity back.
+ * status checks ok, register in every target group that holds the old one and wait healthy, move its
+ * Elastic IP if asked, then deregister the old one, wait for its groups' deregistration delay and for
+ * draining, and terminate it. Auto Scaling group member: suspend the processes that would fight a surge,
+ * raise the desired capacity by one, wait for the group's new instance to be healthy, drain the old one
+ * and terminate it through the group (which decrements the capacity), then resume the processes.
  *
  * Each step is journaled before and after it runs and is safe to run twice, so a crash at any moment
- * is resumed from the journal: the launch step finds an instance it already started by its
- * `pristine:replacement` tag before it starts one. A failure before the old instance leaves the load
- * balancer rolls back (the fresh instance is removed, the old one keeps serving); after that it is retried.
+ * is resumed from the journal: the launch step finds an instance it already started by its UUID tag
+ * (and ClientToken) before it starts one. A failure before the old instance leaves the load balancer
+ * rolls back (the fresh instance is removed, the old one keeps serving); after that it is retried.
  */
 export class Replacer {
   constructor(private readonly deps: ReplacerDeps) {}
@@ -220,10 +259,14 @@ export class Replacer {
     return null;
   }
 
-  // --- running -----------------------------------------------------------------------------------
+  // --- starting --------------------------------------------------------------------------------------
 
-  /** Starts a replacement; null when the instance already has one (never replaced twice). */
-  async start(c: Candidate): Promise<ReplacementRow | null> {
+  /**
+   * Records a replacement, due at once, with its 'started' notice in the same transaction; the worker
+   * drives it. Null when the instance already has one (never replaced twice).
+   */
+  create(c: Candidate): ReplacementRow | null {
+    const { store } = this.deps;
     const initial: ReplacementData = {
       kind: c.placement?.autoScalingGroup ? 'asg' : 'standalone',
       channel: c.channel,
@@ -232,7 +275,6 @@ export class Replacer {
       healthTimeoutMs: c.healthTimeoutMs,
       targetGroups: c.placement?.targetGroups ?? [],
     };
-    const { store } = this.deps;
     const row = store.transaction(() => {
       const created = store.createReplacement({
         oldInstanceId: c.instanceId,
@@ -247,86 +289,102 @@ export class Replacer {
       if (created) this.progress(created, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
       return created;
     });
-    if (!row) return null;
-    this.deps.onOutcome?.('started');
-    return this.drive(row);
+    if (row) this.deps.onOutcome?.('started');
+    return row;
   }
 
-  /** Continues a replacement from its journal (after a crash, a SIGTERM or a failed retryable step). */
-  async resume(row: ReplacementRow): Promise<ReplacementRow> {
-    return this.drive(row);
-  }
+  // --- one turn ----------------------------------------------------------------------------------------
 
-  private async drive(start: ReplacementRow): Promise<ReplacementRow> {
+  /**
+   * Advances a replacement by one step, or one poll of a wait step, and schedules its next turn. Throws
+   * LeaseLostError when another driver took it over meanwhile: this one then stops.
+   */
+  async turn(start: ReplacementRow, fence: Fence, polls: PollCache): Promise<ReplacementRow> {
     const { store, logger } = this.deps;
     let row = start;
-    if (row.step === 'rollback') return this.rollback(row, row.error ?? 'resumed rollback');
+    if (row.status !== 'in-progress') return row;
+    if (row.step === 'rollback') return this.rollback(row, row.error ?? 'resumed rollback', fence);
     const steps: readonly Step[] = data(row).kind === 'asg' ? ASG_STEPS : STANDALONE_STEPS;
-    const journal = store.journalOf(row.id);
-    const last = journal[journal.length - 1];
-    let index = steps.indexOf(row.step as Step);
-    if (index < 0) index = 0;
+    const last = store.lastJournal(row.id);
+    let index = Math.max(0, steps.indexOf(row.step as Step));
     if (last && last.step === row.step && last.phase === 'end') index++;
-
-    for (; index < steps.length; index++) {
-      const step = steps[index] as Step;
-      if (this.deps.signal?.aborted) return row; // parked between steps
-      const d = data(row);
-      // A step's deadline is journaled with its start, so a restart does not reset the clock.
-      const deadline = ((d.deadlines ??= {})[step] ??= Date.now() + d.healthTimeoutMs + (step === 'wait-drained' ? (d.drainMs ?? 0) : 0));
-      row = store.journal(row.id, step, 'begin', { data: d });
-      const log = logger.child({ replacement: row.id, instanceId: row.oldInstanceId, step });
-      try {
-        log.info('replacement step started');
-        // Throttling, a 5xx or a timeout is "not now": the step is tried again until its deadline.
-        for (let pause = this.deps.pollMs?.first ?? 1000; ; pause = Math.min(this.deps.pollMs?.max ?? 15_000, pause * 2)) {
-          try {
-            await this.run(step, row, d);
-            break;
-          } catch (err) {
-            if (!isTransient(err) || Date.now() + pause >= deadline) throw err;
-            log.warn({ err: describeError(err), retryInMs: pause }, 'transient AWS error: the step is tried again');
-            await this.sleep(pause);
-          }
-        }
-        const newInstanceId = row.newInstanceId;
-        row = store.transaction(() => {
-          const ended = store.journal(row.id, step, 'end', { data: d, newInstanceId, error: null });
-          this.milestone(ended, step);
-          return ended;
-        });
-      } catch (err) {
-        if (err instanceof ParkedError) {
-          log.info('replacement parked; the next run resumes it');
-          return row;
-        }
-        const message = `${step}: ${describeError(err)}`;
-        log.warn({ err: describeError(err) }, 'replacement step failed');
-        if (!POINT_OF_NO_RETURN.has(step)) return this.rollback(store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }), message);
-        // Said once per step, not every cycle the retry fails again.
-        const first = !(d.announced ?? []).includes(step);
-        if (first) d.announced = [...(d.announced ?? []), step];
-        row = store.transaction(() => {
-          const failed = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } });
-          if (first) {
-            this.progress(failed, step, 'failed', `${message}. The fresh instance ${failed.newInstanceId ?? ''} is serving; pristine retries this step every cycle.`, OLD_INSTANCE_AFTER_FAILING[step]);
-          }
-          return failed;
-        });
-        if (first) this.deps.onOutcome?.('failed');
-        return row;
-      }
+    if (index >= steps.length) return this.finish(row, fence);
+    const step = steps[index] as Step;
+    const d = data(row);
+    const log = logger.child({ replacement: row.id, instanceId: row.oldInstanceId, step });
+    const c = this.deps.clientsFor(scopeOf(row));
+    const now = Date.now();
+    // A step's deadline is journaled with its start, so a restart does not reset the clock.
+    const deadline = ((d.deadlines ??= {})[step] ??= now + d.healthTimeoutMs + (step === 'wait-drained' ? (d.drainMs ?? 0) : 0));
+    // Polls of one wait step are one attempt; a step taken up again by another driver (after a crash) or
+    // after a failure is a new attempt, journaled as such.
+    if (!(last && last.step === step && last.phase === 'begin' && d.begunBy === fence.token)) {
+      d.begunBy = fence.token;
+      row = store.journal(row.id, step, 'begin', { data: d }, now, fence);
+      log.info('replacement step started');
     }
-    row = store.transaction(() => {
-      const done = store.journal(row.id, 'done', 'end', { status: 'done', error: null });
+    try {
+      if (WAIT_STEPS.has(step)) {
+        const ready = await this.poll(step, row, d, c, polls);
+        if (!ready && !(step === 'wait-drained' && Date.now() >= deadline)) {
+          if (Date.now() >= deadline) throw new StepError(`${waitingFor(step, row)}: not within ${Math.round(d.healthTimeoutMs / 1000)} s`);
+          const n = ((d.polls ??= {})[step] = (d.polls[step] ?? 0) + 1);
+          const pause = Math.min(this.deps.pollMs?.max ?? 15_000, (this.deps.pollMs?.first ?? 1000) * 1.5 ** (n - 1));
+          store.schedule(row.id, Math.min(Date.now() + pause, deadline), waitingFor(step, row), fence, d);
+          return store.replacement(row.id) as ReplacementRow;
+        }
+      } else {
+        await this.run(step, row, d, c);
+      }
+      const newInstanceId = row.newInstanceId;
+      row = store.transaction(() => {
+        const ended = store.journal(row.id, step, 'end', { data: d, newInstanceId, error: null }, Date.now(), fence);
+        this.milestone(ended, step);
+        store.schedule(ended.id, Date.now(), null, fence);
+        return ended;
+      });
+      return row;
+    } catch (err) {
+      if (err instanceof LeaseLostError) throw err;
+      const message = `${step}: ${describeError(err)}`;
+      // Throttling, a 5xx or a timeout is "not now": the step is tried again, within its deadline.
+      if (isTransient(err) && Date.now() < deadline) {
+        const pause = this.deps.pollMs?.first ?? 1000;
+        log.warn({ err: describeError(err), retryInMs: pause }, 'transient AWS error: the step is tried again');
+        store.schedule(row.id, Date.now() + pause, `a retry of ${step} after a transient error`, fence, d);
+        return store.replacement(row.id) as ReplacementRow;
+      }
+      log.warn({ err: describeError(err) }, 'replacement step failed');
+      if (!POINT_OF_NO_RETURN.has(step)) return this.rollback(store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence), message, fence);
+      // Said once per step, not every time the retry fails again.
+      const first = !(d.announced ?? []).includes(step);
+      if (first) d.announced = [...(d.announced ?? []), step];
+      row = store.transaction(() => {
+        const failed = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence);
+        if (first) {
+          this.progress(failed, step, 'failed', `${message}. The fresh instance ${failed.newInstanceId ?? ''} is serving; pristine retries this step.`, OLD_INSTANCE_AFTER_FAILING[step]);
+        }
+        store.schedule(failed.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), `a retry of ${step}`, fence);
+        return failed;
+      });
+      if (first) this.deps.onOutcome?.('failed');
+      return row;
+    }
+  }
+
+  private finish(start: ReplacementRow, fence: Fence): ReplacementRow {
+    const { store } = this.deps;
+    const row = store.transaction(() => {
+      const done = store.journal(start.id, 'done', 'end', { status: 'done', error: null }, Date.now(), fence);
       this.progress(done, 'done', 'done', `Replaced: ${done.newInstanceId} serves in place of ${done.oldInstanceId}, which is terminated.`, 'terminated');
       return done;
     });
+    store.releaseLease(row.id, fence.owner);
+    this.deps.logger.info({ replacement: row.id, instanceId: row.oldInstanceId, newInstanceId: row.newInstanceId }, 'replacement done');
     this.deps.onOutcome?.('done');
     return row;
   }
 
-  /** A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel. */
   /**
    * A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel.
    * Called inside the transaction of the journal entry it tells of: a crash loses neither.
@@ -334,6 +392,7 @@ export class Replacer {
   private progress(row: ReplacementRow, step: string, outcome: ProgressNotice['outcome'], message: string, oldInstance?: ProgressNotice['oldInstance']): void {
     const channel = data(row).channel;
     if (!channel) return;
+    this.deps.onNotice?.();
     this.deps.store.enqueue(
       channel,
       { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message, ...(oldInstance ? { oldInstance } : {}) },
@@ -347,23 +406,47 @@ export class Replacer {
     if (step === 'wait-healthy') say(`${row.newInstanceId} is healthy${data(row).targetGroups.length ? ' in every target group' : ''}; removing ${row.oldInstanceId}.`);
   }
 
-  private async run(step: Step, row: ReplacementRow, d: ReplacementData): Promise<void> {
-    const c = this.deps.clientsFor(scopeOf(row));
+  /** One check of a wait step, from what this turn read for every replacement at once. */
+  private async poll(step: Step, row: ReplacementRow, d: ReplacementData, c: ScopeClients, polls: PollCache): Promise<boolean> {
+    const scope = scopeOf(row);
+    switch (step) {
+      case 'wait-running': {
+        const s = await polls.status(scope, row.newInstanceId as string);
+        const state = s?.InstanceState?.Name;
+        if (state === 'terminated' || state === 'shutting-down') throw new StepError(`${row.newInstanceId} is ${state}`);
+        return state === 'running' && s?.InstanceStatus?.Status === 'ok' && s.SystemStatus?.Status === 'ok';
+      }
+      case 'wait-healthy':
+        for (const tg of d.targetGroups) {
+          if ((await polls.targetStates(scope, tg.arn)).get(`${row.newInstanceId}:${tg.port}`) !== 'healthy') return false;
+        }
+        return true;
+      case 'wait-drained': {
+        // At least the groups' deregistration delay, and until the old instance is gone or unused in each.
+        if (Date.now() < (d.deregisteredAt ?? 0) + (d.drainMs ?? 0)) return false;
+        for (const tg of d.targetGroups) {
+          const state = (await polls.targetStates(scope, tg.arn)).get(`${row.oldInstanceId}:${tg.port}`);
+          if (state && state !== 'unused') return false;
+        }
+        return true;
+      }
+      default:
+        return this.findNew(c, row, d);
+    }
+  }
+
+  private async run(step: Step, row: ReplacementRow, d: ReplacementData, c: ScopeClients): Promise<void> {
     switch (step) {
       case 'prepare':
         return d.kind === 'asg' ? this.prepareGroup(c, row, d) : this.prepareStandalone(c, row, d);
       case 'launch':
         return this.launch(c, row, d);
-      case 'wait-running':
-        return this.waitFor(d, step, () => this.statusOk(c, row.newInstanceId as string), `${row.newInstanceId} did not reach running with status checks ok`);
       case 'register':
         for (const tg of d.targetGroups) {
           await c.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: row.newInstanceId as string, Port: tg.port }] }));
         }
         d.registered = true;
         return;
-      case 'wait-healthy':
-        return this.waitFor(d, step, () => this.healthyEverywhere(c, row.newInstanceId as string, d.targetGroups), `${row.newInstanceId} did not become healthy in its target groups`);
       case 'move-address':
         // After health, before the old instance drains: the address follows the service.
         if (d.elasticIp) {
@@ -376,21 +459,16 @@ export class Replacer {
         await deregister(c, row.oldInstanceId, d.targetGroups);
         d.deregisteredAt = Date.now();
         return;
-      case 'wait-drained': {
-        // At least the groups' deregistration delay, and until the old instance is gone or unused in each.
-        // Past the delay and the health timeout the load balancer has closed the connections itself: go on.
-        const earliest = (d.deregisteredAt ?? 0) + (d.drainMs ?? 0);
-        await this.waitFor(d, step, async () => Date.now() >= earliest && (await this.drained(c, row.oldInstanceId, d.targetGroups)), '', { giveUp: 'continue' });
-        return;
-      }
       case 'terminate-old':
         return this.terminateOld(c, row, d);
+      case 'suspend':
+        return this.suspend(c, d);
       case 'surge':
         return this.surge(c, d);
-      case 'wait-new':
-        return this.waitFor(d, step, async () => this.findNew(c, row, d), `the group did not bring a healthy new instance`);
       case 'restore':
-        return this.restoreMax(c, d);
+        return this.restore(c, d);
+      default:
+        throw new StepError(`${step} is a wait step`);
     }
   }
 
@@ -410,21 +488,33 @@ export class Replacer {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name !== 'running') throw new StepError(`${row.oldInstanceId} is ${old?.State?.Name ?? 'gone'}, not running`);
     const userData = await c.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: row.oldInstanceId, Attribute: 'userData' }));
-    d.spec = await readLaunchSpec(c, old, row.imageId, userData.UserData?.Value, userTags(old, row.oldInstanceId, row.id, d.guardTagKeys ?? []));
+    d.spec = await readLaunchSpec(c, old, row.imageId, userData.UserData?.Value, userTags(old, row.oldInstanceId, row.uuid, d.guardTagKeys ?? []));
+  }
+
+  /**
+   * The fresh instance this replacement launched, if any: tagged with its UUID (or, for a replacement an
+   * older pristine started, its row id) and with the old instance's id, and launched after it started.
+   * Never by a row id alone: row ids start again at 1 with a new state file.
+   */
+  private async findLaunched(c: ScopeClients, row: ReplacementRow, states: string[]): Promise<string | null> {
+    const d = data(row);
+    const out = await c.ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: 'tag:pristine:replacement', Values: [row.uuid, ...(d.legacyTag ? [d.legacyTag] : [])] },
+          { Name: 'tag:pristine:replaces', Values: [row.oldInstanceId] },
+          { Name: 'instance-state-name', Values: states },
+        ],
+      }),
+    );
+    const startedAt = row.startedAt - 60_000; // the clocks of AWS and of this machine may differ a little
+    const found = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => !i.LaunchTime || i.LaunchTime.getTime() >= startedAt);
+    return found[0]?.InstanceId ?? null;
   }
 
   /** Finds the instance this replacement already launched (a crash may have hidden it), or launches it. */
   private async launch(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
-    const existing = await c.ec2.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: 'tag:pristine:replacement', Values: [String(row.id)] },
-          { Name: 'tag:pristine:replaces', Values: [row.oldInstanceId] },
-          { Name: 'instance-state-name', Values: ['pending', 'running'] },
-        ],
-      }),
-    );
-    const found = existing.Reservations?.flatMap((r) => r.Instances ?? [])[0]?.InstanceId;
+    const found = await this.findLaunched(c, row, ['pending', 'running']);
     if (found) row.newInstanceId = found;
     if (!d.spec) throw new StepError('no launch spec recorded');
     const { Tags, SourceDestCheck, ...spec } = d.spec;
@@ -435,7 +525,7 @@ export class Replacer {
           MinCount: 1,
           MaxCount: 1,
           // Idempotent on AWS: a retried launch of this replacement returns the same instance.
-          ClientToken: `pristine-${row.oldInstanceId}-${row.id}`,
+          ClientToken: `pristine-${row.uuid}`,
           TagSpecifications: [{ ResourceType: 'instance', Tags }],
         }),
       );
@@ -449,34 +539,11 @@ export class Replacer {
     }
   }
 
-  private async statusOk(c: ScopeClients, instanceId: string): Promise<boolean> {
-    const out = await c.ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: [instanceId], IncludeAllInstances: true }));
-    const s = out.InstanceStatuses?.[0];
-    if (s?.InstanceState?.Name === 'terminated' || s?.InstanceState?.Name === 'shutting-down') throw new StepError(`${instanceId} is ${s.InstanceState.Name}`);
-    return s?.InstanceState?.Name === 'running' && s.InstanceStatus?.Status === 'ok' && s.SystemStatus?.Status === 'ok';
-  }
-
-  private async healthyEverywhere(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
-    for (const tg of groups) {
-      const out = await c.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
-      if (out.TargetHealthDescriptions?.[0]?.TargetHealth?.State !== 'healthy') return false;
-    }
-    return true;
-  }
-
-  private async drained(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<boolean> {
-    for (const tg of groups) {
-      const out = await c.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
-      const state = out.TargetHealthDescriptions?.[0]?.TargetHealth?.State;
-      if (state && state !== 'unused') return false;
-    }
-    return true;
-  }
-
   private async terminateOld(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name === 'terminated' || old.State?.Name === 'shutting-down') return;
     if (d.kind === 'asg') {
+      // Through the group, one less: relative, so a group that scaled meanwhile keeps its new size.
       await c.autoscaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: row.oldInstanceId, ShouldDecrementDesiredCapacity: true }));
     } else {
       await c.ec2.send(new TerminateInstancesCommand({ InstanceIds: [row.oldInstanceId] }));
@@ -497,129 +564,113 @@ export class Replacer {
     const name = old?.Tags?.find((t) => t.Key === 'aws:autoscaling:groupName')?.Value;
     if (!old || old.State?.Name !== 'running' || !name) throw new StepError(`${row.oldInstanceId} is no longer a running member of an Auto Scaling group`);
     const g = await this.group(c, name);
-    const desired = g.DesiredCapacity ?? 0;
-    d.asg = {
-      name,
-      originalDesired: desired,
-      targetDesired: desired + 1,
-      originalMax: g.MaxSize ?? desired,
-      before: (g.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : [])),
-    };
+    d.asg = { name, originalMax: g.MaxSize ?? 0, before: (g.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : [])) };
     d.targetGroups = (g.TargetGroupARNs ?? []).map((arn) => ({ arn, port: d.targetGroups.find((t) => t.arn === arn)?.port ?? 80 }));
   }
 
-  /** Absolute values, so running it twice changes nothing more. */
-  private async surge(c: ScopeClients, d: ReplacementData): Promise<void> {
+  /** Rebalancing and alarm scaling would fight the surge; those pristine suspends it resumes (journaled, so a crash resumes them too). */
+  private async suspend(c: ScopeClients, d: ReplacementData): Promise<void> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
-    if (asg.targetDesired > asg.originalMax) {
-      await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: asg.targetDesired }));
+    if (!asg.suspended) {
+      const g = await this.group(c, asg.name);
+      const already = new Set((g.SuspendedProcesses ?? []).map((p) => p.ProcessName));
+      asg.suspended = SUSPENDED_PROCESSES.filter((p) => !already.has(p));
     }
-    await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: asg.targetDesired, HonorCooldown: false }));
+    if (asg.suspended.length) await c.autoscaling.send(new SuspendProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
   }
 
+  /**
+   * One more than the group wants now, read at the moment of the surge (not at planning): a group that
+   * scaled meanwhile keeps its size plus one. Run again after a crash, it sees its own surge and adds none.
+   */
+  private async surge(c: ScopeClients, d: ReplacementData): Promise<void> {
+    const asg = d.asg as NonNullable<ReplacementData['asg']>;
+    const g = await this.group(c, asg.name);
+    const desired = g.DesiredCapacity ?? 0;
+    if (asg.surge && desired >= asg.surge.to) return;
+    const to = desired + 1;
+    const raisedMax = to > (g.MaxSize ?? 0);
+    asg.surge = { from: desired, to, at: Date.now(), raisedMax: raisedMax || (asg.surge?.raisedMax ?? false) };
+    if (raisedMax) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: to }));
+    await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: to, HonorCooldown: false }));
+  }
+
+  /** The group's new instance: not a member before the surge, and launched after it (the first such, if the group scaled meanwhile). */
   private async findNew(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<boolean> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
     const g = await this.group(c, asg.name);
-    const fresh = (g.Instances ?? []).find((i) => i.InstanceId && !asg.before.includes(i.InstanceId));
+    const candidates = (g.Instances ?? []).filter((i) => i.InstanceId && !asg.before.includes(i.InstanceId));
+    if (candidates.length === 0) return false;
+    let fresh = candidates[0];
+    if (candidates.length > 1) {
+      const described = await c.ec2.send(new DescribeInstancesCommand({ InstanceIds: candidates.map((i) => i.InstanceId as string) }));
+      const launched = (described.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => (i.LaunchTime?.getTime() ?? 0) >= (asg.surge?.at ?? 0) - 60_000);
+      launched.sort((a, b) => (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0));
+      fresh = candidates.find((i) => i.InstanceId === launched[0]?.InstanceId) ?? fresh;
+    }
     if (!fresh?.InstanceId) return false;
     row.newInstanceId = fresh.InstanceId;
     return fresh.LifecycleState === 'InService' && fresh.HealthStatus === 'Healthy';
   }
 
-  private async restoreMax(c: ScopeClients, d: ReplacementData): Promise<void> {
+  /** The maximum back where it was (unless the group now needs more), and the suspended processes resumed. */
+  private async restore(c: ScopeClients, d: ReplacementData): Promise<void> {
     const asg = d.asg;
-    if (asg && asg.targetDesired > asg.originalMax) {
-      await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: asg.originalMax }));
+    if (!asg) return;
+    if (asg.surge?.raisedMax) {
+      const g = await this.group(c, asg.name);
+      const max = Math.max(asg.originalMax, g.DesiredCapacity ?? 0);
+      if ((g.MaxSize ?? 0) > max) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: max }));
     }
+    if (asg.suspended?.length) await c.autoscaling.send(new ResumeProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
   }
 
-  // --- waiting, rolling back ------------------------------------------------------------------
-
-  private async waitFor(d: ReplacementData, step: string, ready: () => Promise<boolean>, failure: string, opts: { giveUp?: 'fail' | 'continue' } = {}): Promise<void> {
-    const deadlines = (d.deadlines ??= {});
-    const deadline = (deadlines[step] ??= Date.now() + d.healthTimeoutMs);
-    let pause = this.deps.pollMs?.first ?? 1000;
-    const longest = this.deps.pollMs?.max ?? 15_000;
-    for (;;) {
-      let lastError: unknown = null;
-      try {
-        if (await ready()) return;
-      } catch (err) {
-        // A poll that was throttled or timed out says nothing about the instance: poll again.
-        if (!isTransient(err)) throw err;
-        lastError = err;
-        this.deps.logger.warn({ step, err: describeError(err) }, 'transient AWS error while waiting: polling again');
-      }
-      if (Date.now() >= deadline) {
-        if (opts.giveUp === 'continue') return;
-        if (lastError) throw lastError;
-        throw new StepError(`${failure} within ${Math.round(d.healthTimeoutMs / 1000)} s`);
-      }
-      await this.sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
-      pause = Math.min(longest, pause * 1.5);
-    }
-  }
-
-  private async sleep(ms: number): Promise<void> {
-    const signal = this.deps.signal;
-    if (signal?.aborted) throw new ParkedError('stopping');
-    await new Promise<void>((resolve, reject) => {
-      const done = () => {
-        signal?.removeEventListener('abort', abort);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      const abort = () => {
-        clearTimeout(timer);
-        reject(new ParkedError('stopping'));
-      };
-      signal?.addEventListener('abort', abort, { once: true });
-    });
-  }
+  // --- rolling back ------------------------------------------------------------------------------
 
   /** Removes the fresh instance; the old one was never taken out of service. Safe to run again. */
-  private async rollback(start: ReplacementRow, reason: string): Promise<ReplacementRow> {
+  private async rollback(start: ReplacementRow, reason: string, fence: Fence): Promise<ReplacementRow> {
     const { store } = this.deps;
     const d = data(start);
-    let row = store.journal(start.id, 'rollback', 'begin', { data: d, error: reason });
+    let row = store.journal(start.id, 'rollback', 'begin', { data: d, error: reason }, Date.now(), fence);
     const c = this.deps.clientsFor(scopeOf(row));
     try {
       let fresh = row.newInstanceId;
-      if (!fresh && d.kind === 'standalone') {
-        const found = await c.ec2.send(
-          new DescribeInstancesCommand({ Filters: [{ Name: 'tag:pristine:replacement', Values: [String(row.id)] }, { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }] }),
-        );
-        fresh = found.Reservations?.flatMap((r) => r.Instances ?? [])[0]?.InstanceId ?? null;
-      }
-      if (d.kind === 'asg' && d.asg && !fresh) {
-        const g = await this.group(c, d.asg.name);
-        fresh = (g.Instances ?? []).find((i) => i.InstanceId && !d.asg?.before.includes(i.InstanceId))?.InstanceId ?? null;
+      if (!fresh && d.kind === 'standalone') fresh = await this.findLaunched(c, row, ['pending', 'running', 'stopping', 'stopped']);
+      if (d.kind === 'asg' && d.asg && !fresh && d.asg.surge) {
+        await this.findNew(c, row, d).catch(() => false);
+        fresh = row.newInstanceId;
       }
       if (fresh) {
         await deregister(c, fresh, d.targetGroups);
         const inst = await this.describe(c, fresh);
         if (inst && inst.State?.Name !== 'terminated' && inst.State?.Name !== 'shutting-down') {
+          // Through the group, one less (relative), or terminated outright.
           if (d.kind === 'asg') await c.autoscaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: fresh, ShouldDecrementDesiredCapacity: true }));
           else await c.ec2.send(new TerminateInstancesCommand({ InstanceIds: [fresh] }));
         }
-      } else if (d.kind === 'asg' && d.asg) {
+      } else if (d.kind === 'asg' && d.asg?.surge) {
+        // The surge happened but no instance came: take back our one, only while the group still holds it.
         const g = await this.group(c, d.asg.name);
-        if ((g.DesiredCapacity ?? 0) > d.asg.originalDesired) {
-          await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: d.asg.name, DesiredCapacity: d.asg.originalDesired, HonorCooldown: false }));
+        if ((g.DesiredCapacity ?? 0) >= d.asg.surge.to) {
+          await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: d.asg.name, DesiredCapacity: (g.DesiredCapacity ?? 1) - 1, HonorCooldown: false }));
         }
       }
-      await this.restoreMax(c, d);
+      await this.restore(c, d);
     } catch (err) {
-      // Still open: the next run retries the rollback from the journal.
-      row = store.journal(row.id, 'rollback', 'fail', { error: `${reason}; rollback: ${describeError(err)}` });
-      this.deps.logger.error({ replacement: row.id, err: describeError(err) }, 'rollback failed; it is retried next run');
+      if (err instanceof LeaseLostError) throw err;
+      // Still open: retried from the journal.
+      row = store.journal(row.id, 'rollback', 'fail', { error: `${reason}; rollback: ${describeError(err)}` }, Date.now(), fence);
+      store.schedule(row.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), 'a retry of the rollback', fence);
+      this.deps.logger.error({ replacement: row.id, err: describeError(err) }, 'rollback failed; it is tried again');
       return row;
     }
     row = store.transaction(() => {
-      const back = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason });
+      const back = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason }, Date.now(), fence);
       this.progress(back, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). A human needs to look. Retry with \`pristine replace ${back.oldInstanceId}\`.`, 'serving');
       return back;
     });
+    store.releaseLease(row.id, fence.owner);
+    this.deps.logger.warn({ replacement: row.id, instanceId: row.oldInstanceId, reason }, 'replacement rolled back');
     this.deps.onOutcome?.('rolled-back');
     return row;
   }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -6,6 +7,17 @@ import { clampSpans, mergeSpans, type Span } from '../evidence/coverage.js';
 import type { CoverageKind } from '../evidence/sources/types.js';
 import type { DigestRecord, EvidenceStore, TrailFileRecord } from '../evidence/store-port.js';
 import type { Notice } from '../notify/types.js';
+
+/** Who drives a replacement, and the token that proves it still does. */
+export interface Fence {
+  owner: string;
+  token: number;
+}
+
+/** Another driver took the replacement's lease: this one must stop writing its journal. */
+export class LeaseLostError extends Error {
+  override name = 'LeaseLostError';
+}
 
 /** The store could not be opened or used: the daemon reports itself unhealthy. */
 export class StoreError extends Error {
@@ -97,6 +109,20 @@ UPDATE OR IGNORE findings SET key = 'package-drift:stale-inventory' WHERE detect
 UPDATE OR IGNORE findings SET key = 'unrecorded-image:no-manifest' WHERE detector = 'unrecorded-image';
 DELETE FROM findings WHERE detector IN ('package-drift', 'unrecorded-image')
   AND key NOT IN ('package-drift:drift', 'package-drift:no-inventory', 'package-drift:stale-inventory', 'unrecorded-image:no-manifest');
+-- Replacements are owned and driven in the background: a UUID (its tags and ClientToken carry it), the
+-- time of its next poll, what it waits for, and a lease (owner, expiry, fencing token).
+ALTER TABLE replacements ADD COLUMN uuid TEXT;
+ALTER TABLE replacements ADD COLUMN next_poll_at INTEGER;
+ALTER TABLE replacements ADD COLUMN waiting_for TEXT;
+ALTER TABLE replacements ADD COLUMN lease_owner TEXT;
+ALTER TABLE replacements ADD COLUMN lease_expires_at INTEGER;
+ALTER TABLE replacements ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+-- A replacement started before this version tagged its fresh instance with its row id: it keeps finding it so.
+UPDATE replacements SET
+  uuid = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2) || '-a' || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
+  data = json_set(data, '$.legacyTag', CAST(id AS TEXT))
+  WHERE uuid IS NULL;
+CREATE UNIQUE INDEX replacements_uuid ON replacements (uuid);
 `,
   },
 ];
@@ -105,6 +131,17 @@ export type ReplacementStatus = 'in-progress' | 'done' | 'rolled-back' | 'failed
 
 export interface ReplacementRow<D = Record<string, unknown>> {
   id: number;
+  /** the replacement's identity on AWS: its fresh instance's `pristine:replacement` tag and ClientToken */
+  uuid: string;
+  /** when the worker takes its next step or poll (epoch ms) */
+  nextPollAt: number | null;
+  /** what it waits for, for `pristine status` */
+  waitingFor: string | null;
+  /** the process driving it, until `leaseExpiresAt` */
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  /** raised each time another owner takes the lease: every journal write checks it */
+  leaseToken: number;
   oldInstanceId: string;
   /** null only for a replacement an older pristine started, until the first cycle adopts it */
   accountId: string | null;
@@ -181,6 +218,12 @@ type Row = Record<string, unknown>;
 function toReplacement(r: Row): ReplacementRow {
   return {
     id: r['id'] as number,
+    uuid: r['uuid'] as string,
+    nextPollAt: (r['next_poll_at'] as number | null) ?? null,
+    waitingFor: (r['waiting_for'] as string | null) ?? null,
+    leaseOwner: (r['lease_owner'] as string | null) ?? null,
+    leaseExpiresAt: (r['lease_expires_at'] as number | null) ?? null,
+    leaseToken: (r['lease_token'] as number | null) ?? 0,
     oldInstanceId: r['old_instance_id'] as string,
     accountId: (r['account_id'] as string | null) ?? null,
     region: r['region'] as string,
@@ -195,6 +238,17 @@ function toReplacement(r: Row): ReplacementRow {
     updatedAt: r['updated_at'] as number,
     finishedAt: (r['finished_at'] as number | null) ?? null,
     error: (r['error'] as string | null) ?? null,
+  };
+}
+
+function toJournal(r: Row): JournalRow {
+  return {
+    id: r['id'] as number,
+    replacementId: r['replacement_id'] as number,
+    step: r['step'] as string,
+    phase: r['phase'] as JournalRow['phase'],
+    at: r['at'] as number,
+    detail: r['detail'] ? (JSON.parse(r['detail'] as string) as Record<string, unknown>) : null,
   };
 }
 
@@ -601,10 +655,10 @@ export class StateStore implements EvidenceStore {
       const id = Number(
         this.db
           .prepare(
-            `INSERT INTO replacements (old_instance_id, account_id, region, policy, image_id, status, step, data, alert_outbox_id, started_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'in-progress', ?, ?, ?, ?, ?)`,
+            `INSERT INTO replacements (uuid, old_instance_id, account_id, region, policy, image_id, status, step, data, alert_outbox_id, started_at, updated_at, next_poll_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'in-progress', ?, ?, ?, ?, ?, ?)`,
           )
-          .run(r.oldInstanceId, r.accountId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now).lastInsertRowid,
+          .run(randomUUID(), r.oldInstanceId, r.accountId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now, now).lastInsertRowid,
       );
       return this.replacement(id);
     } catch (err) {
@@ -639,8 +693,10 @@ export class StateStore implements EvidenceStore {
     phase: JournalRow['phase'],
     patch: { data?: Record<string, unknown>; newInstanceId?: string | null; status?: ReplacementStatus; error?: string | null; detail?: Record<string, unknown> } = {},
     now = Date.now(),
+    fence?: Fence,
   ): ReplacementRow {
     return this.transaction(() => {
+      if (fence) this.checkFence(replacementId, fence);
       this.db.prepare('INSERT INTO journal (replacement_id, step, phase, at, detail) VALUES (?, ?, ?, ?, ?)').run(replacementId, step, phase, now, patch.detail ? JSON.stringify(patch.detail) : null);
       const current = this.replacement(replacementId);
       if (!current) throw new StoreError(`no replacement ${replacementId}`);
@@ -664,15 +720,63 @@ export class StateStore implements EvidenceStore {
     });
   }
 
+  private checkFence(replacementId: number, fence: Fence): void {
+    const r = this.db.prepare('SELECT lease_owner, lease_token FROM replacements WHERE id = ?').get(replacementId) as Row | undefined;
+    if (!r || r['lease_owner'] !== fence.owner || r['lease_token'] !== fence.token) {
+      throw new LeaseLostError(`replacement ${replacementId}: the lease passed to ${String(r?.['lease_owner'] ?? 'nobody')} (token ${String(r?.['lease_token'])}); ${fence.owner} stops driving it`);
+    }
+  }
+
+  /**
+   * Takes the lease on a replacement in flight, or renews it: when nobody holds it, when it expired, when
+   * this owner holds it, or when `takeOverFrom` (a driver known dead) holds it. The fencing token rises
+   * whenever the owner changes. Returns the fence, or null when a live driver holds it.
+   */
+  claimReplacement(id: number, owner: string, ttlMs: number, now = Date.now(), takeOverFrom: string | null = null): Fence | null {
+    const changed = this.db
+      .prepare(
+        `UPDATE replacements SET lease_token = lease_token + CASE WHEN lease_owner IS ? THEN 0 ELSE 1 END, lease_owner = ?, lease_expires_at = ?
+         WHERE id = ? AND status = 'in-progress' AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ? OR lease_owner = ?)`,
+      )
+      .run(owner, owner, now + ttlMs, id, owner, now, takeOverFrom).changes;
+    if (changed === 0) return null;
+    const r = this.db.prepare('SELECT lease_token FROM replacements WHERE id = ?').get(id) as Row;
+    return { owner, token: r['lease_token'] as number };
+  }
+
+  /** Lets go of one lease (the replacement is over). */
+  releaseLease(id: number, owner: string): void {
+    this.db.prepare('UPDATE replacements SET lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL, waiting_for = NULL WHERE id = ? AND lease_owner = ?').run(id, owner);
+  }
+
+  /** The last journal entry of a replacement. */
+  lastJournal(replacementId: number): JournalRow | null {
+    const r = this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id DESC LIMIT 1').get(replacementId) as Row | undefined;
+    return r ? toJournal(r) : null;
+  }
+
+  /** Extends every lease this owner holds. */
+  renewLeases(owner: string, ttlMs: number, now = Date.now()): void {
+    this.db.prepare('UPDATE replacements SET lease_expires_at = ? WHERE lease_owner = ?').run(now + ttlMs, owner);
+  }
+
+  /** Lets go of every lease this owner holds (a clean stop): another driver may take them at once. */
+  releaseLeases(owner: string): number {
+    return this.db.prepare('UPDATE replacements SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?').run(owner).changes;
+  }
+
+  /** When to take the next step or poll, what it waits for, and the data a poll changed; under the lease. */
+  schedule(id: number, nextPollAt: number, waitingFor: string | null, fence: Fence, data?: Record<string, unknown>): void {
+    this.transaction(() => {
+      this.checkFence(id, fence);
+      this.db
+        .prepare('UPDATE replacements SET next_poll_at = ?, waiting_for = ?, data = COALESCE(?, data) WHERE id = ?')
+        .run(nextPollAt, waitingFor, data ? JSON.stringify(data) : null, id);
+    });
+  }
+
   journalOf(replacementId: number): JournalRow[] {
-    return (this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id').all(replacementId) as Row[]).map((r) => ({
-      id: r['id'] as number,
-      replacementId: r['replacement_id'] as number,
-      step: r['step'] as string,
-      phase: r['phase'] as JournalRow['phase'],
-      at: r['at'] as number,
-      detail: r['detail'] ? (JSON.parse(r['detail'] as string) as Record<string, unknown>) : null,
-    }));
+    return (this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id').all(replacementId) as Row[]).map(toJournal);
   }
 
   // --- cycles --------------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ describe('pristine daemon', () => {
     const finished = await first.waitFor('cycle finished', 40_000);
     console.log(`first cycle finished ${Date.now() - t0} ms after the daemon logged its start`);
     expect(finished).toMatchObject({ summary: expect.objectContaining({ tainted: 1, pristine: 2 }), replacements: 1, complete: true });
+    // The cycle started it; the worker drives it in the background.
+    await first.waitFor('replacement done', 60_000);
 
     expect(await s.state(tainted)).toBe('terminated');
     const fresh = await s.instances([
@@ -111,6 +113,8 @@ describe('pristine daemon', () => {
     expect(top).toHaveLength(1);
     expect(top[0]!.text).toContain(tainted);
     expect(JSON.stringify(top[0]!.blocks)).toContain(ALICE.arn);
+    // Its progress goes to the thread as it happens, not at the next cycle.
+    await s.slack.waitFor((m) => m.thread_ts === top[0]!.ts && new RegExp(`Replaced: ${freshId} serves in place of`).test(m.text ?? ''), 10_000);
     const replies = s.slack.replies(top[0]!.ts).map((m) => m.text ?? '');
     expect(replies.length).toBeGreaterThanOrEqual(2);
     expect(replies[0]).toMatch(/Replacing/);
@@ -145,8 +149,10 @@ describe('pristine daemon', () => {
   });
 
   it('keeps going on its schedule, never two cycles at once, and sends nothing new for the same taint', async () => {
-    await first.waitFor('cycle finished', 40_000, 2);
-    const second = first.withMsg('cycle finished')[1]!;
+    // The first cycle that began after the replacement ended sees the fresh instance in its place.
+    const replaced = Date.parse(first.withMsg('replacement done')[0]!.time!);
+    let second = await first.waitFor('cycle finished', 40_000, 2);
+    for (let n = 3; Date.parse(second['startedAt'] as string) < replaced && n <= 6; n++) second = await first.waitFor('cycle finished', 40_000, n);
     expect(second).toMatchObject({ summary: expect.objectContaining({ tainted: 0, pristine: 3 }), replacements: 0 });
     expect(s.slack.messages.length).toBe(slackAfterFirst);
     const m = await get(`${firstUrl}/metrics`);
@@ -161,7 +167,8 @@ describe('pristine daemon', () => {
 
   it('exits 0 on SIGTERM in the middle of an audit, cutting the read short and recording nothing of it', async () => {
     // Wait for the next cycle to be inside its audit (CloudTrail being read), then stop the daemon.
-    const secondEnded = Date.parse(first.withMsg('cycle finished')[1]!.time!);
+    const finishedBefore = first.withMsg('cycle finished').length;
+    const secondEnded = Date.parse(first.withMsg('cycle finished')[finishedBefore - 1]!.time!);
     const deadline = Date.now() + 20_000;
     while (!s.fake.callsTo('LookupEvents').some((c) => c.at > secondEnded)) {
       if (Date.now() > deadline) throw new Error(`no third cycle started within 20 s:\n${first.stderr}`);
@@ -172,7 +179,7 @@ describe('pristine daemon', () => {
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     // The audit under way is cut short (it only reads): nothing of it is recorded as a finished cycle.
     expect(ms).toBeLessThan(5_000);
-    expect(first.withMsg('cycle finished')).toHaveLength(2);
+    expect(first.withMsg('cycle finished')).toHaveLength(finishedBefore);
     expect(first.withMsg('cycle interrupted by shutdown: the next start reads again')).toHaveLength(1);
     expect(first.withMsg('stopping: finishing or parking the current step')[0]).toMatchObject({ signal: 'SIGTERM' });
     expect(first.withMsg('pristine daemon stopped')).toHaveLength(1);

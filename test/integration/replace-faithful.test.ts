@@ -131,8 +131,9 @@ describe('a transient AWS error during a replacement', () => {
   afterAll(() => s?.stop());
 
   it('is tried again within the step\'s deadline: a throttled DescribeTargetHealth does not roll the replacement back', async () => {
-    // Only the per-target polls (the fleet-wide placement read names no target), more than the SDK's own retries.
-    s.fake.fail('DescribeTargetHealth', { code: 'Throttling', message: 'Rate exceeded', times: 8, bodyContains: 'Targets.member.1.Id' });
+    // Start it without driving it, then throttle the polls more than the SDK's own retries absorb.
+    await s.cycle(['--wait', '0s'], {});
+    s.fake.fail('DescribeTargetHealth', { code: 'Throttling', message: 'Rate exceeded', times: 8 });
     const { report, stderr } = await s.cycle(['--log-level', 'warn'], {});
     const throttled = s.fake.callsTo('DescribeTargetHealth').filter((c) => c.errorCode === 'Throttling');
     expect(throttled.length).toBeGreaterThanOrEqual(6);

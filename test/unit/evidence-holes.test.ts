@@ -247,14 +247,14 @@ describe('a replacement does not inherit what made its predecessor suspect', () 
     const tags = userTags(
       { Tags: [{ Key: 'Name', Value: 'web-1' }, { Key: 'pristine:exempt', Value: 'true' }, { Key: 'break-glass', Value: 'yes' }, { Key: 'aws:cloudformation:stack-name', Value: 's' }, { Key: 'team', Value: 'core' }] },
       'i-0old',
-      7,
+      '1f0e2d3c-4b5a-4697-8888-a1b2c3d4e5f6',
       ['break-glass'],
     );
     expect(tags).toEqual([
       { Key: 'Name', Value: 'web-1' },
       { Key: 'team', Value: 'core' },
       { Key: 'pristine:replaces', Value: 'i-0old' },
-      { Key: 'pristine:replacement', Value: '7' },
+      { Key: 'pristine:replacement', Value: '1f0e2d3c-4b5a-4697-8888-a1b2c3d4e5f6' },
     ]);
   });
 });

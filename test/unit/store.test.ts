@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/facts.js';
 import type { Notice } from '../../src/notify/types.js';
-import { SCHEMA_VERSION, StateStore, StoreError, type FindingInput, type VerdictInput } from '../../src/state/store.js';
+import { LeaseLostError, SCHEMA_VERSION, StateStore, StoreError, type FindingInput, type VerdictInput } from '../../src/state/store.js';
 import { fixturePath } from '../support/fixtures.js';
 
 let dir: string;
@@ -550,6 +550,8 @@ describe('StateStore: a file written by pristine 0.1 (schema 1)', () => {
     expect(s.instance('i-0a1b2c3d4e5f60718')).toMatchObject({ verdict: 'tainted', accountId: null, alertOutboxId: 1 });
     expect(s.sentTs(1)).toBe('1700000000.000100');
     expect(s.inFlight()).toEqual([expect.objectContaining({ oldInstanceId: 'i-0a1b2c3d4e5f60718', accountId: null, step: 'prepare' })]);
+    // Owned by a UUID from now on; the fresh instance it may have launched carries its row id, which it still finds.
+    expect(s.inFlight()[0]).toMatchObject({ uuid: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}$/), data: expect.objectContaining({ legacyTag: '1' }), leaseOwner: null });
     expect(s.journalOf(s.inFlight()[0]!.id)).toEqual([expect.objectContaining({ step: 'prepare', phase: 'begin' })]);
     expect(s.recentCycles()).toEqual([expect.objectContaining({ outcome: 'tainted', exitCode: 1 })]);
     // One SSM session is one finding now: the key is the session id, not the event id.
@@ -725,5 +727,81 @@ describe('StateStore: transactions', () => {
     expect(act).toThrow('boom');
     expect(s.pending()).toEqual([]);
     expect(s.meta('k')).toBeNull();
+  });
+});
+
+describe('StateStore: replacement leases', () => {
+  it('gives a replacement to one driver at a time; the other sees who holds it', () => {
+    // Prepare
+    const s = open();
+    const r = s.createReplacement(replacementOf('i-1'), T0)!;
+
+    // Act
+    const a = s.claimReplacement(r.id, 'host:1:a', 60_000, T0);
+    const b = s.claimReplacement(r.id, 'host:2:b', 60_000, T0 + 1000);
+
+    // Assess
+    expect(a).toEqual({ owner: 'host:1:a', token: 1 });
+    expect(b).toBeNull();
+    expect(s.replacement(r.id)).toMatchObject({ leaseOwner: 'host:1:a', leaseExpiresAt: T0 + 60_000, leaseToken: 1 });
+  });
+
+  it('renews a lease for its holder without a new token, and hands an expired one over with a new token', () => {
+    // Prepare
+    const s = open();
+    const r = s.createReplacement(replacementOf('i-1'), T0)!;
+    s.claimReplacement(r.id, 'host:1:a', 60_000, T0);
+
+    // Act
+    const renewed = s.claimReplacement(r.id, 'host:1:a', 60_000, T0 + 30_000);
+    const taken = s.claimReplacement(r.id, 'host:2:b', 60_000, T0 + 90_001);
+
+    // Assess
+    expect(renewed).toEqual({ owner: 'host:1:a', token: 1 });
+    expect(taken).toEqual({ owner: 'host:2:b', token: 2 });
+  });
+
+  it('refuses a journal write or a schedule under a lease that passed to another driver', () => {
+    // Prepare
+    const s = open();
+    const r = s.createReplacement(replacementOf('i-1'), T0)!;
+    const a = s.claimReplacement(r.id, 'host:1:a', 1000, T0)!;
+    const b = s.claimReplacement(r.id, 'host:2:b', 1000, T0 + 5000)!;
+
+    // Act / Assess
+    expect(() => s.journal(r.id, 'launch', 'begin', {}, T0 + 6000, a)).toThrow(LeaseLostError);
+    expect(() => s.schedule(r.id, T0 + 7000, 'x', a)).toThrow(LeaseLostError);
+    expect(s.journal(r.id, 'launch', 'begin', {}, T0 + 6000, b)).toMatchObject({ step: 'launch' });
+  });
+
+  it('takes over from a driver known dead at once, and lets go of its own leases on release', () => {
+    // Prepare
+    const s = open();
+    const r = s.createReplacement(replacementOf('i-1'), T0)!;
+    s.claimReplacement(r.id, 'host:1:dead', 60_000, T0);
+
+    // Act
+    const taken = s.claimReplacement(r.id, 'host:2:b', 60_000, T0 + 1, 'host:1:dead');
+    const released = s.releaseLeases('host:2:b');
+
+    // Assess
+    expect(taken).toEqual({ owner: 'host:2:b', token: 2 });
+    expect(released).toBe(1);
+    expect(s.claimReplacement(r.id, 'host:3:c', 60_000, T0 + 2)).toEqual({ owner: 'host:3:c', token: 3 });
+  });
+
+  it('gives every replacement a UUID, and schedules its next turn', () => {
+    // Prepare
+    const s = open();
+    const r = s.createReplacement(replacementOf('i-1'), T0)!;
+    const fence = s.claimReplacement(r.id, 'host:1:a', 60_000, T0)!;
+
+    // Act
+    s.schedule(r.id, T0 + 5000, 'i-new to run with status checks ok', fence, { polls: { 'wait-running': 1 } });
+
+    // Assess
+    expect(r.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(r.nextPollAt).toBe(T0);
+    expect(s.replacement(r.id)).toMatchObject({ nextPollAt: T0 + 5000, waitingFor: 'i-new to run with status checks ok', data: { polls: { 'wait-running': 1 } } });
   });
 });

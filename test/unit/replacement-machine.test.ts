@@ -1,0 +1,167 @@
+// The replacement state machine, turn by turn, against stubbed AWS clients and a store in memory:
+// which step follows which, what a poll that is not ready does, what a transient error, a failure
+// before and after the point of no return, and a lost lease do.
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ScopeClients } from '../../src/collect/clients.js';
+import { PollCache } from '../../src/respond/polls.js';
+import { Replacer, type Candidate } from '../../src/respond/replacement.js';
+import { LeaseLostError, StateStore, type Fence, type ReplacementRow } from '../../src/state/store.js';
+
+const logger = pino({ level: 'silent' });
+const TG = 'arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/web/1';
+const OLD = 'i-0000000000000old0';
+const NEW = 'i-0000000000000new0';
+
+type Handler = (input: Record<string, unknown>) => unknown;
+
+/** Clients whose `send` answers by command name; `calls` records every one. */
+function stubClients(handlers: Record<string, Handler>) {
+  const calls: string[] = [];
+  const client = {
+    send: async (command: { constructor: { name: string }; input: Record<string, unknown> }) => {
+      const name = command.constructor.name.replace(/Command$/, '');
+      calls.push(name);
+      const h = handlers[name];
+      if (!h) throw new Error(`unexpected call ${name}`);
+      return h(command.input);
+    },
+  };
+  const clients = { accountId: '111122223333', region: 'us-east-1', ec2: client, elbv2: client, elb: client, autoscaling: client, cloudtrail: client, ssm: client } as unknown as ScopeClients;
+  return { clients, calls };
+}
+
+function world(over: Record<string, Handler> = {}) {
+  const targets = new Map<string, string>([[`${OLD}:80`, 'healthy']]);
+  let launched = false;
+  const handlers: Record<string, Handler> = {
+    DescribeInstances: (input) => {
+      if (Array.isArray(input['Filters'])) return { Reservations: launched ? [{ Instances: [{ InstanceId: NEW, LaunchTime: new Date() }] }] : [] };
+      return { Reservations: [{ Instances: [{ InstanceId: OLD, State: { Name: 'running' }, InstanceType: 'm5.large', Tags: [{ Key: 'role', Value: 'web' }], SubnetId: 'subnet-1' }] }] };
+    },
+    DescribeInstanceAttribute: () => ({ UserData: { Value: 'IyEvYmluL3No' } }),
+    RunInstances: () => {
+      launched = true;
+      return { Instances: [{ InstanceId: NEW }] };
+    },
+    DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: 'running' }, InstanceStatus: { Status: 'ok' }, SystemStatus: { Status: 'ok' } }] }),
+    RegisterTargets: () => {
+      targets.set(`${NEW}:80`, 'healthy');
+      return {};
+    },
+    DescribeTargetHealth: () => ({ TargetHealthDescriptions: [...targets].map(([k, State]) => ({ Target: { Id: k.split(':')[0], Port: 80 }, TargetHealth: { State } })) }),
+    DescribeTargetGroupAttributes: () => ({ Attributes: [{ Key: 'deregistration_delay.timeout_seconds', Value: '0' }] }),
+    DeregisterTargets: (input) => {
+      for (const t of input['Targets'] as Array<{ Id: string }>) targets.delete(`${t.Id}:80`);
+      return {};
+    },
+    TerminateInstances: () => ({}),
+    ...over,
+  };
+  return { ...stubClients(handlers), targets };
+}
+
+const stores: StateStore[] = [];
+afterEach(() => stores.splice(0).forEach((s) => s.close()));
+
+function setup(over: Record<string, Handler> = {}) {
+  const store = StateStore.open(':memory:');
+  stores.push(store);
+  const w = world(over);
+  const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
+  const candidate: Candidate = {
+    instanceId: OLD,
+    accountId: '111122223333',
+    region: 'us-east-1',
+    imageId: 'ami-0c0ffee1234567890',
+    policy: 'web',
+    healthTimeoutMs: 60_000,
+    channel: '#web',
+    alertOutboxId: null,
+    placement: { groups: new Map([[TG, 2]]), targetGroups: [{ arn: TG, port: 80 }], autoScalingGroup: null, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
+    guardTagKeys: [],
+    holds: [],
+    moveElasticIp: false,
+  };
+  const row = replacer.create(candidate) as ReplacementRow;
+  const fence = store.claimReplacement(row.id, 'test:1:a', 60_000) as Fence;
+  const turn = async () => replacer.turn(store.replacement(row.id) as ReplacementRow, fence, new PollCache(() => w.clients));
+  return { store, replacer, row, fence, turn, ...w };
+}
+
+describe('the replacement state machine', () => {
+  it('advances one step a turn, from prepare to done, and ends with the old instance terminated', async () => {
+    const { store, row, turn, calls } = setup();
+    const steps: string[] = [];
+    for (let n = 0; n < 20 && store.replacement(row.id)?.status === 'in-progress'; n++) steps.push((await turn()).step);
+    expect(steps).toEqual(['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'move-address', 'deregister-old', 'wait-drained', 'terminate-old', 'done']);
+    expect(store.replacement(row.id)).toMatchObject({ status: 'done', newInstanceId: NEW, leaseOwner: null });
+    expect(calls.indexOf('TerminateInstances')).toBeGreaterThan(calls.indexOf('DeregisterTargets'));
+    expect(store.pending().map((m) => m.notice && m.notice.type === 'progress' && m.notice.outcome)).toEqual(['started', 'progress', 'progress', 'done']);
+  });
+
+  it('polls a wait step that is not ready once a turn, and schedules the next poll, without a new journal entry', async () => {
+    let ready = false;
+    const { store, row, turn } = setup({
+      DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: ready ? 'running' : 'pending' } , InstanceStatus: { Status: ready ? 'ok' : 'initializing' }, SystemStatus: { Status: 'ok' } }] }),
+    });
+    await turn(); // prepare
+    await turn(); // launch
+    const waiting = await turn();
+    const again = await turn();
+    expect(waiting).toMatchObject({ step: 'wait-running', waitingFor: `${NEW} to run with status checks ok` });
+    expect(again.nextPollAt).toBeGreaterThan(Date.now() - 1000);
+    expect(store.journalOf(row.id).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin']);
+    ready = true;
+    await new Promise((r) => setTimeout(r, 30));
+    expect((await turn()).step).toBe('wait-running');
+    expect(store.journalOf(row.id).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin', 'end']);
+  });
+
+  it('tries a step again after a transient error, and rolls back on one that will not go away, before the old instance left', async () => {
+    let throttled = 1;
+    const { store, row, turn, calls, targets } = setup({
+      RegisterTargets: () => {
+        if (throttled-- > 0) throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } });
+        throw Object.assign(new Error('not allowed'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+      },
+    });
+    for (let n = 0; n < 4; n++) await turn(); // prepare, launch, wait-running, register (throttled)
+    expect(store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'register', waitingFor: 'a retry of register after a transient error' });
+    expect(store.journalOf(row.id).some((j) => j.phase === 'fail')).toBe(false);
+    await new Promise((r) => setTimeout(r, 20));
+    const back = await turn(); // register fails for good
+    expect(back).toMatchObject({ status: 'rolled-back', error: expect.stringMatching(/^register: .*not allowed/) });
+    expect(calls).toContain('TerminateInstances'); // the fresh one
+    expect(targets.get(`${OLD}:80`)).toBe('healthy'); // the old one never left
+  });
+
+  it('past the point of no return, retries a failing step later instead of rolling back, and says so once', async () => {
+    let fail = 2;
+    const { store, row, turn } = setup({
+      TerminateInstances: () => {
+        if (fail-- > 0) throw Object.assign(new Error('nope'), { name: 'UnauthorizedOperation', $metadata: { httpStatusCode: 403 } });
+        return {};
+      },
+    });
+    for (let n = 0; n < 9; n++) await turn();
+    expect(store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'terminate-old', waitingFor: 'a retry of terminate-old' });
+    for (let n = 0; n < 5 && store.replacement(row.id)?.status === 'in-progress'; n++) {
+      await new Promise((r) => setTimeout(r, 60));
+      await turn();
+    }
+    expect(store.replacement(row.id)?.status).toBe('done');
+    const failed = store.pending().filter((m) => m.notice?.type === 'progress' && m.notice.outcome === 'failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.notice).toMatchObject({ oldInstance: 'drained' });
+  });
+
+  it('stops at once when another driver took the lease: nothing more is journaled', async () => {
+    const { store, row, turn } = setup();
+    await turn();
+    store.claimReplacement(row.id, 'other:2:b', 60_000, Date.now() + 120_000);
+    const before = store.journalOf(row.id).length;
+    await expect(turn()).rejects.toThrow(LeaseLostError);
+    expect(store.journalOf(row.id)).toHaveLength(before);
+  });
+});
