@@ -165,3 +165,29 @@ describe('the replacement state machine', () => {
     expect(store.journalOf(row.id)).toHaveLength(before);
   });
 });
+
+describe('a replacement an older pristine started', () => {
+  it('finds the fresh instance it tagged with its row id, and launches no second one', async () => {
+    const seen: unknown[] = [];
+    const { store, row, turn, calls } = setup({
+      DescribeInstances: (input) => {
+        if (Array.isArray(input['Filters'])) {
+          seen.push(input['Filters']);
+          const tag = (input['Filters'] as Array<{ Name: string; Values: string[] }>).find((f) => f.Name === 'tag:pristine:replacement');
+          return { Reservations: tag?.Values.includes(String(row.id)) ? [{ Instances: [{ InstanceId: NEW, LaunchTime: new Date() }] }] : [] };
+        }
+        return { Reservations: [{ Instances: [{ InstanceId: OLD, State: { Name: 'running' }, InstanceType: 'm5.large', SubnetId: 'subnet-1' }] }] };
+      },
+    });
+    // As the schema migration leaves it: a UUID of its own, and the row id its instance carries.
+    const migrated = store.replacement(row.id)!;
+    (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db
+      .prepare('UPDATE replacements SET data = ? WHERE id = ?')
+      .run(JSON.stringify({ ...migrated.data, legacyTag: String(row.id) }), row.id);
+    await turn(); // prepare
+    await turn(); // launch: finds it
+    expect(calls).not.toContain('RunInstances');
+    expect(store.replacement(row.id)).toMatchObject({ step: 'launch', newInstanceId: NEW });
+    expect(seen[0]).toEqual(expect.arrayContaining([{ Name: 'tag:pristine:replacement', Values: [migrated.uuid, String(row.id)] }, { Name: 'tag:pristine:replaces', Values: [OLD] }]));
+  });
+});
