@@ -31,6 +31,7 @@ const { values: argv } = parseArgs({
     events: { type: 'string', default: '50000' },
     packages: { type: 'string', default: '700' },
     seed: { type: 'string', default: '20261121' },
+    json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -38,7 +39,7 @@ const { values: argv } = parseArgs({
 });
 
 if (argv.help) {
-  console.log('usage: tsx scripts/bench.ts [--instances N] [--events N] [--packages N] [--seed N]');
+  console.log('usage: tsx scripts/bench.ts [--instances N] [--events N] [--packages N] [--seed N] [--json]');
   process.exit(0);
 }
 
@@ -702,6 +703,8 @@ function buildTrail(plan: FleetPlan): Trail {
 // Timing
 
 interface Row {
+  /** short name, the key in --json */
+  key: string;
   phase: string;
   start: number;
   ms: number;
@@ -715,13 +718,13 @@ const gcPauses: PerformanceEntry[] = [];
 const gcObserver = new PerformanceObserver((list) => gcPauses.push(...list.getEntries()));
 gcObserver.observe({ entryTypes: ['gc'] });
 
-function timed<T>(phase: string, fn: () => T, setup = false): T {
+function timed<T>(key: string, phase: string, fn: () => T, setup = false): T {
   const cpu0 = process.cpuUsage();
   const start = performance.now();
   const out = fn();
   const ms = performance.now() - start;
   const cpu = process.cpuUsage(cpu0);
-  rows.push({ phase, start, ms, cpuS: (cpu.user + cpu.system) / 1e6, setup });
+  rows.push({ key, phase, start, ms, cpuS: (cpu.user + cpu.system) / 1e6, setup });
   return out;
 }
 
@@ -743,6 +746,7 @@ function loadPolicies(): LoadedPolicy[] {
 const policies = loadPolicies();
 
 const { amis, plan } = timed(
+  'build',
   `build ${fmt(N_INSTANCES)} instances, ${N_AMIS} manifests`,
   () => {
     const amis = buildAmis(packagePool(Math.max(N_PACKAGES + 200, Math.round(N_PACKAGES * 1.3))));
@@ -762,6 +766,7 @@ const inventoryRows = plan.instances.map((instance, n) => {
   return { instance, captureTime, rows: inventoryRowsFor(plan.amiOf[n] as Ami, plan.drifted.has(n), n !== plan.firstDrifted) };
 });
 const inventory = timed(
+  'normalise',
   `normalise ${fmt(N_INSTANCES)} inventories (toPackages)`,
   () => {
     const out = new Map<string, InventorySnapshot>();
@@ -776,12 +781,12 @@ const inventory = timed(
 );
 inventoryRows.length = 0;
 
-const trail = timed(`generate ${fmt(N_EVENTS)} CloudTrail records`, () => buildTrail(plan), true);
+const trail = timed('generate', `generate ${fmt(N_EVENTS)} CloudTrail records`, () => buildTrail(plan), true);
 
-const raw = timed(`JSON.parse ${fmt(N_EVENTS)} records`, () => trail.json.map((s) => JSON.parse(s) as unknown));
+const raw = timed('json', `JSON.parse ${fmt(N_EVENTS)} records`, () => trail.json.map((s) => JSON.parse(s) as unknown));
 trail.json.length = 0;
 
-const parsed = timed(`parse ${fmt(N_EVENTS)} records (activityFromRecord)`, () => {
+const parsed = timed('parse', `parse ${fmt(N_EVENTS)} records (activityFromRecord)`, () => {
   const activities: Activity[] = [];
   let ignored = 0;
   const malformed: string[] = [];
@@ -810,7 +815,7 @@ const facts: ScopeFacts = {
 };
 
 const heapBeforeEvaluate = process.memoryUsage().heapUsed;
-const result: ScopeResult = timed(`evaluate ${fmt(N_INSTANCES)} instances (evaluateScope)`, () => evaluateScope(facts, policies, manifests, NOW));
+const result: ScopeResult = timed('evaluate', `evaluate ${fmt(N_INSTANCES)} instances (evaluateScope)`, () => evaluateScope(facts, policies, manifests, NOW));
 const heapAfterEvaluate = process.memoryUsage().heapUsed;
 
 // ---------------------------------------------------------------------------------------------
@@ -833,18 +838,23 @@ for (const r of result.results) {
   }
 }
 
-console.log(
+/** The human report: stdout, or stderr when --json owns stdout. */
+const say = (...parts: unknown[]): void => {
+  (argv.json ? process.stderr : process.stdout).write(`${parts.join(' ')}\n`);
+};
+
+say(
   `\npristine bench: ${fmt(N_INSTANCES)} instances, ${fmt(N_EVENTS)} CloudTrail records, ${fmt(N_PACKAGES)} packages/instance, ` +
     `${manifests.size} manifests, seed ${SEED}\n`,
 );
 const w = Math.max(...rows.map((r) => r.phase.length)) + 10;
 const line = (phase: string, ms: number, cpuS: number, gcMs: number) =>
-  console.log(`${phase.padEnd(w)}${ms.toFixed(1).padStart(12)}${cpuS.toFixed(2).padStart(10)}${gcMs.toFixed(1).padStart(12)}`);
-console.log(`${'phase'.padEnd(w)}${'wall ms'.padStart(12)}${'CPU s'.padStart(10)}${'GC pause ms'.padStart(12)}`);
-console.log('-'.repeat(w + 34));
+  say(`${phase.padEnd(w)}${ms.toFixed(1).padStart(12)}${cpuS.toFixed(2).padStart(10)}${gcMs.toFixed(1).padStart(12)}`);
+say(`${'phase'.padEnd(w)}${'wall ms'.padStart(12)}${'CPU s'.padStart(10)}${'GC pause ms'.padStart(12)}`);
+say('-'.repeat(w + 34));
 for (const r of rows) line(r.setup ? `${r.phase} [setup]` : r.phase, r.ms, r.cpuS, gcMsIn(r));
 const timedRows = rows.filter((r) => !r.setup);
-console.log('-'.repeat(w + 34));
+say('-'.repeat(w + 34));
 line(
   'timed total (parse + evaluate)',
   timedRows.reduce((s, r) => s + r.ms, 0),
@@ -852,18 +862,18 @@ line(
   timedRows.reduce((s, r) => s + gcMsIn(r), 0),
 );
 
-console.log(`\npeak RSS (maxRSS):           ${MiB(process.resourceUsage().maxRSS * 1024)}`);
-console.log(`heap used after evaluation:  ${MiB(heapAfterEvaluate)} (before: ${MiB(heapBeforeEvaluate)})`);
+say(`\npeak RSS (maxRSS):           ${MiB(process.resourceUsage().maxRSS * 1024)}`);
+say(`heap used after evaluation:  ${MiB(heapAfterEvaluate)} (before: ${MiB(heapBeforeEvaluate)})`);
 
-console.log(
+say(
   `\nrecords: ${fmt(parsed.activities.length)} activities, ${fmt(parsed.ignored)} ignored, ${fmt(parsed.malformed.length)} malformed` +
     ` (${fmt(trail.commandTargets.size)} commands with known invocations)`,
 );
-console.log(
+say(
   `verdicts: ${fmt(result.results.length)} judged: pristine ${fmt(verdicts.pristine)}, tainted ${fmt(verdicts.tainted)}, unknown ${fmt(verdicts.unknown)};` +
     ` exempt ${fmt(result.exempt)}, out of scope ${fmt(result.outOfScope)}`,
 );
-console.log(`findings: ${fmt(findingsTotal)} (${[...findingsBy].sort().map(([k, n]) => `${k} ${fmt(n)}`).join(', ')})`);
+say(`findings: ${fmt(findingsTotal)} (${[...findingsBy].sort().map(([k, n]) => `${k} ${fmt(n)}`).join(', ')})`);
 
 // Plausibility: the fleet is built so that roughly 15-30% are tainted, a few % unknown, a few exempt.
 const problems: string[] = [];
@@ -889,4 +899,17 @@ if (problems.length > 0) {
   console.error(`\nimplausible result:\n  - ${problems.join('\n  - ')}`);
   process.exit(1);
 }
-console.log('\nsanity checks passed');
+say('\nsanity checks passed');
+if (argv.json) {
+  const timedRows = rows.filter((r) => !r.setup);
+  process.stdout.write(
+    `${JSON.stringify({
+      instances: N_INSTANCES,
+      packages: N_PACKAGES,
+      events: N_EVENTS,
+      phases: Object.fromEntries(timedRows.map((r) => [r.key, { wallMs: Math.round(r.ms * 10) / 10, cpuS: Math.round(r.cpuS * 1000) / 1000 }])),
+      totalCpuS: Math.round(timedRows.reduce((t, r) => t + r.cpuS, 0) * 1000) / 1000,
+      peakRssMiB: Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10,
+    })}\n`,
+  );
+}
