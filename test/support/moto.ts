@@ -252,6 +252,23 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/** The environment variable the global setup lists its motos in, one URL per worker, space-separated. */
+export const SHARED_MOTO_ENV = 'PRISTINE_TEST_MOTO_URLS';
+
+/**
+ * This vitest worker's moto, wiped, when the global setup started one per worker; else (a script, or
+ * a runner without the global setup) a moto of its own. Stopping the shared one leaves it running for
+ * the worker's next file.
+ */
+export async function motoForThisWorker(): Promise<MotoServer> {
+  const urls = (process.env[SHARED_MOTO_ENV] ?? '').split(' ').filter(Boolean);
+  const pool = Number(process.env.VITEST_POOL_ID);
+  if (urls.length === 0 || !Number.isInteger(pool) || pool < 1) return startMoto();
+  const url = urls[(pool - 1) % urls.length] as string;
+  await resetMoto(url);
+  return { url, stop: () => Promise.resolve() };
+}
+
 /** Wipes all of moto's state (every service, every region). */
 export async function resetMoto(url: string): Promise<void> {
   const res = await fetch(`${url}/moto-api/reset`, { method: 'POST' });

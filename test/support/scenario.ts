@@ -32,7 +32,7 @@ import { SlackFake } from './slack-fake.js';
 import { AwsFake, type CloudTrailRecord } from './aws-fake.js';
 import { readFixtureJson, repoRoot } from './fixtures.js';
 import { FIXTURE_INSTANCE, debianPackages } from './facts.js';
-import { startMoto, type MotoServer } from './moto.js';
+import { motoForThisWorker, type MotoServer } from './moto.js';
 
 export const REGION = 'us-east-1';
 export const ACCOUNT = '123456789012';
@@ -97,7 +97,7 @@ export class Scenario {
   }
 
   static async start(opts: { lookupEventsPerSecond?: number } = {}): Promise<Scenario> {
-    const moto = await startMoto();
+    const moto = await motoForThisWorker();
     const fake = new AwsFake({ upstream: moto.url, lookupEventsPerSecond: opts.lookupEventsPerSecond ?? 2 });
     await fake.start();
     const dir = await mkdtemp(path.join(tmpdir(), 'pristine-it-'));

@@ -28,7 +28,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 
 import { AwsFake, type CloudTrailRecord, type FakeSession } from '../support/aws-fake.js';
 import { fixturePath, readFixtureJson, readFixtureJsonl } from '../support/fixtures.js';
-import { resetMoto, startMoto, type MotoServer } from '../support/moto.js';
+import { motoForThisWorker, resetMoto, type MotoServer } from '../support/moto.js';
 
 const REGION = 'us-east-1';
 const INSTANCE = 'i-0a1b2c3d4e5f60718';
@@ -447,7 +447,7 @@ describe('AwsFake in front of moto', () => {
   let ssm: SSMClient;
 
   beforeAll(async () => {
-    moto = await startMoto();
+    moto = await motoForThisWorker();
     fake = new AwsFake({ upstream: moto.url });
     const url = await fake.start();
     ec2 = new EC2Client({ region: REGION, endpoint: url, credentials, maxAttempts: 1 });
