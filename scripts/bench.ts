@@ -9,7 +9,7 @@
  * normalising SSM Inventory with toPackages are reported too, marked as setup. A seeded PRNG makes
  * every run the same fleet. Exits 1 when the verdicts look implausible.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
@@ -32,6 +32,7 @@ const { values: argv } = parseArgs({
     packages: { type: 'string', default: '700' },
     seed: { type: 'string', default: '20261121' },
     json: { type: 'boolean', default: false },
+    dump: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -39,7 +40,7 @@ const { values: argv } = parseArgs({
 });
 
 if (argv.help) {
-  console.log('usage: tsx scripts/bench.ts [--instances N] [--events N] [--packages N] [--seed N] [--json]');
+  console.log('usage: tsx scripts/bench.ts [--instances N] [--events N] [--packages N] [--seed N] [--json] [--dump FILE]');
   process.exit(0);
 }
 
@@ -900,6 +901,19 @@ if (problems.length > 0) {
   process.exit(1);
 }
 say('\nsanity checks passed');
+if (argv.dump) {
+  // Every verdict and finding, in a stable order: what the equivalence test compares.
+  const judged = [...result.results]
+    .sort((a, b) => (a.instance.instanceId < b.instance.instanceId ? -1 : 1))
+    .map((r) => ({
+      instanceId: r.instance.instanceId,
+      policy: r.policy,
+      verdict: r.verdict,
+      findings: r.findings.map((f) => ({ key: f.key, detector: f.detector, effect: f.effect, severity: f.severity, at: f.at, actor: f.actor, summary: f.summary, evidence: f.evidence })),
+      gaps: r.gaps.map((g) => ({ source: g.source, message: g.message, instanceIds: g.instanceIds ?? null })),
+    }));
+  writeFileSync(argv.dump, `${JSON.stringify({ exempt: result.exempt, outOfScope: result.outOfScope, results: judged }, null, 1)}\n`);
+}
 if (argv.json) {
   const timedRows = rows.filter((r) => !r.setup);
   process.stdout.write(
