@@ -4,7 +4,7 @@ import { defaultRegion, queueRegion, type ClientPool } from './collect/clients.j
 import { CLOUDTRAIL_RETENTION_MS, collectScope } from './collect/scope.js';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { evaluateScope, policyCovers, type ScopeResult } from './core/evaluate.js';
+import { ScopeJudge, policyCovers, type ScopeResult } from './core/evaluate.js';
 import { scopeKey, type Scope, type ScopeFacts } from './core/facts.js';
 import { describeError, InputError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -46,6 +46,8 @@ export interface ScopeAudit extends ScopeResult {
   /** every source was read without an error and proved its span: nothing is replaced in a scope that is not */
   complete: boolean;
   facts: ScopeFacts;
+  /** the facts made ready to judge: events pushed before the next cycle are judged with it */
+  judge?: ScopeJudge;
 }
 
 export interface AuditResult {
@@ -135,8 +137,10 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
         errors.push(...collected.errors);
         warnings.push(...collected.warnings);
         const { facts } = collected;
+        const judge = new ScopeJudge(facts, inputs.policies, inputs.manifests);
         return {
-          ...evaluateScope(facts, inputs.policies, inputs.manifests, startedAt),
+          ...judge.judgeAll(startedAt),
+          judge,
           window: facts.window,
           complete: collected.errors.length === 0 && !facts.gaps.some((g) => !g.instanceIds),
           facts,

@@ -22,6 +22,7 @@ import { statusOf } from './commands/status.js';
 import { createInterface } from 'node:readline/promises';
 import { EXIT, exitCodeOf } from './report/model.js';
 import { renderTable } from './report/table.js';
+import { writeJson } from './report/json-stream.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -118,7 +119,8 @@ function build(): Command {
         pool.destroy();
         store.close();
       });
-      await writeOutput(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report), opts.output);
+      if (opts.format === 'json') await writeJson(report, opts.output);
+      else await writeOutput(renderTable(report), opts.output);
       process.exitCode = exitCodeOf(report);
     });
 
@@ -131,8 +133,9 @@ function build(): Command {
       const since = opts.since === undefined ? null : parseSince(opts.since, Date.now());
       const wait = opts.wait === undefined ? null : parseDuration(opts.wait);
       if (wait === null && opts.wait !== undefined) throw new InputError(`--wait: expected a duration such as 0s, 90s or 10m; got "${opts.wait}"`);
-      const { text, exitCode } = await runOnce({ ...opts, since, wait }, logger);
-      await writeOutput(text, opts.output);
+      const { output, exitCode } = await runOnce({ ...opts, since, wait }, logger);
+      if ('json' in output) await writeJson(output.json, opts.output);
+      else await writeOutput(output.text, opts.output);
       process.exitCode = exitCode;
     });
 

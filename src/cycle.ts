@@ -13,9 +13,10 @@ import { exitCodeOf, type Report, type ReportInstance } from './report/model.js'
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
 import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
 import { drainQueues } from './evidence/queues.js';
-import { StateStore, type ReplacementRow } from './state/store.js';
+import { StateStore, verdictInputOf, type ReplacementRow } from './state/store.js';
 
 /** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
+
 export const DIGEST_ABOVE = 5;
 
 export interface CycleHooks {
@@ -106,15 +107,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const results = scopes.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
     const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
 
-    const verdicts = results.map(({ result }) => ({
-      instanceId: result.instance.instanceId,
-      accountId: result.instance.accountId,
-      region: result.instance.region,
-      policy: result.policy,
-      name: result.instance.name,
-      verdict: result.verdict,
-      findings: result.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
-    }));
+    const verdicts = results.map(({ result }) => verdictInputOf(result));
 
     // Where enforce candidates serve, read only for them.
     const prior = new Map<string, PriorReplacement>();

@@ -1,6 +1,5 @@
 import type { AuditInputs, ScopeAudit } from './audit.js';
-import { attribute } from './core/attribute.js';
-import { evaluateScope, type InstanceResult } from './core/evaluate.js';
+import { ScopeJudge, type InstanceResult } from './core/evaluate.js';
 import { scopeKey, type Activity } from './core/facts.js';
 import { enqueueAlerts } from './cycle.js';
 import type { SlackOutcome } from './daemon/metrics.js';
@@ -8,7 +7,18 @@ import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
 import type { PlannedAction, Transport } from './notify/types.js';
 import { toReportInstance } from './report/model.js';
-import type { StateStore, VerdictInput } from './state/store.js';
+import { verdictInputOf, type StateStore, type VerdictInput } from './state/store.js';
+
+/** Each cycle's scopes, made ready for pushed events once; the events pushed since the cycle accumulate in them. */
+const judges = new WeakMap<ScopeAudit, ScopeJudge>();
+function judgeOf(audit: ScopeAudit, inputs: AuditInputs): ScopeJudge {
+  let judge = judges.get(audit);
+  if (!judge) {
+    judge = (audit.judge ?? new ScopeJudge(audit.facts, inputs.policies, inputs.manifests)).forPushedEvents();
+    judges.set(audit, judge);
+  }
+  return judge;
+}
 
 /** What an alert raised between cycles says pristine will do: the scheduled cycle decides replacements. */
 const NEXT_CYCLE: PlannedAction = { kind: 'hold', reason: 'the next scheduled cycle decides the replacement, with all evidence read' };
@@ -40,35 +50,27 @@ export async function judgePushed(opts: {
   onSlack?: (outcome: SlackOutcome) => void;
 }): Promise<PushedResult> {
   const now = opts.now ?? Date.now();
-  const pushed = new Set(opts.activities.map((a) => a.id));
   const byScope = new Map<string, Activity[]>();
   for (const a of opts.activities) {
     if (!a.accountId) continue;
     const key = scopeKey({ accountId: a.accountId, region: a.region });
-    byScope.set(key, [...(byScope.get(key) ?? []), a]);
+    const list = byScope.get(key);
+    if (list) list.push(a);
+    else byScope.set(key, [a]);
   }
   const results: InstanceResult[] = [];
-  for (const key of byScope.keys()) {
+  for (const [key, activities] of byScope) {
     const audit = opts.scopes.get(key);
     if (!audit) continue; // a scope the last cycle did not read: the next one judges it
-    const facts = { ...audit.facts, activities: opts.store.activities(audit.facts, audit.facts.window.from), gaps: [] };
-    const concerned = new Set<string>();
-    for (const [instanceId, list] of attribute(facts).byInstance) if (list.some((a) => pushed.has(a.id))) concerned.add(instanceId);
+    // Only the instances the events are tied to are judged again, with what is known of them.
+    const judge = judgeOf(audit, opts.inputs);
+    const concerned = judge.add(activities);
     if (concerned.size === 0) continue;
-    const judged = evaluateScope(facts, opts.inputs.policies, opts.inputs.manifests, now, concerned);
-    results.push(...judged.results.filter((r) => r.verdict === 'tainted'));
+    for (const r of judge.judgeOnly(concerned, now)) if (r.verdict === 'tainted') results.push(r);
   }
   if (results.length === 0) return { tainted: [], alerted: [], outbox: null };
 
-  const verdicts: VerdictInput[] = results.map((r) => ({
-    instanceId: r.instance.instanceId,
-    accountId: r.instance.accountId,
-    region: r.instance.region,
-    policy: r.policy,
-    name: r.instance.name,
-    verdict: r.verdict,
-    findings: r.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
-  }));
+  const verdicts: VerdictInput[] = results.map(verdictInputOf);
   const policies = new Map(opts.inputs.policies.map((p) => [p.name, p]));
   const reported = new Map(results.map((r) => [r.instance.instanceId, toReportInstance(r)]));
   const actions = new Map(results.map((r) => [r.instance.instanceId, policies.get(r.policy)?.respond.mode === 'enforce' ? NEXT_CYCLE : ({ kind: 'observe' } as PlannedAction)]));

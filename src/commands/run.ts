@@ -34,21 +34,18 @@ export function renderActions(result: CycleResult, dryRun: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-export function cycleJson(result: CycleResult): string {
-  return `${JSON.stringify(
-    {
-      ...result.report,
-      actions: result.plan.decisions,
-      breakers: result.plan.breakers,
-      replacements: result.replacements.map((r) => ({ id: r.id, oldInstanceId: r.oldInstanceId, newInstanceId: r.newInstanceId, status: r.status, step: r.step, error: r.error })),
-    },
-    null,
-    2,
-  )}\n`;
+/** What `run --format json` prints: the report, and what the cycle did. */
+export function cycleJson(result: CycleResult): Record<string, unknown> {
+  return {
+    ...result.report,
+    actions: result.plan.decisions,
+    breakers: result.plan.breakers,
+    replacements: result.replacements.map((r) => ({ id: r.id, oldInstanceId: r.oldInstanceId, newInstanceId: r.newInstanceId, status: r.status, step: r.step, error: r.error })),
+  };
 }
 
 /** `pristine run`: one cycle. */
-export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: string; exitCode: number }> {
+export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ output: { json: unknown } | { text: string }; exitCode: number }> {
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   // A dry run changes nothing, not even the state file: without one it works from an empty memory.
   const store = openStore(flags.dryRun && !existsSync(flags.state) ? ':memory:' : flags.state);
@@ -77,8 +74,8 @@ export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ text: 
       result.replacements = ids.flatMap((id) => store.replacement(id) ?? []);
       result.outbox = await drainOutbox(store, transport, logger);
     }
-    const text = flags.format === 'json' ? cycleJson(result) : `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}`;
-    return { text, exitCode: result.exitCode };
+    const output = flags.format === 'json' ? { json: cycleJson(result) } : { text: `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}` };
+    return { output, exitCode: result.exitCode };
   } finally {
     pool.destroy();
     store.close();

@@ -1,39 +1,124 @@
 import type { Activity, Gap, Instance, ScopeFacts, Target } from './facts.js';
 
-export interface Attribution {
-  /** instance id -> activities on it, oldest first */
-  byInstance: Map<string, Activity[]>;
-  /** evidence that could not be tied to instances (e.g. a command whose targets cannot be resolved) */
-  gaps: Gap[];
-}
-
-function push(map: Map<string, Activity[]>, id: string, a: Activity): void {
-  const list = map.get(id);
-  if (list) list.push(a);
-  else map.set(id, [a]);
-}
-
-function index<K>(map: Map<K, string[]>, key: K, id: string): void {
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
-  if (list) list.push(id);
-  else map.set(key, [id]);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
-/** Instances a SendCommand/Automation/association `targets` list selects, judged from the instances' tags now. */
-export function resolveTargets(targets: readonly Target[], instances: readonly Instance[]): string[] | null {
-  let selected: Instance[] = [...instances];
-  for (const { key, values } of targets) {
-    if (key === 'InstanceIds') selected = selected.filter((i) => values.includes(i.instanceId) || values.includes('*'));
-    else if (key.startsWith('tag:')) {
-      const tag = key.slice(4);
-      selected = selected.filter((i) => i.tags[tag] !== undefined && values.includes(i.tags[tag] as string));
-    } else if (key === 'tag-key') selected = selected.filter((i) => values.some((k) => i.tags[k] !== undefined));
-    else return null; // resource groups and the like: pristine cannot tell which instances they held
+/**
+ * A scope's instances, indexed by what activities name them by: id, address, network interface,
+ * volume, tag and first launch. Built once per scope; answers in the order of the instances given.
+ */
+export class InstanceIndex {
+  readonly byId = new Map<string, number>();
+  readonly byVpcIp = new Map<string, string>();
+  readonly byIp = new Map<string, string[]>();
+  readonly byEni = new Map<string, string>();
+  readonly byVolume = new Map<string, string>();
+  private readonly byTag = new Map<string, Map<string, number[]>>();
+  private readonly withTagKey = new Map<string, number[]>();
+  private readonly targetsMemo = new Map<string, string[] | null>();
+  private launchOrder: number[] | null = null;
+
+  constructor(readonly instances: readonly Instance[]) {
+    instances.forEach((i, n) => {
+      if (!this.byId.has(i.instanceId)) this.byId.set(i.instanceId, n);
+      for (const ip of i.privateIpAddresses) {
+        if (i.vpcId) this.byVpcIp.set(`${i.vpcId} ${ip}`, i.instanceId);
+        push(this.byIp, ip, i.instanceId);
+      }
+      for (const eni of i.networkInterfaceIds) this.byEni.set(eni, i.instanceId);
+      for (const vol of i.volumeIds) this.byVolume.set(vol, i.instanceId);
+      for (const [key, value] of Object.entries(i.tags)) {
+        let values = this.byTag.get(key);
+        if (!values) {
+          values = new Map();
+          this.byTag.set(key, values);
+        }
+        push(values, value, n);
+        push(this.withTagKey, key, n);
+      }
+    });
   }
-  return selected.map((i) => i.instanceId);
+
+  private ids(positions: Iterable<number>): string[] {
+    return [...positions].sort((a, b) => a - b).map((n) => (this.instances[n] as Instance).instanceId);
+  }
+
+  /** The instances a targets list selects (every target must match), or null when a target is of a kind pristine cannot resolve. */
+  resolveTargets(targets: readonly Target[]): string[] | null {
+    const key = JSON.stringify(targets);
+    const known = this.targetsMemo.get(key);
+    if (known !== undefined) return known;
+    let selected: Set<number> | null = null; // null: every instance
+    let resolvable = true;
+    for (const { key: kind, values } of targets) {
+      const matched = new Set<number>();
+      if (kind === 'InstanceIds') {
+        if (values.includes('*')) continue;
+        for (const v of values) {
+          const n = this.byId.get(v);
+          if (n !== undefined) matched.add(n);
+        }
+      } else if (kind.startsWith('tag:')) {
+        const byValue = this.byTag.get(kind.slice(4));
+        for (const v of values) for (const n of byValue?.get(v) ?? []) matched.add(n);
+      } else if (kind === 'tag-key') {
+        for (const k of values) for (const n of this.withTagKey.get(k) ?? []) matched.add(n);
+      } else {
+        resolvable = false; // resource groups and the like: pristine cannot tell which instances they held
+        break;
+      }
+      const prev: Set<number> | null = selected;
+      selected = prev === null ? matched : new Set<number>([...prev].filter((n: number) => matched.has(n)));
+    }
+    const out = !resolvable ? null : selected === null ? this.instances.map((i) => i.instanceId) : this.ids(selected);
+    this.targetsMemo.set(key, out);
+    return out;
+  }
+
+  /** Instances first launched before a time: the ones an unresolvable action then could have reached. */
+  launchedBefore(at: number): string[] {
+    if (!this.launchOrder) {
+      this.launchOrder = this.instances.map((_, n) => n).sort((a, b) => (this.instances[a] as Instance).firstLaunch - (this.instances[b] as Instance).firstLaunch);
+    }
+    const order = this.launchOrder;
+    let lo = 0;
+    let hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.instances[order[mid] as number] as Instance).firstLaunch < at) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.ids(order.slice(0, lo));
+  }
 }
 
 const describeTargets = (t: readonly Target[]) => JSON.stringify(t);
+
+/** Inserts in time order, after activities of the same time: what a stable sort of the appended list gives. */
+function insertByTime(list: Activity[], a: Activity): void {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((list[mid] as Activity).at <= a.at) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, a);
+}
+
+/** An action that reached many instances (a command by tags to a whole fleet): kept once, with its members. */
+export interface Broadcast {
+  /** by instance position in the scope: 1 for each instance it reached */
+  members: Uint8Array;
+  /** oldest first */
+  activities: Activity[];
+}
+
+/** From this many instances on, an activity is kept once for all of them rather than once per instance. */
+const BROADCAST = 64;
 
 /**
  * Ties every activity to the instances it touched: directly from the record, or through what it
@@ -42,70 +127,114 @@ const describeTargets = (t: readonly Target[]) => JSON.stringify(t);
  * invocations or the targets of a command or association. A session known to both CloudTrail and
  * SSM's history counts once. What cannot be tied with certainty becomes a gap on the instances it
  * could concern: never a clean result.
+ *
+ * For one scope: all of a cycle's activities at once, then the ones pushed between cycles, a batch
+ * at a time, with the same result as attributing them all together. Instances are looked up in an
+ * index, never scanned per activity; what reached many instances is kept once per set of instances.
  */
-export function attribute(facts: ScopeFacts): Attribution {
-  const byInstance = new Map<string, Activity[]>();
-  const gaps: Gap[] = [];
-  const scope = { accountId: facts.accountId, region: facts.region };
-  const sessionTarget = new Map<string, string>();
-  const trailSessions = new Set<string>();
-  for (const a of facts.activities) {
-    if (a.sessionId && a.instanceIds[0]) sessionTarget.set(a.sessionId, a.instanceIds[0]);
-    if (a.sessionId && a.source === 'cloudtrail' && a.eventName === 'StartSession') trailSessions.add(a.sessionId);
-  }
-  const byVpcIp = new Map<string, string>();
-  const byIp = new Map<string, string[]>();
-  const byEni = new Map<string, string>();
-  const byVolume = new Map<string, string>();
-  for (const i of facts.instances) {
-    for (const ip of i.privateIpAddresses) {
-      if (i.vpcId) byVpcIp.set(`${i.vpcId} ${ip}`, i.instanceId);
-      index(byIp, ip, i.instanceId);
-    }
-    for (const eni of i.networkInterfaceIds) byEni.set(eni, i.instanceId);
-    for (const vol of i.volumeIds) byVolume.set(vol, i.instanceId);
-  }
-  const launchedBefore = (at: number) => facts.instances.filter((i) => i.firstLaunch < at).map((i) => i.instanceId);
-  const gap = (source: Gap['source'], message: string, instanceIds: string[]) => gaps.push({ source, ...scope, message, instanceIds });
+export class Attributor {
+  /** instance id -> the activities tied to it alone or to a few instances, oldest first */
+  readonly byInstance = new Map<string, Activity[]>();
+  readonly broadcasts: Broadcast[] = [];
+  /** by the list of instance ids it was resolved to: targets resolve many activities to one list */
+  private readonly broadcastOf = new Map<readonly string[], Broadcast>();
+  /** the order activities were taken in: ties in time keep it */
+  private readonly ordinal = new Map<Activity, number>();
+  private taken = 0;
+  readonly gaps: Gap[] = [];
+  readonly index: InstanceIndex;
+  private readonly seen = new Set<string>();
+  private readonly sessionTarget = new Map<string, string>();
+  private readonly trailSessions = new Set<string>();
+  /** activity id -> the instances it was tied to */
+  private readonly where = new Map<string, readonly string[]>();
+  /** activities only SSM's session history knows, by session: dropped when CloudTrail's record of the session arrives */
+  private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
 
-  for (const a of facts.activities) {
-    if (a.source === 'ssm-sessions' && a.sessionId && trailSessions.has(a.sessionId)) continue;
+  /**
+   * `irrelevant`: an activity no verdict can depend on (its principal is allowed by every policy of the
+   * scope). It is still attributed (a gap it leaves stands, and it still names its instances), but it
+   * is kept in no instance's list.
+   */
+  constructor(
+    private readonly facts: ScopeFacts,
+    private readonly irrelevant: (a: Activity) => boolean = () => false,
+  ) {
+    this.index = new InstanceIndex(facts.instances);
+  }
+
+  /**
+   * Attributes activities; returns the instances they are tied to. Between cycles an event can
+   * arrive again by another path: it counts once, and still names the instances it was tied to.
+   */
+  add(activities: readonly Activity[], incremental = true): Set<string> {
+    const concerned = new Set<string>();
+    const fresh: Activity[] = [];
+    for (const a of activities) {
+      if (!incremental || !this.seen.has(a.id)) fresh.push(a);
+      else for (const id of this.where.get(a.id) ?? []) concerned.add(id);
+    }
+    for (const a of fresh) {
+      this.seen.add(a.id);
+      if (a.sessionId && a.instanceIds[0]) this.sessionTarget.set(a.sessionId, a.instanceIds[0]);
+      if (a.sessionId && a.source === 'cloudtrail' && a.eventName === 'StartSession' && !this.trailSessions.has(a.sessionId)) {
+        this.trailSessions.add(a.sessionId);
+        // A session attributed from SSM's history alone is now known to CloudTrail: it counts once.
+        for (const { instanceId, activity } of this.historyOnly.get(a.sessionId) ?? []) {
+          const list = this.byInstance.get(instanceId);
+          const at = list ? list.indexOf(activity) : -1;
+          if (list && at >= 0) list.splice(at, 1);
+        }
+        this.historyOnly.delete(a.sessionId);
+      }
+    }
+    for (const a of fresh) this.attributeOne(a, concerned, incremental);
+    return concerned;
+  }
+
+  private gap(source: Gap['source'], message: string, instanceIds: string[]): void {
+    this.gaps.push({ source, accountId: this.facts.accountId, region: this.facts.region, message, instanceIds });
+  }
+
+  private attributeOne(a: Activity, concerned: Set<string>, incremental: boolean): void {
+    const { facts, index } = this;
+    if (a.source === 'ssm-sessions' && a.sessionId && this.trailSessions.has(a.sessionId)) return;
     let ids = a.instanceIds;
     let activity = a;
     if (ids.length === 0 && a.sessionId) {
-      const target = sessionTarget.get(a.sessionId);
+      const target = this.sessionTarget.get(a.sessionId);
       ids = target ? [target] : [];
     } else if (ids.length === 0 && a.refs?.privateIpAddress) {
       const ip = a.refs.privateIpAddress;
       const vpc = a.refs.endpointId ? facts.endpointVpcs.get(a.refs.endpointId) : undefined;
       if (vpc) {
-        const target = byVpcIp.get(`${vpc} ${ip}`);
+        const target = index.byVpcIp.get(`${vpc} ${ip}`);
         ids = target ? [target] : [];
       } else {
         // The same private IP can exist in several VPCs: without the endpoint's VPC, every holder is in doubt.
-        const holders = byIp.get(ip) ?? [];
+        const holders = index.byIp.get(ip) ?? [];
         if (holders.length > 0) {
-          gap('cloudtrail', `${a.eventName} ${a.id} to ${ip} through ${a.refs.endpointId ?? 'an unnamed endpoint'}: the endpoint's VPC could not be read, so which instance it reached is unknown`, holders);
-          continue;
+          this.gap('cloudtrail', `${a.eventName} ${a.id} to ${ip} through ${a.refs.endpointId ?? 'an unnamed endpoint'}: the endpoint's VPC could not be read, so which instance it reached is unknown`, holders);
+          return;
         }
       }
     } else if (ids.length === 0 && (a.refs?.networkInterfaceIds || a.refs?.volumeIds)) {
       ids = [
-        ...(a.refs.networkInterfaceIds ?? []).flatMap((eni) => byEni.get(eni) ?? []),
-        ...(a.refs.volumeIds ?? []).flatMap((vol) => byVolume.get(vol) ?? []),
+        ...(a.refs.networkInterfaceIds ?? []).flatMap((eni) => index.byEni.get(eni) ?? []),
+        ...(a.refs.volumeIds ?? []).flatMap((vol) => index.byVolume.get(vol) ?? []),
       ];
     } else if (ids.length === 0 && a.commandTargets) {
       const { commandId, targets } = a.commandTargets;
       const invoked = commandId ? facts.commandTargets.get(commandId) : undefined;
       const failed = commandId ? facts.unresolvedCommands.get(commandId) : undefined;
-      const byTags = resolveTargets(targets, facts.instances);
+      const byTags = index.resolveTargets(targets);
       if (invoked) ids = invoked;
       else if (failed !== undefined) {
-        gap('ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, byTags ?? launchedBefore(a.at));
-        continue;
+        this.gap('ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, byTags ?? index.launchedBefore(a.at));
+        return;
       } else if (byTags === null) {
-        gap('ssm-commands', `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}: which instances it ran on could not be resolved`, launchedBefore(a.at));
-        continue;
+        this.gap('ssm-commands', `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}: which instances it ran on could not be resolved`, index.launchedBefore(a.at));
+        return;
       } else {
         ids = byTags;
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
@@ -115,19 +244,68 @@ export function attribute(facts: ScopeFacts): Attribution {
       let unresolved: string | null = null;
       for (const id of a.associationIds) {
         const targets = facts.associationTargets.get(id);
-        const resolved = targets ? resolveTargets(targets, facts.instances) : null;
+        const resolved = targets ? index.resolveTargets(targets) : null;
         if (resolved === null) unresolved = id;
         else resolved.forEach((x) => found.add(x));
       }
       if (unresolved !== null) {
-        gap('ssm-commands', `${a.eventName} ${a.id}: the targets of association ${unresolved} could not be resolved`, launchedBefore(a.at));
-        continue;
+        this.gap('ssm-commands', `${a.eventName} ${a.id}: the targets of association ${unresolved} could not be resolved`, index.launchedBefore(a.at));
+        return;
       }
       ids = [...found];
       activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
     }
-    for (const id of new Set(ids)) push(byInstance, id, activity);
+    this.where.set(a.id, ids);
+    if (incremental) for (const id of ids) concerned.add(id);
+    if (this.irrelevant(activity)) return;
+    this.ordinal.set(activity, this.taken++);
+    if (ids.length >= BROADCAST) {
+      const b = this.broadcastFor(ids);
+      if (incremental) insertByTime(b.activities, activity);
+      else b.activities.push(activity);
+      return;
+    }
+    for (const id of ids.length > 2 ? new Set(ids) : ids.length === 2 && ids[0] === ids[1] ? [ids[0] as string] : ids) {
+      if (incremental) {
+        const list = this.byInstance.get(id);
+        if (list) insertByTime(list, activity);
+        else this.byInstance.set(id, [activity]);
+      } else push(this.byInstance, id, activity);
+      if (a.source === 'ssm-sessions' && a.sessionId) push(this.historyOnly, a.sessionId, { instanceId: id, activity });
+    }
   }
-  for (const list of byInstance.values()) list.sort((x, y) => x.at - y.at);
-  return { byInstance, gaps };
+
+  /** Bumped whenever a broadcast is made or gains an activity. */
+  broadcastVersion = 0;
+
+  /** The broadcast of this list of instances (ids not in the scope are never judged, so they are left out). */
+  private broadcastFor(ids: readonly string[]): Broadcast {
+    this.broadcastVersion++;
+    let b = this.broadcastOf.get(ids);
+    if (!b) {
+      const members = new Uint8Array(this.facts.instances.length);
+      for (const id of ids) {
+        const n = this.index.byId.get(id);
+        if (n !== undefined) members[n] = 1;
+      }
+      b = { members, activities: [] };
+      this.broadcastOf.set(ids, b);
+      this.broadcasts.push(b);
+    }
+    return b;
+  }
+
+  /** Which of two activities was taken first: the tie-break of activities at the same time. */
+  order(a: Activity, b: Activity): number {
+    return a.at - b.at || (this.ordinal.get(a) ?? 0) - (this.ordinal.get(b) ?? 0);
+  }
+
+  /** The whole scope's activities at once (a cycle): appended, then each instance's list sorted once. */
+  static of(facts: ScopeFacts, irrelevant?: (a: Activity) => boolean): Attributor {
+    const at = new Attributor(facts, irrelevant);
+    at.add(facts.activities, false);
+    for (const list of at.byInstance.values()) list.sort((x, y) => x.at - y.at);
+    for (const b of at.broadcasts) b.activities.sort((x, y) => x.at - y.at);
+    return at;
+  }
 }

@@ -33,6 +33,35 @@ const CloudTrailRecord = z.looseObject({
 });
 type CloudTrailRecord = z.output<typeof CloudTrailRecord>;
 
+const EventTime = CloudTrailRecord.shape.eventTime;
+/** The schema's own pattern for eventTime (zod keeps it on the format); the schema itself when it has none. */
+const EVENT_TIME: { test(s: string): boolean } =
+  (EventTime._zod as { pattern?: RegExp }).pattern ?? { test: (s: string) => EventTime.safeParse(s).success };
+const optString = (v: unknown): boolean => v === undefined || typeof v === 'string';
+const optObject = (v: unknown): v is Obj | undefined => v === undefined || isObj(v);
+
+/**
+ * The checks of the CloudTrailRecord schema, by hand: a record that passes them passes the schema.
+ * The schema only runs on a record that fails them, to say why; a well-formed record is not copied.
+ */
+function readRecord(raw: Obj): { success: true; data: CloudTrailRecord } | { success: false; error: z.ZodError } {
+  const ui = raw['userIdentity'];
+  const sc = isObj(ui) ? ui['sessionContext'] : undefined;
+  const issuer = isObj(sc) ? sc['sessionIssuer'] : undefined;
+  const ok =
+    typeof raw['eventID'] === 'string' && raw['eventID'] !== '' &&
+    typeof raw['eventSource'] === 'string' && typeof raw['eventName'] === 'string' && typeof raw['awsRegion'] === 'string' &&
+    optString(raw['recipientAccountId']) && optString(raw['errorCode']) && optString(raw['sourceIPAddress']) &&
+    (raw['requestParameters'] == null || isObj(raw['requestParameters'])) &&
+    (raw['responseElements'] == null || isObj(raw['responseElements'])) &&
+    optObject(ui) && (ui === undefined || (optString(ui['type']) && optString(ui['arn']) && optString(ui['accountId']) && optString(ui['invokedBy']) && optObject(sc))) &&
+    optObject(issuer) && (issuer === undefined || optString(issuer['arn'])) &&
+    typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']);
+  if (ok) return { success: true, data: raw as CloudTrailRecord };
+  const parsed = CloudTrailRecord.safeParse(raw);
+  return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error };
+}
+
 /** A record of a tracked event that could not be read: what can still be told about it, for the gap it leaves. */
 export interface MalformedRecord {
   reason: string;
@@ -52,33 +81,64 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-const ID_KEYS = new Set(['instanceid', 'instanceids', 'target', 'resourceid']);
+const INSTANCE_ID_KEYS = new Set(['instanceid', 'instanceids', 'target', 'resourceid']);
+const ENI_ID = /^eni-[0-9a-f]{8,17}$/;
+const VOLUME_ID = /^vol-[0-9a-f]{8,17}$/;
+
+/** What a key names, compared without case: the lengths tell most keys apart before any lower-casing. */
+const enum Names {
+  Nothing = 0,
+  Instance = 1,
+  Eni = 2,
+  Volume = 3,
+}
+const KEY_LENGTHS = new Set([6, 8, 10, 11, 18]);
+function keyNames(key: string): Names {
+  if (!KEY_LENGTHS.has(key.length)) return Names.Nothing;
+  const k = key.toLowerCase();
+  if (INSTANCE_ID_KEYS.has(k)) return Names.Instance;
+  if (k === 'networkinterfaceid') return Names.Eni;
+  if (k === 'volumeid') return Names.Volume;
+  return Names.Nothing;
+}
+
+/** The ids a request or response names under an instance-ish, network-interface or volume key, in one walk. */
+interface NamedIds {
+  instances: Set<string>;
+  enis: Set<string>;
+  volumes: Set<string>;
+}
 
 /**
- * Instance ids named anywhere in request or response under an instance-ish key. Shapes differ per
- * API (`instanceId`, `InstanceId`, `ModifyInstanceMetadataOptionsRequest.InstanceId`, `instanceIds[]`,
- * `instancesSet.items[].instanceId`).
+ * Shapes differ per API (`instanceId`, `InstanceId`, `ModifyInstanceMetadataOptionsRequest.InstanceId`,
+ * `instanceIds[]`, `instancesSet.items[].instanceId`); a value counts when it sits under such a key and
+ * looks like the id.
  */
-export function findInstanceIds(value: unknown, depth = 0, underIdKey = false, out = new Set<string>()): Set<string> {
-  return findIds(value, ID_KEYS, INSTANCE_ID, depth, underIdKey, out);
-}
-
-function findIds(value: unknown, keys: ReadonlySet<string>, pattern: RegExp, depth = 0, underKey = false, out = new Set<string>()): Set<string> {
-  if (depth > 8 || value == null) return out;
+function collectIds(value: unknown, out: NamedIds, depth: number, under: Names): void {
+  if (depth > 8 || value == null) return;
   if (typeof value === 'string') {
-    if (underKey && pattern.test(value)) out.add(value);
+    if (under === Names.Instance) {
+      if (INSTANCE_ID.test(value)) out.instances.add(value);
+    } else if (under === Names.Eni) {
+      if (ENI_ID.test(value)) out.enis.add(value);
+    } else if (under === Names.Volume && VOLUME_ID.test(value)) out.volumes.add(value);
   } else if (Array.isArray(value)) {
-    for (const v of value) findIds(v, keys, pattern, depth + 1, underKey, out);
-  } else if (isObj(value)) {
-    for (const [k, v] of Object.entries(value)) findIds(v, keys, pattern, depth + 1, keys.has(k.toLowerCase()), out);
+    for (const v of value) collectIds(v, out, depth + 1, under);
+  } else if (typeof value === 'object') {
+    const o = value as Obj;
+    for (const k in o) {
+      if (Object.prototype.hasOwnProperty.call(o, k)) collectIds(o[k], out, depth + 1, keyNames(k));
+    }
   }
-  return out;
 }
 
-const ENI_KEYS = new Set(['networkinterfaceid']);
-const ENI_ID = /^eni-[0-9a-f]{8,17}$/;
-const VOLUME_KEYS = new Set(['volumeid']);
-const VOLUME_ID = /^vol-[0-9a-f]{8,17}$/;
+/** Instance ids named anywhere in request or response under an instance-ish key. */
+export function findInstanceIds(value: unknown): Set<string> {
+  const out: NamedIds = { instances: new Set(), enis: new Set(), volumes: new Set() };
+  collectIds(value, out, 0, Names.Nothing);
+  return out.instances;
+}
+
 const ANY_INSTANCE_ID = /\bi-[0-9a-f]{8,17}\b/g;
 
 /** Every instance id anywhere in the raw record's request, response and resources, whatever the key. */
@@ -121,27 +181,29 @@ function resourceIds(req: Obj): string[] {
 function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'> & Partial<Activity> {
   const req: Obj = r.requestParameters ?? {};
   const res: Obj = r.responseElements ?? {};
-  const ids = () => [...new Set([...findInstanceIds(req, 0), ...findInstanceIds(res, 0)])];
-  const base = { sourceIPAddress: r.sourceIPAddress };
+  const named: NamedIds = { instances: new Set(), enis: new Set(), volumes: new Set() };
+  collectIds(req, named, 0, Names.Nothing);
+  collectIds(res, named, 0, Names.Nothing);
+  const ids = () => [...named.instances];
   switch (r.eventName) {
     case 'StartSession':
       return {
         instanceIds: ids(),
         sessionId: str(res['sessionId']),
-        detail: { ...base, documentName: str(req['documentName']) ?? 'SSM-SessionManagerRunShell', sessionId: str(res['sessionId']), reason: str(req['reason']), parameters: isObj(req['parameters']) ? req['parameters'] : undefined },
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']) ?? 'SSM-SessionManagerRunShell', sessionId: str(res['sessionId']), reason: str(req['reason']), parameters: isObj(req['parameters']) ? req['parameters'] : undefined },
       };
     case 'ResumeSession':
-      return { instanceIds: [], sessionId: str(req['sessionId']), detail: { ...base, sessionId: str(req['sessionId']) } };
+      return { instanceIds: [], sessionId: str(req['sessionId']), detail: { sourceIPAddress: r.sourceIPAddress, sessionId: str(req['sessionId']) } };
     case 'SendSSHPublicKey':
     case 'SendSerialConsoleSSHPublicKey':
-      return { instanceIds: ids(), detail: { ...base, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] } };
+      return { instanceIds: ids(), detail: { sourceIPAddress: r.sourceIPAddress, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] } };
     case 'OpenTunnel': {
       const privateIpAddress = str(req['privateIpAddress']);
       const endpointId = str(req['instanceConnectEndpointId']);
       return {
         instanceIds: ids(),
         refs: { ...(privateIpAddress ? { privateIpAddress } : {}), ...(endpointId ? { endpointId } : {}) },
-        detail: { ...base, privateIpAddress, remotePort: req['remotePort'], endpointId },
+        detail: { sourceIPAddress: r.sourceIPAddress, privateIpAddress, remotePort: req['remotePort'], endpointId },
       };
     }
     case 'SendCommand':
@@ -153,7 +215,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       return {
         instanceIds,
         ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: commandId ?? '', targets } } : {}),
-        detail: { ...base, documentName: str(req['documentName']), commandId, targets: targets.length ? targets : undefined },
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']), commandId, targets: targets.length ? targets : undefined },
       };
     }
     case 'CreateAssociation':
@@ -165,22 +227,22 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       return {
         instanceIds,
         ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: associationId ?? '', targets } } : {}),
-        detail: { ...base, documentName: str(req['name']) ?? str(described['name']), associationId, associationName: str(req['associationName']) ?? str(described['associationName']), targets: targets.length ? targets : undefined },
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['name']) ?? str(described['name']), associationId, associationName: str(req['associationName']) ?? str(described['associationName']), targets: targets.length ? targets : undefined },
       };
     }
     case 'StartAssociationsOnce': {
       const associationIds = Array.isArray(req['associationIds']) ? req['associationIds'].filter((x): x is string => typeof x === 'string' && x !== '') : [];
-      return { instanceIds: [], associationIds, detail: { ...base, associationIds } };
+      return { instanceIds: [], associationIds, detail: { sourceIPAddress: r.sourceIPAddress, associationIds } };
     }
     case 'CreateTags':
     case 'DeleteTags':
-      return { instanceIds: resourceIds(req), tagChanges: tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove'), detail: { ...base } };
+      return { instanceIds: resourceIds(req), tagChanges: tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove'), detail: { sourceIPAddress: r.sourceIPAddress } };
     default: {
       const attributes = r.eventName === 'ModifyInstanceAttribute' || r.eventName === 'ModifyNetworkInterfaceAttribute'
         ? Object.keys(req).filter((k) => k !== 'instanceId' && k !== 'networkInterfaceId')
         : undefined;
-      const networkInterfaceIds = [...findIds([req, res], ENI_KEYS, ENI_ID)];
-      const volumeIds = [...findIds([req, res], VOLUME_KEYS, VOLUME_ID)];
+      const networkInterfaceIds = [...named.enis];
+      const volumeIds = [...named.volumes];
       const refs = {
         ...(networkInterfaceIds.length ? { networkInterfaceIds } : {}),
         ...(volumeIds.length ? { volumeIds } : {}),
@@ -188,7 +250,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       return {
         instanceIds: ids(),
         ...(Object.keys(refs).length ? { refs } : {}),
-        detail: { ...base, attributes, volumeId: volumeIds[0], networkInterfaceId: networkInterfaceIds[0], allocationId: str(req['allocationId']), publicIp: str(req['publicIp']) },
+        detail: { sourceIPAddress: r.sourceIPAddress, attributes, volumeId: volumeIds[0], networkInterfaceId: networkInterfaceIds[0], allocationId: str(req['allocationId']), publicIp: str(req['publicIp']) },
       };
     }
   }
@@ -196,7 +258,9 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
 
 /** Drop undefined values so evidence stays readable in JSON. */
 function compact(o: Obj): Obj {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const out: Obj = {};
+  for (const k in o) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }
 
 /**
@@ -224,7 +288,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
       instanceIds: instanceIdsAnywhere(raw),
     };
   };
-  const parsed = CloudTrailRecord.safeParse(raw);
+  const parsed = readRecord(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return malformed(`${issue?.path.join('.') || 'record'}: ${issue?.message ?? 'invalid'}`);
@@ -237,25 +301,24 @@ export function activityFromRecord(raw: unknown): RecordResult {
   const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
   if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
   const ui = r.userIdentity;
-  return {
-    kind: 'activity',
-    activity: {
-      id: r.eventID,
-      kind,
-      source: 'cloudtrail',
-      eventSource: r.eventSource,
-      eventName: r.eventName,
-      at: Date.parse(r.eventTime),
-      region: r.awsRegion,
-      accountId: r.recipientAccountId ?? ui?.accountId ?? null,
-      actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
-      instanceIds: s.instanceIds,
-      ...(s.sessionId ? { sessionId: s.sessionId } : {}),
-      ...(s.commandTargets ? { commandTargets: s.commandTargets } : {}),
-      ...(s.associationIds?.length ? { associationIds: s.associationIds } : {}),
-      ...(s.refs && Object.keys(s.refs).length ? { refs: s.refs } : {}),
-      ...(s.tagChanges ? { tagChanges: s.tagChanges } : {}),
-      detail: compact(s.detail),
-    },
+  const activity: Omit<Activity, 'detail'> & { detail?: Activity['detail'] } = {
+    id: r.eventID,
+    kind,
+    source: 'cloudtrail',
+    eventSource: r.eventSource,
+    eventName: r.eventName,
+    at: Date.parse(r.eventTime),
+    region: r.awsRegion,
+    accountId: r.recipientAccountId ?? ui?.accountId ?? null,
+    actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
+    instanceIds: s.instanceIds,
   };
+  // Optional fields only when present, in a fixed order (the evidence log stores activities as JSON).
+  if (s.sessionId) activity.sessionId = s.sessionId;
+  if (s.commandTargets) activity.commandTargets = s.commandTargets;
+  if (s.associationIds?.length) activity.associationIds = s.associationIds;
+  if (s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId)) activity.refs = s.refs;
+  if (s.tagChanges) activity.tagChanges = s.tagChanges;
+  activity.detail = compact(s.detail);
+  return { kind: 'activity', activity: activity as Activity };
 }

@@ -1,11 +1,11 @@
 import type { ManifestIndex } from '../manifest/types.js';
 import { manifestKey } from '../manifest/types.js';
 import type { LoadedPolicy } from '../policy/schema.js';
-import { attribute } from './attribute.js';
+import { Attributor, type Broadcast } from './attribute.js';
 import { ALWAYS_ON, DETECTORS } from './detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId, type Finding } from './detectors/types.js';
-import type { Activity, EvidenceSource, Gap, Instance, ScopeFacts } from './facts.js';
-import { anyGlob, compileGlob, type Matcher } from './glob.js';
+import type { Activity, Actor, EvidenceSource, Gap, Instance, ScopeFacts } from './facts.js';
+import { anyGlob, compileGlob, memoized, type Matcher } from './glob.js';
 
 export type Verdict = 'pristine' | 'tainted' | 'unknown';
 
@@ -33,7 +33,8 @@ interface CompiledPolicy {
   policy: LoadedPolicy;
   scope: Array<[string, Matcher]>;
   exclude: Array<[string, Matcher]> | null;
-  allowed: Matcher;
+  /** whether the policy allows what this actor does (any of its identities matches), asked once per actor */
+  allows: (actor: Actor) => boolean;
   detectors: DetectorId[];
   /** options per detector: the policy's, or the defaults for one switched on by pristine itself */
   options: Map<DetectorId, unknown>;
@@ -41,14 +42,24 @@ interface CompiledPolicy {
 }
 
 function compile(policy: LoadedPolicy): CompiledPolicy {
-  const tagMatchers = (tags: Record<string, string>) => Object.entries(tags).map(([k, v]) => [k, compileGlob(v)] as [string, Matcher]);
+  // A fleet repeats the same tag values and callers: each glob is tested once per distinct string.
+  const tagMatchers = (tags: Record<string, string>) => Object.entries(tags).map(([k, v]) => [k, memoized(compileGlob(v))] as [string, Matcher]);
   const excludeKeys = new Set(Object.keys(policy.scope.exclude?.tags ?? {}));
   const enabled = (Object.keys(policy.detect) as DetectorId[]).filter((id) => policy.detect[id] !== undefined);
+  const allowed = memoized(anyGlob(policy.allow.principals));
+  const byActor = new WeakMap<Actor, boolean>();
   return {
     policy,
     scope: tagMatchers(policy.scope.tags),
     exclude: policy.scope.exclude ? tagMatchers(policy.scope.exclude.tags) : null,
-    allowed: anyGlob(policy.allow.principals),
+    allows: (actor) => {
+      let yes = byActor.get(actor);
+      if (yes === undefined) {
+        yes = actor.identities.some(allowed);
+        byActor.set(actor, yes);
+      }
+      return yes;
+    },
     detectors: [...new Set([...ALWAYS_ON, ...enabled])],
     options: new Map(DETECTOR_IDS.map((id) => [id, policy.detect[id] ?? DETECTORS[id].options.parse({})])),
     isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
@@ -95,6 +106,179 @@ export function policyCovers(policy: LoadedPolicy, accountId: string, region: st
   return !policy.scope.accounts || anyGlob(policy.scope.accounts)(accountId);
 }
 
+/** How one instance came out: judged, exempt by a verified tag, or selected by no policy. */
+export type InstanceOutcome = { kind: 'judged'; result: InstanceResult } | { kind: 'exempt' } | { kind: 'out-of-scope' };
+
+/**
+ * One scope made ready to judge: policies compiled, activities attributed, gaps indexed. Judging an
+ * instance then reads only what concerns it, so a cycle costs what its distinct facts cost, and an
+ * event pushed between cycles re-judges the instances it names alone (`add`, then `judge`).
+ */
+export class ScopeJudge {
+  private readonly compiled: CompiledPolicy[];
+  private readonly attributor: Attributor;
+  private gapIndex: GapIndex;
+  private readonly scope: { accountId: string; region: string };
+
+  constructor(
+    private readonly facts: ScopeFacts,
+    private readonly policies: readonly LoadedPolicy[],
+    private readonly manifests: ManifestIndex,
+    attributor?: Attributor,
+  ) {
+    this.compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
+    const compiled = this.compiled;
+    // What every policy of the scope allows cannot taint here: it is attributed, and kept nowhere.
+    this.attributor = attributor ?? Attributor.of(facts, (a) => compiled.every((cp) => cp.allows(a.actor)));
+    this.gapIndex = new GapIndex([...facts.gaps, ...this.attributor.gaps]);
+    this.scope = { accountId: facts.accountId, region: facts.region };
+  }
+
+  /**
+   * The judge of events pushed after this cycle: the same attribution, without the cycle's gaps (a
+   * pushed event can only taint; whether the rest of the evidence was read is the next cycle's say).
+   */
+  forPushedEvents(): ScopeJudge {
+    return new ScopeJudge({ ...this.facts, gaps: [] }, this.policies, this.manifests, this.attributor);
+  }
+
+  get instances(): readonly Instance[] {
+    return this.facts.instances;
+  }
+
+  /** The instance with this id in the scope, if any. */
+  instance(instanceId: string): Instance | undefined {
+    const n = this.attributor.index.byId.get(instanceId);
+    return n === undefined ? undefined : this.facts.instances[n];
+  }
+
+  /** Takes in activities that arrived after the cycle; returns the ids of the instances they concern. */
+  add(activities: readonly Activity[]): Set<string> {
+    const before = this.attributor.gaps.length;
+    const concerned = this.attributor.add(activities);
+    if (this.attributor.gaps.length > before) this.gapIndex = new GapIndex([...this.facts.gaps, ...this.attributor.gaps]);
+    return concerned;
+  }
+
+  judge(instance: Instance, now: number): InstanceOutcome {
+    const { facts, scope } = this;
+    const cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
+    if (!cp) return { kind: 'out-of-scope' };
+    const activities = this.activitiesOf(instance, cp);
+    const detectors = new Set<DetectorId>(cp.detectors);
+    const gaps: Gap[] = [];
+    const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
+    const beforeWindow = instance.firstLaunch < facts.window.from;
+
+    if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
+      const tampered = activities.some((a) => a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
+      if (tampered) detectors.add('guard-tampered');
+      else if (trailGaps.length > 0 || beforeWindow) {
+        gaps.push({
+          source: 'cloudtrail',
+          ...scope,
+          instanceIds: [instance.instanceId],
+          message: `exempt by tag, but who set the tag could not be checked: ${trailGaps[0]?.message ?? `activity before ${iso(facts.window.from)} was not examined`}`,
+        });
+      } else return { kind: 'exempt' };
+    }
+
+    const ctx = {
+      instance,
+      activities,
+      manifest: this.manifests.get(manifestKey(instance.region, instance.imageId)) ?? null,
+      inventory: facts.inventory.get(instance.instanceId) ?? null,
+      isGuardTag: cp.isGuardTag,
+      now,
+    };
+    const findings: Finding[] = [];
+    const sources = new Set<EvidenceSource>();
+    for (const id of detectors) {
+      const detector = DETECTORS[id];
+      for (const s of detector.sources) sources.add(s);
+      for (const f of detector.evaluate(ctx, cp.options.get(id))) findings.push(f);
+    }
+    for (const g of this.gapIndex.for(instance, sources)) gaps.push(g);
+    if (beforeWindow && sources.has('cloudtrail')) {
+      gaps.push({
+        source: 'cloudtrail',
+        ...scope,
+        instanceIds: [instance.instanceId],
+        message: `first launched ${iso(instance.firstLaunch)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
+      });
+    }
+    findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
+    return { kind: 'judged', result: { instance, policy: cp.policy.name, verdict: verdictOf(findings, gaps), findings, gaps } };
+  }
+
+  /**
+   * Per policy, the broadcasts holding an activity by a principal the policy does not allow, with those
+   * activities: worked out once per policy (again when a broadcast changes), not per instance. A
+   * fleet-wide deploy by an allowed pipeline costs an instance nothing.
+   */
+  private readonly relevant = new Map<CompiledPolicy, { version: number; list: Array<{ b: Broadcast; activities: Activity[] }> }>();
+  private broadcastsFor(cp: CompiledPolicy): Array<{ b: Broadcast; activities: Activity[] }> {
+    const version = this.attributor.broadcastVersion;
+    let known = this.relevant.get(cp);
+    if (!known || known.version !== version) {
+      const list = this.attributor.broadcasts.flatMap((b) => {
+        const activities = b.activities.filter((a) => !cp.allows(a.actor));
+        return activities.length > 0 ? [{ b, activities }] : [];
+      });
+      known = { version, list };
+      this.relevant.set(cp, known);
+    }
+    return known.list;
+  }
+
+  /** The activities on an instance after its first launch, by principals its policy does not allow, oldest first. */
+  private activitiesOf(instance: Instance, cp: CompiledPolicy): Activity[] {
+    const id = instance.instanceId;
+    const position = this.attributor.index.byId.get(id) ?? -1;
+    const after = (a: Activity) => a.at > instance.firstLaunch;
+    const out = (this.attributor.byInstance.get(id) ?? []).filter((a) => after(a) && !cp.allows(a.actor));
+    let merged = false;
+    for (const { b, activities } of this.broadcastsFor(cp)) {
+      if (b.members[position] !== 1) continue;
+      for (const a of activities) {
+        if (!after(a)) continue;
+        out.push(a);
+        merged = true;
+      }
+    }
+    if (merged) out.sort((x, y) => this.attributor.order(x, y));
+    return out;
+  }
+
+  /** The verdicts of some instances (those judged, not exempt or out of scope), in the scope's order. */
+  judgeOnly(instanceIds: Iterable<string>, now: number): InstanceResult[] {
+    const positions: number[] = [];
+    for (const id of instanceIds) {
+      const n = this.attributor.index.byId.get(id);
+      if (n !== undefined) positions.push(n);
+    }
+    const out: InstanceResult[] = [];
+    for (const n of positions.sort((a, b) => a - b)) {
+      const o = this.judge(this.facts.instances[n] as Instance, now);
+      if (o.kind === 'judged') out.push(o.result);
+    }
+    return out;
+  }
+
+  /** Every instance of the scope (or those in `only`), in the scope's order. */
+  judgeAll(now: number, only?: ReadonlySet<string>): ScopeResult {
+    const out: ScopeResult = { accountId: this.facts.accountId, region: this.facts.region, results: [], outOfScope: 0, exempt: 0 };
+    for (const instance of this.facts.instances) {
+      if (only && !only.has(instance.instanceId)) continue;
+      const o = this.judge(instance, now);
+      if (o.kind === 'judged') out.results.push(o.result);
+      else if (o.kind === 'exempt') out.exempt++;
+      else out.outOfScope++;
+    }
+    return out;
+  }
+}
+
 /**
  * Facts of one scope (account and region) to a verdict per in-scope instance. Pure: no I/O, no
  * clock (`now` is given).
@@ -115,69 +299,5 @@ export function evaluateScope(
   now: number,
   only?: ReadonlySet<string>,
 ): ScopeResult {
-  const compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
-  const { byInstance, gaps: attributionGaps } = attribute(facts);
-  const gapIndex = new GapIndex([...facts.gaps, ...attributionGaps]);
-  const out: ScopeResult = { accountId: facts.accountId, region: facts.region, results: [], outOfScope: 0, exempt: 0 };
-
-  for (const instance of facts.instances) {
-    if (only && !only.has(instance.instanceId)) continue;
-    const cp = compiled.find((c) => tagsMatch(instance.tags, c.scope));
-    if (!cp) {
-      out.outOfScope++;
-      continue;
-    }
-    const activities: Activity[] = (byInstance.get(instance.instanceId) ?? []).filter(
-      (a) => a.at > instance.firstLaunch && !a.actor.identities.some((id) => cp.allowed(id)),
-    );
-    const detectors = new Set<DetectorId>(cp.detectors);
-    const gaps: Gap[] = [];
-    const trailGaps = gapIndex.for(instance, TRAIL_ONLY);
-    const beforeWindow = instance.firstLaunch < facts.window.from;
-    const scope = { accountId: facts.accountId, region: facts.region };
-
-    if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
-      const tampered = activities.some((a) => a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
-      if (tampered) detectors.add('guard-tampered');
-      else if (trailGaps.length > 0 || beforeWindow) {
-        gaps.push({
-          source: 'cloudtrail',
-          ...scope,
-          instanceIds: [instance.instanceId],
-          message: `exempt by tag, but who set the tag could not be checked: ${trailGaps[0]?.message ?? `activity before ${iso(facts.window.from)} was not examined`}`,
-        });
-      } else {
-        out.exempt++;
-        continue;
-      }
-    }
-
-    const ctx = {
-      instance,
-      activities,
-      manifest: manifests.get(manifestKey(instance.region, instance.imageId)) ?? null,
-      inventory: facts.inventory.get(instance.instanceId) ?? null,
-      isGuardTag: cp.isGuardTag,
-      now,
-    };
-    const findings: Finding[] = [];
-    const sources = new Set<EvidenceSource>();
-    for (const id of detectors) {
-      const detector = DETECTORS[id];
-      for (const s of detector.sources) sources.add(s);
-      findings.push(...detector.evaluate(ctx, cp.options.get(id)));
-    }
-    gaps.push(...gapIndex.for(instance, sources));
-    if (beforeWindow && sources.has('cloudtrail')) {
-      gaps.push({
-        source: 'cloudtrail',
-        ...scope,
-        instanceIds: [instance.instanceId],
-        message: `first launched ${iso(instance.firstLaunch)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
-      });
-    }
-    findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
-    out.results.push({ instance, policy: cp.policy.name, verdict: verdictOf(findings, gaps), findings, gaps });
-  }
-  return out;
+  return new ScopeJudge(facts, policies, manifests).judgeAll(now, only);
 }

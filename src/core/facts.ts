@@ -53,7 +53,12 @@ export interface InventorySnapshot {
   instanceId: string;
   /** epoch ms of SSM's last capture, null when SSM did not say */
   captureTime: number | null;
-  packages: Package[];
+  /**
+   * What the packages are, as one string: SSM's ContentHash (`ssm:…`), else a hash of the normalised
+   * list (`sha256:…`). Instances with the same fingerprint share one `packages` list.
+   */
+  fingerprint: string;
+  packages: readonly Package[];
 }
 
 /** Who did something: the caller's ARN as CloudTrail reports it, and the identities an allow glob may match. */

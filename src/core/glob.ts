@@ -49,3 +49,17 @@ export function cachedAnyGlob(patterns: readonly string[]): Matcher {
   }
   return m;
 }
+
+/** A matcher that remembers its answer per string: for globs asked about the same few values again and again. */
+export function memoized(match: Matcher): Matcher {
+  const answers = new Map<string, boolean>();
+  return (value) => {
+    let yes = answers.get(value);
+    if (yes === undefined) {
+      yes = match(value);
+      // Bounded: a glob asked about endless distinct strings stops remembering rather than growing.
+      if (answers.size < 100_000) answers.set(value, yes);
+    }
+    return yes;
+  };
+}

@@ -58,6 +58,8 @@ export interface ReportError {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+/** localeCompare's order, with the collator made once */
+const collate = new Intl.Collator().compare;
 
 export function toReportInstance(r: InstanceResult): ReportInstance {
   const i = r.instance;
@@ -94,7 +96,7 @@ export function buildReport(input: {
   warnings: ReportError[];
 }): Report {
   const instances = input.scopes.flatMap((r) => r.results.map(toReportInstance));
-  instances.sort((a, b) => a.region.localeCompare(b.region) || a.accountId.localeCompare(b.accountId) || a.instanceId.localeCompare(b.instanceId));
+  instances.sort((a, b) => collate(a.region, b.region) || collate(a.accountId, b.accountId) || collate(a.instanceId, b.instanceId));
   const byRegion = new Map<string, { from: number; to: number }>();
   for (const s of input.scopes) {
     const w = byRegion.get(s.region);

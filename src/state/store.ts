@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { InstanceResult } from '../core/evaluate.js';
 import type { Activity, Scope } from '../core/facts.js';
 import { clampSpans, mergeSpans, type Span } from '../evidence/coverage.js';
 import type { CoverageKind } from '../evidence/sources/types.js';
@@ -197,6 +198,19 @@ export interface VerdictInput {
   name: string | null;
   verdict: string;
   findings: FindingInput[];
+}
+
+/** What the store keeps of a verdict: the instance, its policy, and its findings' keys and summaries. */
+export function verdictInputOf(result: InstanceResult): VerdictInput {
+  return {
+    instanceId: result.instance.instanceId,
+    accountId: result.instance.accountId,
+    region: result.instance.region,
+    policy: result.policy,
+    name: result.instance.name,
+    verdict: result.verdict,
+    findings: result.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
+  };
 }
 
 export interface InstanceRow {

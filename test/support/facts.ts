@@ -1,7 +1,8 @@
 // Builders for the pure core's inputs: instances, facts, policies and manifests, with fixture records.
 import { readFileSync } from 'node:fs';
 import { activityFromRecord } from '../../src/core/cloudtrail-record.js';
-import type { Activity, Instance, InventorySnapshot, ScopeFacts } from '../../src/core/facts.js';
+import type { Activity, Instance, InventorySnapshot, Package, ScopeFacts } from '../../src/core/facts.js';
+import { packagesFingerprint } from '../../src/evidence/sources/ssm-inventory/catalog.js';
 import { normalizeVersion } from '../../src/core/package-version.js';
 import { toPackages } from '../../src/evidence/sources/ssm-inventory/index.js';
 import type { Manifest, ManifestIndex } from '../../src/manifest/types.js';
@@ -118,19 +119,24 @@ export function manifests(...list: Manifest[]): ManifestIndex {
   return new Map(list.map((m) => [manifestKey(m.region, m.imageId), m]));
 }
 
+/** An inventory snapshot as the collector makes one without SSM's ContentHash: fingerprinted by its packages. */
+export function inventorySnapshot(instanceId: string, captureTime: number | null, packages: Package[]): InventorySnapshot {
+  return { instanceId, captureTime, fingerprint: packagesFingerprint(packages), packages };
+}
+
 /** Inventory equal to the manifest's packages: a clean instance. */
 export function cleanInventory(m: Manifest, instanceId = FIXTURE_INSTANCE, captureTime = FIXTURE_NOW - 3_600_000): InventorySnapshot {
-  return {
+  return inventorySnapshot(
     instanceId,
     captureTime,
-    packages: m.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })),
-  };
+    m.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })),
+  );
 }
 
 /** The drifted instance's inventory from the fixtures (SSM Inventory entries, one a line). */
 export function driftedInventory(captureTime = FIXTURE_NOW - 3_600_000): InventorySnapshot {
   const rows = readFixtureJsonl<Record<string, string>>('ssm/inventory-drifted.jsonl');
-  return { instanceId: FIXTURE_INSTANCE, captureTime, packages: toPackages(rows) };
+  return inventorySnapshot(FIXTURE_INSTANCE, captureTime, toPackages(rows));
 }
 
 /** An instance as the JSON report shows it (what Slack messages are built from). */

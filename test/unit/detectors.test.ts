@@ -10,6 +10,7 @@ import {
   driftedInventory,
   facts,
   instance,
+  inventorySnapshot,
   manifest,
   manifests,
   policies,
@@ -185,14 +186,11 @@ describe('package-drift', () => {
         { name: 'kernel', version: '6.1.119-129.201.amzn2023', arch: 'x86_64' },
       ],
     });
-    const inventory = (kernels: string[][]) => ({
-      instanceId: FIXTURE_INSTANCE,
-      captureTime: FIXTURE_NOW - 60_000,
-      packages: [
+    const inventory = (kernels: string[][]) =>
+      inventorySnapshot(FIXTURE_INSTANCE, FIXTURE_NOW - 60_000, [
         { name: 'openssl-libs', arch: 'x86_64', version: '1:3.0.8-1.amzn2023.0.18' },
         ...kernels.map(([v, rel]) => ({ name: 'kernel', arch: 'x86_64', version: `${v}-${rel}` })),
-      ],
-    });
+      ]);
     const same = inventory([['6.1.119', '129.201.amzn2023'], ['6.1.115', '126.197.amzn2023']]);
     expect(judge({ inventory: new Map([[FIXTURE_INSTANCE, same]]) }, WEB_POLICY, manifests(rpm)).verdict).toBe('pristine');
     const third = inventory([['6.1.119', '129.201.amzn2023'], ['6.1.115', '126.197.amzn2023'], ['6.1.120', '1.amzn2023']]);

@@ -32,8 +32,17 @@ function index(packages: Iterable<Package>): VersionsByName {
   return out;
 }
 
-// Manifests are shared by many instances: normalise and index each once.
+// Manifests and inventories are shared by many instances: normalise and index each once.
 const baselines = new WeakMap<Manifest, VersionsByName>();
+const installedIndexes = new WeakMap<readonly Package[], VersionsByName>();
+function installedOf(packages: readonly Package[]): VersionsByName {
+  let i = installedIndexes.get(packages);
+  if (!i) {
+    i = index(packages);
+    installedIndexes.set(packages, i);
+  }
+  return i;
+}
 function baselineOf(manifest: Manifest): VersionsByName {
   let b = baselines.get(manifest);
   if (!b) {
@@ -79,6 +88,46 @@ function describeDiff(diff: PackageDiff, limit = 5): string {
   return parts.join('; ');
 }
 
+/** A drift as every instance with this inventory, image and ignore list shares it; null when there is none. */
+interface Drift {
+  count: number;
+  summary: string;
+  evidence: Record<string, unknown>;
+}
+
+/**
+ * Each distinct (manifest, ignore globs, inventory fingerprint) is diffed once, and its finding's
+ * summary and evidence are shared by every instance that has it: in this cycle and the next ones, as
+ * long as the manifest and the policy stay loaded.
+ */
+const drifts = new WeakMap<Manifest, WeakMap<readonly string[], Map<string, Drift | null>>>();
+function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: string, packages: readonly Package[]): Drift | null {
+  let byIgnore = drifts.get(manifest);
+  if (!byIgnore) {
+    byIgnore = new WeakMap();
+    drifts.set(manifest, byIgnore);
+  }
+  let byFingerprint = byIgnore.get(ignore);
+  if (!byFingerprint) {
+    byFingerprint = new Map();
+    byIgnore.set(ignore, byFingerprint);
+  }
+  const known = byFingerprint.get(fingerprint);
+  if (known !== undefined) return known;
+  const diff = diffPackages(baselineOf(manifest), installedOf(packages), cachedAnyGlob(ignore));
+  const count = diff.added.length + diff.removed.length + diff.changed.length;
+  const drift =
+    count === 0
+      ? null
+      : {
+          count,
+          summary: `${count} package${count === 1 ? '' : 's'} differ from image ${manifest.imageId}: ${describeDiff(diff)}`,
+          evidence: { imageId: manifest.imageId, manifest: manifest.file, ...diff },
+        };
+  byFingerprint.set(fingerprint, drift);
+  return drift;
+}
+
 export const packageDrift = defineDetector({
   id: 'package-drift',
   description: "Installed packages (SSM Inventory) differ from the ones recorded when the image was baked.",
@@ -104,18 +153,17 @@ export const packageDrift = defineDetector({
       ];
     }
     const findings: Finding[] = [];
-    const diff = diffPackages(baselineOf(ctx.manifest), index(inventory.packages), cachedAnyGlob(options.ignore));
-    const count = diff.added.length + diff.removed.length + diff.changed.length;
-    if (count > 0) {
+    const drift = driftOf(ctx.manifest, options.ignore, inventory.fingerprint, inventory.packages);
+    if (drift) {
       findings.push({
         detector: 'package-drift',
         key: 'package-drift:drift',
         severity: 'high',
         effect: 'taint',
-        summary: `${count} package${count === 1 ? '' : 's'} differ from image ${ctx.manifest.imageId}: ${describeDiff(diff)}`,
+        summary: drift.summary,
         at: inventory.captureTime,
         actor: null,
-        evidence: { imageId: ctx.manifest.imageId, manifest: ctx.manifest.file, ...diff },
+        evidence: drift.evidence,
       });
     }
     const age = inventory.captureTime === null ? null : ctx.now - inventory.captureTime;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { scopeKey, type InventorySnapshot, type Package } from '../../../core/facts.js';
 import { normalizeVersion } from '../../../core/package-version.js';
 import { describeError } from '../../../errors.js';
+import { InventoryCatalog } from './catalog.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
 
 export const IAM_ACTIONS = ['ssm:GetInventory'] as const;
@@ -32,11 +33,27 @@ export function toPackages(content: ReadonlyArray<Record<string, string>>): Pack
   return out;
 }
 
+/** The inventories of each scope, kept for the life of the process: what is unchanged is not normalised again. */
+const catalogs = new Map<string, InventoryCatalog>();
+function catalogOf(key: string): InventoryCatalog {
+  let c = catalogs.get(key);
+  if (!c) {
+    c = new InventoryCatalog();
+    catalogs.set(key, c);
+  }
+  return c;
+}
+
 /**
  * Installed packages of every managed instance in the scope: GetInventory serves 50 instances a
- * call, where ListInventoryEntries would need a call per 50 packages per instance.
+ * call, where ListInventoryEntries would need a call per 50 packages per instance. Each result is
+ * fingerprinted by its ContentHash; a catalog given here remembers them between reads.
  */
-export async function readInventory(ssm: SSMClient, signal?: AbortSignal): Promise<Map<string, InventorySnapshot>> {
+export async function readInventory(
+  ssm: SSMClient,
+  signal?: AbortSignal,
+  catalog: InventoryCatalog = new InventoryCatalog(),
+): Promise<Map<string, InventorySnapshot>> {
   const out = new Map<string, InventorySnapshot>();
   const pages = paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] }, { abortSignal: signal });
   for await (const page of pages) {
@@ -44,13 +61,10 @@ export async function readInventory(ssm: SSMClient, signal?: AbortSignal): Promi
       const data = entity.Id ? entity.Data?.[TYPE] : undefined;
       if (!entity.Id || !data) continue;
       const captured = data.CaptureTime ? Date.parse(data.CaptureTime) : NaN;
-      out.set(entity.Id, {
-        instanceId: entity.Id,
-        captureTime: Number.isNaN(captured) ? null : captured,
-        packages: toPackages(data.Content ?? []),
-      });
+      out.set(entity.Id, catalog.snapshot(entity.Id, Number.isNaN(captured) ? null : captured, data.Content ?? [], data.ContentHash));
     }
   }
+  catalog.sweep();
   return out;
 }
 
@@ -65,7 +79,7 @@ export const ssmInventory = {
   async read(ctx: PullContext<{ ssm: SSMClient }, unknown>): Promise<PullResult> {
     const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
     try {
-      out.inventory = await readInventory(ctx.clients.ssm, ctx.signal);
+      out.inventory = await readInventory(ctx.clients.ssm, ctx.signal, catalogOf(scopeKey(ctx.scope)));
     } catch (err) {
       const message = `GetInventory failed: ${describeError(err)}`;
       ctx.logger.warn({ source: 'ssm-inventory', scope: scopeKey(ctx.scope), err: describeError(err) }, 'evidence could not be read');

@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import type { InventorySnapshot, Package } from '../../../core/facts.js';
+import { normalizeVersion } from '../../../core/package-version.js';
+
+/** One AWS:Application content row as GetInventory returns it (keys capitalised, or lower-case from some producers). */
+export type InventoryRow = Readonly<Record<string, string>>;
+
+/** Inventory content keys are documented capitalised (Name, Version); some producers write them lower-case. */
+function field(entry: InventoryRow, name: string, lower: string): string {
+  return entry[name] ?? entry[lower] ?? '';
+}
+
+/** A hash of a normalised package list, for inventories SSM gave no ContentHash: the same packages give the same one. */
+export function packagesFingerprint(packages: readonly Package[]): string {
+  const hash = createHash('sha256');
+  for (const p of packages) hash.update(`${p.name}\0${p.version}\0${p.arch}\n`);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * The distinct inventories of a fleet, kept between cycles. In a fleet built from a few dozen images
+ * most instances report the same packages as the others of their image, and SSM says so with each
+ * result's ContentHash: an inventory whose fingerprint is known is not normalised again, and every
+ * instance that reports it shares one package list (so the package-drift detector diffs it once).
+ * Packages are interned: a row seen in any inventory becomes one object, whatever list holds it.
+ *
+ * `sweep()` after each full read forgets the inventories nobody reported since the previous sweep.
+ */
+export class InventoryCatalog {
+  private readonly contents = new Map<string, readonly Package[]>();
+  private readonly seen = new Set<string>();
+  private pool = new Map<string, Package>();
+  /** rows normalised since the catalog was made: what a known fingerprint saves */
+  normalisedRows = 0;
+
+  get size(): number {
+    return this.contents.size;
+  }
+
+  /** The packages of one row list, each row normalised once and interned. */
+  toPackages(rows: readonly InventoryRow[]): Package[] {
+    const out: Package[] = [];
+    for (const entry of rows) {
+      const name = field(entry, 'Name', 'name');
+      if (!name) continue;
+      const version = field(entry, 'Version', 'version');
+      const release = field(entry, 'Release', 'release');
+      const epoch = field(entry, 'Epoch', 'epoch');
+      const arch = field(entry, 'Architecture', 'architecture');
+      const key = `${name}\0${version}\0${release}\0${epoch}\0${arch}`;
+      let p = this.pool.get(key);
+      if (!p) {
+        p = { name, arch, version: normalizeVersion({ version, release, epoch }) };
+        this.pool.set(key, p);
+      }
+      out.push(p);
+    }
+    this.normalisedRows += rows.length;
+    return out;
+  }
+
+  /**
+   * One instance's inventory. With SSM's ContentHash a known content is taken as it is; without one,
+   * the rows are normalised and fingerprinted by what they hold.
+   */
+  snapshot(instanceId: string, captureTime: number | null, rows: readonly InventoryRow[], contentHash?: string | null): InventorySnapshot {
+    if (contentHash) {
+      const fingerprint = `ssm:${contentHash}`;
+      this.seen.add(fingerprint);
+      let packages = this.contents.get(fingerprint);
+      if (!packages) {
+        packages = this.toPackages(rows);
+        this.contents.set(fingerprint, packages);
+      }
+      return { instanceId, captureTime, fingerprint, packages };
+    }
+    const normalised = this.toPackages(rows);
+    const fingerprint = packagesFingerprint(normalised);
+    this.seen.add(fingerprint);
+    let packages = this.contents.get(fingerprint);
+    if (!packages) {
+      packages = normalised;
+      this.contents.set(fingerprint, packages);
+    }
+    return { instanceId, captureTime, fingerprint, packages };
+  }
+
+  /** Forgets the inventories not reported since the last sweep; says how many. */
+  sweep(): number {
+    let evicted = 0;
+    for (const fingerprint of this.contents.keys()) {
+      if (this.seen.has(fingerprint)) continue;
+      this.contents.delete(fingerprint);
+      evicted++;
+    }
+    this.seen.clear();
+    // Rows of forgotten inventories would stay interned forever: start the pool again from the live ones.
+    if (evicted > 0) {
+      const live = new Set<Package>();
+      for (const list of this.contents.values()) for (const p of list) live.add(p);
+      const pool = new Map<string, Package>();
+      for (const [key, p] of this.pool) if (live.has(p)) pool.set(key, p);
+      this.pool = pool;
+    }
+    return evicted;
+  }
+}
