@@ -34,7 +34,7 @@ import type { LoadedPolicy } from '../src/policy/schema.js';
 const { values: argv } = parseArgs({
   options: {
     instances: { type: 'string', default: '10000' },
-    events: { type: 'string', default: '50000' },
+    events: { type: 'string' },
     packages: { type: 'string', default: '700' },
     seed: { type: 'string', default: '20261121' },
     json: { type: 'boolean', default: false },
@@ -61,7 +61,8 @@ function positiveInt(name: string, text: string, min: number): number {
 }
 
 const N_INSTANCES = positiveInt('instances', argv.instances, 1);
-const N_EVENTS = positiveInt('events', argv.events, 0);
+// Five records an instance unless told: the fleet's density of activity stays the same at any size.
+const N_EVENTS = argv.events === undefined ? N_INSTANCES * 5 : positiveInt('events', argv.events, 0);
 const N_PACKAGES = positiveInt('packages', argv.packages, 10);
 const SEED = positiveInt('seed', argv.seed, 0);
 const DISTINCT_PCT = positiveInt('distinct-inventories', argv['distinct-inventories'], 0);

@@ -110,10 +110,11 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
   const results = await Promise.all(reads);
   const read: Activity[] = [];
   for (const r of results) {
-    read.push(...r.activities);
-    gaps.push(...r.gaps);
-    errors.push(...r.errors);
-    warnings.push(...r.warnings);
+    // Loops, not push(...spread): a source can bring more activities than a call takes arguments.
+    for (const a of r.activities) read.push(a);
+    for (const g of r.gaps) gaps.push(g);
+    for (const e of r.errors) errors.push(e);
+    for (const w of r.warnings) warnings.push(w);
     if (r.inventory) facts.inventory = r.inventory;
   }
   store.ingest(read, now);

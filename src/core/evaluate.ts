@@ -36,9 +36,20 @@ interface CompiledPolicy {
   /** whether the policy allows what this actor does (any of its identities matches), asked once per actor */
   allows: (actor: Actor) => boolean;
   detectors: DetectorId[];
+  /** the detectors that run, and the evidence they read: as the policy says, and with guard-tampered added */
+  runs: { plain: DetectorRun; tampered: DetectorRun };
   /** options per detector: the policy's, or the defaults for one switched on by pristine itself */
   options: Map<DetectorId, unknown>;
   isGuardTag: (key: string) => boolean;
+}
+
+interface DetectorRun {
+  detectors: readonly DetectorId[];
+  sources: ReadonlySet<EvidenceSource>;
+}
+
+function detectorRun(detectors: readonly DetectorId[]): DetectorRun {
+  return { detectors, sources: new Set(detectors.flatMap((id) => DETECTORS[id].sources)) };
 }
 
 function compile(policy: LoadedPolicy): CompiledPolicy {
@@ -47,6 +58,7 @@ function compile(policy: LoadedPolicy): CompiledPolicy {
   const excludeKeys = new Set(Object.keys(policy.scope.exclude?.tags ?? {}));
   const enabled = (Object.keys(policy.detect) as DetectorId[]).filter((id) => policy.detect[id] !== undefined);
   const allowed = memoized(anyGlob(policy.allow.principals));
+  const detectors = [...new Set([...ALWAYS_ON, ...enabled])];
   const byActor = new WeakMap<Actor, boolean>();
   return {
     policy,
@@ -60,7 +72,8 @@ function compile(policy: LoadedPolicy): CompiledPolicy {
       }
       return yes;
     },
-    detectors: [...new Set([...ALWAYS_ON, ...enabled])],
+    detectors,
+    runs: { plain: detectorRun(detectors), tampered: detectorRun([...new Set<DetectorId>([...detectors, 'guard-tampered'])]) },
     options: new Map(DETECTOR_IDS.map((id) => [id, policy.detect[id] ?? DETECTORS[id].options.parse({})])),
     isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
   };
@@ -86,8 +99,13 @@ class GapIndex {
     }
   }
   for(instance: Instance, sources: ReadonlySet<EvidenceSource>): Gap[] {
-    const own = this.byInstance.get(instance.instanceId) ?? [];
-    return [...this.everyone, ...own].filter((g) => sources.has(g.source) && (g.before === undefined || instance.firstLaunch < g.before));
+    const own = this.byInstance.get(instance.instanceId);
+    if (this.everyone.length === 0 && !own) return [];
+    const out: Gap[] = [];
+    const concerns = (g: Gap) => sources.has(g.source) && (g.before === undefined || instance.firstLaunch < g.before);
+    for (const g of this.everyone) if (concerns(g)) out.push(g);
+    for (const g of own ?? []) if (concerns(g)) out.push(g);
+    return out;
   }
 }
 
@@ -165,14 +183,14 @@ export class ScopeJudge {
     const cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
     if (!cp) return { kind: 'out-of-scope' };
     const activities = this.activitiesOf(instance, cp);
-    const detectors = new Set<DetectorId>(cp.detectors);
+    let run = cp.runs.plain;
     const gaps: Gap[] = [];
     const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
     const beforeWindow = instance.firstLaunch < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
       const tampered = activities.some((a) => a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
-      if (tampered) detectors.add('guard-tampered');
+      if (tampered) run = cp.runs.tampered;
       else if (trailGaps.length > 0 || beforeWindow) {
         gaps.push({
           source: 'cloudtrail',
@@ -192,12 +210,8 @@ export class ScopeJudge {
       now,
     };
     const findings: Finding[] = [];
-    const sources = new Set<EvidenceSource>();
-    for (const id of detectors) {
-      const detector = DETECTORS[id];
-      for (const s of detector.sources) sources.add(s);
-      for (const f of detector.evaluate(ctx, cp.options.get(id))) findings.push(f);
-    }
+    const { sources } = run;
+    for (const id of run.detectors) for (const f of DETECTORS[id].evaluate(ctx, cp.options.get(id))) findings.push(f);
     for (const g of this.gapIndex.for(instance, sources)) gaps.push(g);
     if (beforeWindow && sources.has('cloudtrail')) {
       gaps.push({

@@ -40,11 +40,11 @@ export function anyGlob(patterns: readonly string[]): Matcher {
 
 const cache = new WeakMap<readonly string[], Matcher>();
 
-/** anyGlob, compiled once per (frozen, policy-owned) pattern list: detectors run once per instance. */
+/** anyGlob, compiled once per (frozen, policy-owned) pattern list and remembering its answers: detectors run once per instance. */
 export function cachedAnyGlob(patterns: readonly string[]): Matcher {
   let m = cache.get(patterns);
   if (!m) {
-    m = anyGlob(patterns);
+    m = memoized(anyGlob(patterns));
     cache.set(patterns, m);
   }
   return m;

@@ -52,7 +52,7 @@ export async function drainQueues(deps: QueueDeps, maxReceives = 100): Promise<A
       const before = ingested.length;
       for (let n = 0; n < maxReceives && !deps.signal?.aborted; n++) {
         const r = await consumeOnce(ctx, url);
-        ingested.push(...r.ingested);
+        for (const a of r.ingested) ingested.push(a);
         received += r.received;
         failed += r.failed;
         if (r.received === 0) break;

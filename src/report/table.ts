@@ -9,7 +9,8 @@ const VERDICT_LABEL = { pristine: 'pristine', tainted: 'TAINTED', unknown: 'UNKN
 function rows(instances: ReportInstance[], withAccount: boolean): string[] {
   const header = ['INSTANCE', 'NAME', ...(withAccount ? ['ACCOUNT'] : []), 'REGION', 'IMAGE', 'POLICY', 'VERDICT'];
   const cells = instances.map((i) => [i.instanceId, i.name ?? '-', ...(withAccount ? [i.accountId] : []), i.region, i.imageId, i.policy, VERDICT_LABEL[i.verdict]]);
-  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((r) => (r[c] ?? '').length)));
+  // A loop, not Math.max(...spread): a fleet of 100,000 rows is more arguments than a call takes.
+  const widths = header.map((h, c) => cells.reduce((w, r) => Math.max(w, (r[c] ?? '').length), h.length));
   const line = (r: string[]) => r.map((cell, c) => pad(cell, widths[c] ?? 0)).join('  ').trimEnd();
   const out = [line(header)];
   instances.forEach((inst, n) => {
@@ -27,7 +28,7 @@ function rows(instances: ReportInstance[], withAccount: boolean): string[] {
 export function renderTable(report: Report): string {
   const out: string[] = [];
   if (report.instances.length === 0) out.push('No running instance is in scope of the policies.');
-  else out.push(...rows(report.instances, new Set(report.scopes.map((s) => s.accountId)).size > 1));
+  else for (const row of rows(report.instances, new Set(report.scopes.map((s) => s.accountId)).size > 1)) out.push(row);
   const s = report.summary;
   out.push('');
   out.push(

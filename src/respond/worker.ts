@@ -102,7 +102,7 @@ export class ReplacementWorker {
     const heldElsewhere = after.filter((r) => r.leaseOwner !== null && r.leaseOwner !== owner && (r.leaseExpiresAt ?? 0) > Date.now());
     const stuck = after.filter((r) => store.lastJournal(r.id)?.phase === 'fail');
     const times = after.map((r) => (heldElsewhere.includes(r) ? Math.max(r.nextPollAt ?? 0, r.leaseExpiresAt ?? 0) : (r.nextPollAt ?? Date.now())));
-    return { inFlight: after, heldElsewhere, stuck, nextAt: times.length ? Math.min(...times) : null };
+    return { inFlight: after, heldElsewhere, stuck, nextAt: times.length ? times.reduce((a, b) => Math.min(a, b)) : null };
   }
 
   /**

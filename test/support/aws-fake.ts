@@ -615,6 +615,8 @@ export class AwsFake {
             TypeName: 'AWS:Application',
             SchemaVersion: '1.1',
             CaptureTime: inv.captureTime,
+            // As SSM does: a hash of the content, the same for the same packages.
+            ContentHash: createHash('md5').update(JSON.stringify(inv.content)).digest('hex'),
             Content: inv.content,
           },
         },

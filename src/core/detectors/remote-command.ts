@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
-import { anyGlob, cachedAnyGlob } from '../glob.js';
+import { anyGlob, cachedAnyGlob, memoized } from '../glob.js';
 import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
 /** SSM's own inventory gathering reads the instance; it never changes it. */
 export const ALWAYS_IGNORED_DOCUMENTS = ['AWS-GatherSoftwareInventory'];
-const always = anyGlob(ALWAYS_IGNORED_DOCUMENTS);
+const always = memoized(anyGlob(ALWAYS_IGNORED_DOCUMENTS));
 
 const Options = z.strictObject({
   /** more documents that do not taint (globs over the document name) */

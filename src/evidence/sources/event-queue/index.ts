@@ -102,8 +102,9 @@ export async function consumeOnce(ctx: QueueContext, queueUrl: string): Promise<
     out.received++;
     try {
       const activities: Activity[] = [];
-      for (const item of parseQueueMessage(message.Body ?? '')) activities.push(...(await evidenceOf(ctx, queueUrl, message, item)));
-      out.ingested.push(...ctx.store.ingest(activities, ctx.now()));
+      // A trail file holds thousands of records: loops, not push(...spread).
+      for (const item of parseQueueMessage(message.Body ?? '')) for (const a of await evidenceOf(ctx, queueUrl, message, item)) activities.push(a);
+      for (const a of ctx.store.ingest(activities, ctx.now())) out.ingested.push(a);
     } catch (err) {
       out.failed++;
       const receives = Number(message.Attributes?.ApproximateReceiveCount ?? 1);

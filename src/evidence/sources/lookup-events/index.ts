@@ -96,9 +96,9 @@ export const lookupEvents = {
         continue;
       }
       const evidence = recordsToEvidence(read.records, scope, 'lookup-events');
-      out.activities.push(...evidence.activities);
-      out.gaps.push(...evidence.gaps);
-      out.warnings.push(...evidence.warnings);
+      for (const a of evidence.activities) out.activities.push(a);
+      for (const g of evidence.gaps) out.gaps.push(g);
+      for (const w of evidence.warnings) out.warnings.push(w);
       for (const w of evidence.warnings) log.warn({ message: w.message }, 'CloudTrail record skipped');
       // Coverage never moves past a record that could not be read: the next cycle reads it again.
       const stop = evidence.unreadable ? (evidence.oldestUnreadable ?? span.from) - 1 : Infinity;

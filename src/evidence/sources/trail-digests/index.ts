@@ -79,9 +79,9 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
       sha = file.sha256;
       if (sha === f.hashValue.toLowerCase()) {
         const evidence = recordsToEvidence(trailRecords(file.text).map((raw) => ({ raw })), scope, 's3');
-        out.activities.push(...evidence.activities);
-        out.gaps.push(...evidence.gaps);
-        out.warnings.push(...evidence.warnings);
+        for (const a of evidence.activities) out.activities.push(a);
+        for (const g of evidence.gaps) out.gaps.push(g);
+        for (const w of evidence.warnings) out.warnings.push(w);
         if (evidence.unreadable) out.status = 'incomplete';
         store.recordTrailFile({ bucket: f.s3Bucket, key: f.s3Object, ...scope, sha256: sha, records: evidence.activities.length, readAt: now });
       }
@@ -125,9 +125,9 @@ export const trailDigests = {
               const known = store.digest(location.bucket, obj.Key);
               if (known?.status === 'verified') continue;
               const check = await checkDigest(ctx.clients.s3, store, scope, location.bucket, obj.Key, now, ctx.signal);
-              out.activities.push(...check.activities);
-              out.gaps.push(...check.gaps);
-              out.warnings.push(...check.warnings);
+              for (const a of check.activities) out.activities.push(a);
+              for (const g of check.gaps) out.gaps.push(g);
+              for (const w of check.warnings) out.warnings.push(w);
               for (const w of check.warnings) log.error({ message: w.message }, 'trail log file does not match its digest');
               store.recordDigest({ bucket: location.bucket, key: obj.Key, ...scope, from: check.span.from, to: check.span.to, status: check.status, checkedAt: now });
               if (check.status === 'verified') out.proven.push({ kind: 's3-digest', span: check.span });
