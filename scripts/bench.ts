@@ -870,11 +870,14 @@ function parseRecords(json: readonly string[], into: Parsed = { activities: [], 
   return into;
 }
 
+/** The report a cycle builds (the daemon alerts and plans from it). */
+const reportOf = (result: ScopeResult, window: { from: number; to: number }, now: number) =>
+  buildReport({ startedAt: now, finishedAt: now, scopes: [{ ...result, window, complete: true }], errors: [], warnings: [] });
+
 /** The report as `pristine audit --format json` writes it, streamed into a counter instead of a file. */
 function reportBytes(result: ScopeResult, window: { from: number; to: number }, now: number): number {
-  const report = buildReport({ startedAt: now, finishedAt: now, scopes: [{ ...result, window, complete: true }], errors: [], warnings: [] });
   let bytes = 0;
-  for (const chunk of jsonChunks(report)) bytes += chunk.length;
+  for (const chunk of jsonChunks(reportOf(result, window, now))) bytes += chunk.length;
   return bytes;
 }
 
@@ -955,7 +958,8 @@ const parsed2 = timed('parse2', `second cycle: parse ${fmt(N_NEW)} new records`,
 const facts2 = factsOf([...parsed.activities, ...parsed2.activities], inventory2, new Map([...trail.commandTargets, ...newTrail.commandTargets]), NOW2);
 const judge2 = timed('attribute2', 'second cycle: attribute', () => new ScopeJudge(facts2, policies, manifests));
 const result2 = timed('evaluate2', 'second cycle: evaluate', () => judge2.judgeAll(NOW2));
-timed('report2', 'second cycle: build the JSON report', () => reportBytes(result2, facts2.window, NOW2));
+// The daemon's cycle builds the report; only `audit`/`run --format json` write it out.
+timed('report2', 'second cycle: build the report', () => reportOf(result2, facts2.window, NOW2));
 const SECOND = ['normalise2', 'parse2', 'attribute2', 'evaluate2', 'report2'];
 
 // Events pushed between cycles: each re-judges the instance it names, as the daemon does (src/pushed.ts).

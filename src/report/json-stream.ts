@@ -9,12 +9,12 @@ import { once } from 'node:events';
  * time, so a report of 100,000 instances with full diffs never becomes one string (V8 caps a string at
  * 512 MiB) and never sits in memory twice. The text is the same, byte for byte.
  */
-export function* jsonChunks(value: unknown, depth = 0, splitDepth = 3): Generator<string> {
+export function* jsonChunks(value: unknown, depth = 0, splitDepth = 2): Generator<string> {
   const pad = '  '.repeat(depth);
   const inner = '  '.repeat(depth + 1);
-  const plain = (v: unknown) => (JSON.stringify(v, null, 2) ?? 'null').replace(/\n/g, `\n${inner}`);
+  const plain = (v: unknown) => indented(v, depth + 1);
   if (depth >= splitDepth || value === null || typeof value !== 'object' || typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    yield JSON.stringify(value, null, 2)?.replace(/\n/g, `\n${pad}`) ?? 'null';
+    yield indented(value, depth);
     return;
   }
   if (Array.isArray(value)) {
@@ -48,6 +48,24 @@ export function* jsonChunks(value: unknown, depth = 0, splitDepth = 3): Generato
     else yield* jsonChunks(v, depth + 1, splitDepth);
   }
   yield `\n${pad}}`;
+}
+
+/**
+ * A value as JSON.stringify(…, null, 2) writes it `depth` levels down: stringified inside as many
+ * arrays, which indent it, and cut out of them (cheaper than re-indenting every line).
+ */
+function indented(value: unknown, depth: number): string {
+  if (depth === 0) return JSON.stringify(value, null, 2) ?? 'null';
+  let wrapped: unknown = value;
+  let prefix = '';
+  let suffix = '';
+  for (let k = 1; k <= depth; k++) {
+    wrapped = [wrapped];
+    prefix += `[\n${'  '.repeat(k)}`;
+    suffix = `\n${'  '.repeat(k - 1)}]${suffix}`;
+  }
+  const text = JSON.stringify(wrapped, null, 2);
+  return text.slice(prefix.length, text.length - suffix.length);
 }
 
 /** Writes chunks to a stream, waiting whenever it asks to. */
