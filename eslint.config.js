@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.venv/', 'coverage/'] },
+  { ignores: ['dist/', '.bench/', 'node_modules/', '.venv/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

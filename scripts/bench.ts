@@ -1,15 +1,25 @@
 /**
- * Benchmark of the pure core: a synthetic fleet built in memory, no AWS and no I/O.
+ * Benchmark of a cycle's judgement: a synthetic fleet built in memory, no AWS.
  *
- *   npm run bench                       # 10,000 instances, 50,000 CloudTrail records, 700 packages
- *   npm run bench -- --instances 200 --events 1000 --packages 100
+ *   npm run bench                       # 10,000 instances, 50,000 CloudTrail records (5 an instance), 700 packages
+ *   npm run bench -- --instances 2000 --json
+ *   npm run bench -- --distinct-inventories 100    # every instance reports an inventory of its own
  *
- * Timed phases: JSON.parse of the raw records (as the CloudTrail collector does), activityFromRecord
- * over them ("parse"), and evaluateScope over the whole region ("evaluate"). Building the fleet and
- * normalising SSM Inventory with toPackages are reported too, marked as setup. A seeded PRNG makes
- * every run the same fleet. Exits 1 when the verdicts look implausible.
+ * The fleet: 20 recorded images and one unrecorded, most instances as their image built them, ~5%
+ * drifted, some with no or stale inventory; GetInventory results carry SSM's ContentHash (a few do
+ * not, and are fingerprinted by their packages). Records are generated a page of 50 at a time, as
+ * LookupEvents returns them, and parsed as they come.
+ *
+ * Phases of one cycle's judgement (their CPU is `totalCpuS`): normalise (the inventory catalog),
+ * parse (JSON.parse and activityFromRecord), attribute (ScopeJudge), evaluate (every instance) and
+ * report (built, and streamed as JSON into a counter). Reported apart: store (the evidence log and the
+ * verdicts in a SQLite file), a second cycle ten minutes later over the same inventories and 1% more
+ * records (`secondCycleCpuS`; its report is built, not written, as the daemon does), and 200 events
+ * pushed between cycles, each re-judging the instance it names (`rejudgeMs`). Generating data is
+ * setup, marked so. A seeded PRNG makes every run the same fleet. Exits 1 when the verdicts look
+ * implausible; `--dump FILE` writes every verdict and finding (the equivalence test compares them).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,7 +128,10 @@ const WINDOW = { from: NOW - 14 * DAY, to: NOW };
 const N_AMIS = 20;
 
 /** The policies shipped in policies/immutable.yaml: the first policy whose scope matches judges the instance. */
-const POLICY_FILE = fileURLToPath(new URL('../policies/immutable.yaml', import.meta.url));
+// Run from scripts/ (tsx) or from .bench/scripts/ (compiled, as `npm run bench` does).
+const POLICY_FILE = [new URL('../policies/immutable.yaml', import.meta.url), new URL('../../policies/immutable.yaml', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((f) => existsSync(f)) as string;
 
 // ---------------------------------------------------------------------------------------------
 // Packages: dpkg-style names and versions

@@ -35,6 +35,8 @@ interface CompiledPolicy {
   exclude: Array<[string, Matcher]> | null;
   /** whether the policy allows what this actor does (any of its identities matches), asked once per actor */
   allows: (actor: Actor) => boolean;
+  /** whether an activity could matter to an instance this policy judges: a caller it does not allow, and a detector concerned */
+  mayMatter: (a: Activity) => boolean;
   detectors: DetectorId[];
   /** the detectors that run, and the evidence they read: as the policy says, and with guard-tampered added */
   runs: { plain: DetectorRun; tampered: DetectorRun };
@@ -60,21 +62,26 @@ function compile(policy: LoadedPolicy): CompiledPolicy {
   const allowed = memoized(anyGlob(policy.allow.principals));
   const detectors = [...new Set([...ALWAYS_ON, ...enabled])];
   const byActor = new WeakMap<Actor, boolean>();
+  const options = new Map(DETECTOR_IDS.map((id) => [id, policy.detect[id] ?? DETECTORS[id].options.parse({})]));
+  const runs = { plain: detectorRun(detectors), tampered: detectorRun([...new Set<DetectorId>([...detectors, 'guard-tampered'])]) };
+  const allows = (actor: Actor): boolean => {
+    let yes = byActor.get(actor);
+    if (yes === undefined) {
+      yes = actor.identities.some(allowed);
+      byActor.set(actor, yes);
+    }
+    return yes;
+  };
   return {
     policy,
     scope: tagMatchers(policy.scope.tags),
     exclude: policy.scope.exclude ? tagMatchers(policy.scope.exclude.tags) : null,
-    allows: (actor) => {
-      let yes = byActor.get(actor);
-      if (yes === undefined) {
-        yes = actor.identities.some(allowed);
-        byActor.set(actor, yes);
-      }
-      return yes;
-    },
+    allows,
+    // Tag changes always may (the exemption check reads them); else a detector that could run must be concerned.
+    mayMatter: (a) => !allows(a.actor) && (a.tagChanges !== undefined || runs.tampered.detectors.some((id) => DETECTORS[id].concerns(a, options.get(id)))),
     detectors,
-    runs: { plain: detectorRun(detectors), tampered: detectorRun([...new Set<DetectorId>([...detectors, 'guard-tampered'])]) },
-    options: new Map(DETECTOR_IDS.map((id) => [id, policy.detect[id] ?? DETECTORS[id].options.parse({})])),
+    runs,
+    options,
     isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
   };
 }
@@ -146,8 +153,9 @@ export class ScopeJudge {
   ) {
     this.compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
     const compiled = this.compiled;
-    // What every policy of the scope allows cannot taint here: it is attributed, and kept nowhere.
-    this.attributor = attributor ?? Attributor.of(facts, (a) => compiled.every((cp) => cp.allows(a.actor)));
+    // What no policy of the scope could find anything in (an allowed caller, a document every policy
+    // ignores) is attributed, and kept in no instance's list.
+    this.attributor = attributor ?? Attributor.of(facts, (a) => !compiled.some((cp) => cp.mayMatter(a)));
     this.gapIndex = new GapIndex([...facts.gaps, ...this.attributor.gaps]);
     this.scope = { accountId: facts.accountId, region: facts.region };
   }

@@ -10,6 +10,8 @@ export const guardTampered = defineDetector({
   severity: 'high',
   sources: ['cloudtrail'],
   options: Options,
+  // Which tags are guard tags is the policy's: every tag change concerns it.
+  concerns: (a) => a.kind === 'tag-change' && a.tagChanges !== undefined,
   evaluate(ctx) {
     const findings = [];
     for (const a of ctx.activities) {

@@ -1,3 +1,4 @@
+import type { Activity } from '../facts.js';
 import { z } from 'zod';
 import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
@@ -24,16 +25,26 @@ const WHAT: Record<string, string> = {
   CreateReplaceRootVolumeTask: 'root volume replaced',
 };
 
+const ignoredEvents = new WeakMap<readonly string[], ReadonlySet<string>>();
+function concerns(a: Activity, options: z.output<typeof Options>): boolean {
+  let ignored = ignoredEvents.get(options.ignoreEvents);
+  if (!ignored) {
+    ignored = new Set(options.ignoreEvents);
+    ignoredEvents.set(options.ignoreEvents, ignored);
+  }
+  return a.kind === 'instance-modified' && !ignored.has(a.eventName);
+}
+
 export const instanceModified = defineDetector({
   id: 'instance-modified',
   description: 'The instance itself was changed: attributes, volumes, IAM role, metadata options, root volume.',
   severity: 'medium',
   sources: ['cloudtrail'],
   options: Options,
+  concerns,
   evaluate(ctx, options) {
-    const ignored = new Set(options.ignoreEvents);
     return ctx.activities
-      .filter((a) => a.kind === 'instance-modified' && !ignored.has(a.eventName))
+      .filter((a) => concerns(a, options))
       .map((a) => {
         const what = WHAT[a.eventName] ?? a.eventName;
         const attrs = Array.isArray(a.detail['attributes']) ? ` (${(a.detail['attributes'] as string[]).join(', ')})` : '';

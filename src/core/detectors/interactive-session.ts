@@ -1,3 +1,4 @@
+import type { Activity } from '../facts.js';
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
 import { cachedAnyGlob } from '../glob.js';
@@ -30,20 +31,22 @@ function describe(eventName: string, documentName: string | undefined): string {
   }
 }
 
+function concerns(a: Activity, options: z.output<typeof Options>): boolean {
+  if (a.kind !== 'interactive-session') return false;
+  const doc = a.detail['documentName'];
+  return !(typeof doc === 'string' && cachedAnyGlob(options.ignoreDocuments)(doc));
+}
+
 export const interactiveSession = defineDetector({
   id: 'interactive-session',
   description: 'A person opened a shell, tunnel or remote desktop on the instance (SSM Session Manager, EC2 Instance Connect, Fleet Manager).',
   severity: 'high',
   sources: ['cloudtrail', 'ssm-sessions'],
   options: Options,
+  concerns,
   evaluate(ctx, options) {
-    const ignored = cachedAnyGlob(options.ignoreDocuments);
     return ctx.activities
-      .filter((a) => a.kind === 'interactive-session')
-      .filter((a) => {
-        const doc = a.detail['documentName'];
-        return !(typeof doc === 'string' && ignored(doc));
-      })
+      .filter((a) => concerns(a, options))
       .map((a) => {
         const doc = typeof a.detail['documentName'] === 'string' ? (a.detail['documentName'] as string) : undefined;
         const what = describe(a.eventName, doc);

@@ -32,17 +32,9 @@ function index(packages: Iterable<Package>): VersionsByName {
   return out;
 }
 
-// Manifests and inventories are shared by many instances: normalise and index each once.
+// Manifests are shared by many instances: normalise and index each once. (An inventory is indexed only
+// to be diffed, once per fingerprint: its index is not kept.)
 const baselines = new WeakMap<Manifest, VersionsByName>();
-const installedIndexes = new WeakMap<readonly Package[], VersionsByName>();
-function installedOf(packages: readonly Package[]): VersionsByName {
-  let i = installedIndexes.get(packages);
-  if (!i) {
-    i = index(packages);
-    installedIndexes.set(packages, i);
-  }
-  return i;
-}
 function baselineOf(manifest: Manifest): VersionsByName {
   let b = baselines.get(manifest);
   if (!b) {
@@ -69,6 +61,35 @@ export function diffPackages(baseline: VersionsByName, installed: VersionsByName
   }
   for (const [name, then] of baseline) {
     if (installed.has(name) || ignored(name)) continue;
+    for (const version of then) diff.removed.push({ name, version });
+  }
+  const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
+  diff.added.sort(byName);
+  diff.removed.sort(byName);
+  diff.changed.sort(byName);
+  return diff;
+}
+
+/**
+ * diffPackages over a package list. Most lists hold each name once: they are compared as they are,
+ * without indexing them; a list with a name twice (kernels) is indexed first. Same result either way.
+ */
+function diffList(baseline: VersionsByName, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
+  const names = new Set<string>();
+  for (const p of packages) {
+    if (names.has(p.name)) return diffPackages(baseline, index(packages), ignored);
+    names.add(p.name);
+  }
+  const diff: PackageDiff = { added: [], removed: [], changed: [] };
+  for (const p of packages) {
+    const then = baseline.get(p.name);
+    if (then && then.length === 1 && then[0] === p.version) continue;
+    if (ignored(p.name)) continue;
+    if (!then) diff.added.push({ name: p.name, version: p.version });
+    else diff.changed.push({ name: p.name, from: then.join(', '), to: p.version });
+  }
+  for (const [name, then] of baseline) {
+    if (names.has(name) || ignored(name)) continue;
     for (const version of then) diff.removed.push({ name, version });
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
@@ -114,7 +135,7 @@ function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: str
   }
   const known = byFingerprint.get(fingerprint);
   if (known !== undefined) return known;
-  const diff = diffPackages(baselineOf(manifest), installedOf(packages), cachedAnyGlob(ignore));
+  const diff = diffList(baselineOf(manifest), packages, cachedAnyGlob(ignore));
   const count = diff.added.length + diff.removed.length + diff.changed.length;
   const drift =
     count === 0
@@ -134,6 +155,7 @@ export const packageDrift = defineDetector({
   severity: 'high',
   sources: ['ssm-inventory', 'manifest'],
   options: Options,
+  concerns: () => false,
   evaluate(ctx, options) {
     // No manifest: unrecorded-image already says the instance cannot be vouched for.
     if (!ctx.manifest) return [];

@@ -1,3 +1,4 @@
+import type { Activity } from '../facts.js';
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
 import { anyGlob, cachedAnyGlob, memoized } from '../glob.js';
@@ -29,20 +30,22 @@ function describe(eventName: string, doc: string, association: unknown): string 
   }
 }
 
+function concerns(a: Activity, options: z.output<typeof Options>): boolean {
+  if (a.kind !== 'remote-command') return false;
+  const doc = a.detail['documentName'];
+  return !(typeof doc === 'string' && (always(doc) || cachedAnyGlob(options.ignoreDocuments)(doc)));
+}
+
 export const remoteCommand = defineDetector({
   id: 'remote-command',
   description: 'A command, automation or State Manager association ran on the instance (SSM Run Command, Automation, State Manager).',
   severity: 'high',
   sources: ['cloudtrail', 'ssm-commands'],
   options: Options,
+  concerns,
   evaluate(ctx, options) {
-    const ignored = (doc: string) => always(doc) || cachedAnyGlob(options.ignoreDocuments)(doc);
     return ctx.activities
-      .filter((a) => a.kind === 'remote-command')
-      .filter((a) => {
-        const doc = a.detail['documentName'];
-        return !(typeof doc === 'string' && ignored(doc));
-      })
+      .filter((a) => concerns(a, options))
       .map((a) => {
         const doc = typeof a.detail['documentName'] === 'string' ? String(a.detail['documentName']) : 'an unnamed document';
         const what = describe(a.eventName, doc, a.detail['associationName'] ?? a.detail['associationId'] ?? a.detail['associationIds']);

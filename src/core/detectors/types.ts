@@ -53,6 +53,12 @@ export interface Detector<O = unknown> {
   sources: readonly EvidenceSource[];
   /** zod schema of its options in a policy's `detect` block; `{}` must parse */
   options: z.ZodType<O>;
+  /**
+   * Whether an activity is one the detector could find something in. Its `evaluate` looks at these
+   * only; an activity no enabled detector is concerned with is not kept for the instance at all.
+   * A detector that reads no activity says `() => false`.
+   */
+  concerns(a: Activity, options: O): boolean;
   evaluate(ctx: InstanceContext, options: O): Finding[];
 }
 

@@ -10,6 +10,7 @@ export const unrecordedImage = defineDetector({
   severity: 'medium',
   sources: ['manifest'],
   options: Options,
+  concerns: () => false,
   evaluate(ctx) {
     if (ctx.manifest) return [];
     return [
