@@ -24,8 +24,8 @@ export interface AwsCall {
 }
 export type AwsCallListener = (call: AwsCall) => void;
 
-/** LookupEvents allows 2 requests/s per account and region; a little slower leaves room for jitter. */
-export const LOOKUP_EVENTS_INTERVAL_MS = 550;
+/** LookupEvents: 2 requests a second per account and region (CloudTrail's fixed limit). */
+export const LOOKUP_EVENTS_PER_SECOND = 2;
 
 /** The clients of one scope (account and region), acting with that account's credentials. */
 export interface ScopeClients extends Scope {
@@ -61,8 +61,14 @@ interface MiddlewareClient {
 function pace(client: MiddlewareClient, commandName: string, pacer: Pacer): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === commandName) await pacer.wait();
-      return next(args);
+      if (context.commandName !== commandName) return next(args);
+      // Inside the SDK's retries: every attempt takes a place, and keeps it until its answer is in.
+      const release = await pacer.acquire();
+      try {
+        return await next(args);
+      } finally {
+        release();
+      }
     },
     { step: 'finalizeRequest', priority: 'low', name: 'pristinePacer' },
   );
@@ -183,7 +189,7 @@ export class ClientPool {
       observe(c.autoscaling as unknown as MiddlewareClient, 'autoscaling', region, accountId, this.listener);
       observe(c.cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, accountId, this.listener);
       observe(c.ssm as unknown as MiddlewareClient, 'ssm', region, accountId, this.listener);
-      pace(c.cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_INTERVAL_MS));
+      pace(c.cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_PER_SECOND, 1000));
       this.scopes.set(key, c);
     }
     return c;
