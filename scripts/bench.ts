@@ -825,8 +825,9 @@ const manifests: ManifestIndex = new Map(
 /**
  * GetInventory's results as the collector receives them: ~1% of instances have none, ~1% a stale one.
  * Instances that did not drift report their image's rows, and SSM's ContentHash says so; a drifted one
- * has rows of its own. Some results carry no ContentHash (fingerprinted by their packages), and
- * --distinct-inventories makes that share of instances report an inventory no other instance has.
+ * has rows of its own. One in a thousand carries no ContentHash (fingerprinted by its packages, so
+ * normalised every cycle), and --distinct-inventories makes that share of instances report an
+ * inventory no other instance has.
  */
 interface InventoryEntity {
   instanceId: string;
@@ -853,7 +854,7 @@ const entities: InventoryEntity[] = timed(
         rows[0] = { ...(rows[0] as Record<string, string>), InstalledTime: new Date(NOW - n * 1000).toISOString() };
         hash = `${hash}-${n}`;
       }
-      return [{ instanceId: instance.instanceId, captureTime, contentHash: n % 97 === 13 ? null : hash, rows }];
+      return [{ instanceId: instance.instanceId, captureTime, contentHash: n % 1009 === 13 ? null : hash, rows }];
     }),
   true,
 );
@@ -969,7 +970,8 @@ const NOW2 = NOW + 10 * 60_000;
 const inventory2 = timed('normalise2', `second cycle: normalise ${fmt(entities.length)} unchanged inventories`, () => normalise(catalog));
 const parsed2 = timed('parse2', `second cycle: parse ${fmt(N_NEW)} new records`, () => parseRecords(newTrail.json));
 const facts2 = factsOf([...parsed.activities, ...parsed2.activities], inventory2, new Map([...trail.commandTargets, ...newTrail.commandTargets]), NOW2);
-const judge2 = timed('attribute2', 'second cycle: attribute', () => new ScopeJudge(facts2, policies, manifests));
+// As the daemon does: the first cycle's judge is the second's `previous` (its attribution carries over).
+const judge2 = timed('attribute2', 'second cycle: attribute (carried over)', () => new ScopeJudge(facts2, policies, manifests, { previous: judge }));
 const result2 = timed('evaluate2', 'second cycle: evaluate', () => judge2.judgeAll(NOW2));
 // The daemon's cycle builds the report; only `audit`/`run --format json` write it out.
 timed('report2', 'second cycle: build the report', () => reportOf(result2, facts2.window, NOW2));
@@ -1069,6 +1071,13 @@ if (N_INSTANCES >= 1000 && N_EVENTS >= 10_000) {
   for (const d of ['interactive-session', 'remote-command', 'instance-modified', 'guard-tampered']) {
     if (!findingsBy.has(`${d} (taint)`)) problems.push(`no ${d} finding`);
   }
+}
+// The carried-over judgement must be the one a fresh judge gives.
+{
+  const fresh = new ScopeJudge(facts2, policies, manifests).judgeAll(NOW2);
+  const digest = (r: ScopeResult) => JSON.stringify([r.exempt, r.outOfScope, r.results.map((x) => [x.instance.instanceId, x.verdict, x.findings, x.gaps])]);
+  if (!judge2.carried) problems.push('the second cycle did not carry the first one over');
+  if (digest(fresh) !== digest(result2)) problems.push('the second cycle, carried over, judged otherwise than a fresh judge');
 }
 if (result2.results.length + result2.exempt + result2.outOfScope !== N_INSTANCES) problems.push('the second cycle did not account for every instance');
 if (result2.results.filter((r) => r.verdict === 'tainted').length < verdicts.tainted) problems.push('the second cycle found fewer tainted instances with more evidence');

@@ -38,6 +38,8 @@ export interface AuditOptions {
   concurrency?: number;
   /** stops the reads early; the report then shows the evidence as incomplete */
   signal?: AbortSignal;
+  /** the previous cycle's scopes, by scopeKey (a daemon's): what their facts still hold is not worked out again */
+  previous?: ReadonlyMap<string, ScopeAudit>;
 }
 
 /** One scope's verdicts, with the facts behind them and whether its evidence was read in full. */
@@ -137,7 +139,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
         errors.push(...collected.errors);
         warnings.push(...collected.warnings);
         const { facts } = collected;
-        const judge = new ScopeJudge(facts, inputs.policies, inputs.manifests);
+        const judge = new ScopeJudge(facts, inputs.policies, inputs.manifests, { previous: opts.previous?.get(scopeKey(scope))?.judge });
         return {
           ...judge.judgeAll(startedAt),
           judge,

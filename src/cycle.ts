@@ -39,6 +39,8 @@ export interface CycleOptions {
   concurrency?: number;
   signal?: AbortSignal;
   hooks?: CycleHooks;
+  /** the previous cycle's scopes (a daemon's), carried over where their facts still hold */
+  previous?: ReadonlyMap<string, ScopeAudit>;
 }
 
 export interface CycleResult {
@@ -96,6 +98,8 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       pool: opts.pool,
       concurrency: opts.concurrency,
       signal: opts.signal,
+      // A dry run's evidence log is read afresh into memory: nothing of a previous cycle matches it.
+      previous: opts.dryRun ? undefined : opts.previous,
     }).finally(() => {
       if (evidence !== store) evidence.close();
     });

@@ -110,6 +110,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         dryRun: false,
         since: flags.since,
         signal: stopping.signal,
+        previous: lastScopes,
         hooks: { onReplacement: (outcome) => metrics.replacements.inc({ outcome }), onSlack: (outcome) => metrics.slack.inc({ outcome }) },
       });
       if (stopping.signal.aborted) {

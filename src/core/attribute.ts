@@ -21,7 +21,7 @@ export class InstanceIndex {
   private readonly targetsMemo = new Map<string, string[] | null>();
   private launchOrder: number[] | null = null;
 
-  constructor(readonly instances: readonly Instance[]) {
+  constructor(public instances: readonly Instance[]) {
     instances.forEach((i, n) => {
       if (!this.byId.has(i.instanceId)) this.byId.set(i.instanceId, n);
       for (const ip of i.privateIpAddresses) {
@@ -40,6 +40,11 @@ export class InstanceIndex {
         push(this.withTagKey, key, n);
       }
     });
+  }
+
+  /** The same instances, described again (see Attributor.carries): answers stay, the objects are the new ones. */
+  rebase(instances: readonly Instance[]): void {
+    this.instances = instances;
   }
 
   private ids(positions: Iterable<number>): string[] {
@@ -97,6 +102,33 @@ export class InstanceIndex {
 
 const describeTargets = (t: readonly Target[]) => JSON.stringify(t);
 
+const sameList = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+
+/** Whether two maps give the same answer for every key asked. */
+function sameAnswers<V>(asked: ReadonlySet<string>, x: ReadonlyMap<string, V>, y: ReadonlyMap<string, V>, same: (a: V, b: V) => boolean): boolean {
+  for (const k of asked) {
+    const v = x.get(k);
+    const w = y.get(k);
+    if (v === undefined ? w !== undefined : w === undefined || !same(v, w)) return false;
+  }
+  return true;
+}
+
+/** Whether two instance lists tie activities alike: same order, ids, first launches, addresses, interfaces, volumes and tags. */
+function sameInstances(x: readonly Instance[], y: readonly Instance[]): boolean {
+  if (x.length !== y.length) return false;
+  for (let n = 0; n < x.length; n++) {
+    const a = x[n] as Instance;
+    const b = y[n] as Instance;
+    if (a === b) continue;
+    if (a.instanceId !== b.instanceId || a.firstLaunch !== b.firstLaunch || a.vpcId !== b.vpcId) return false;
+    if (!sameList(a.privateIpAddresses, b.privateIpAddresses) || !sameList(a.networkInterfaceIds, b.networkInterfaceIds) || !sameList(a.volumeIds, b.volumeIds)) return false;
+    const keys = Object.keys(a.tags);
+    if (keys.length !== Object.keys(b.tags).length || keys.some((k) => a.tags[k] !== b.tags[k])) return false;
+  }
+  return true;
+}
+
 /** Inserts in time order, after activities of the same time: what a stable sort of the appended list gives. */
 function insertByTime(list: Activity[], a: Activity): void {
   let lo = 0;
@@ -140,10 +172,20 @@ export class Attributor {
   private readonly broadcastOf = new Map<readonly string[], Broadcast>();
   /** the order activities were taken in: ties in time keep it */
   private readonly ordinal = new Map<Activity, number>();
-  private taken = 0;
+  private nextOrdinal = 0;
   readonly gaps: Gap[] = [];
   readonly index: InstanceIndex;
-  private readonly seen = new Set<string>();
+  /** activity id -> the activity taken */
+  private readonly taken = new Map<string, Activity>();
+  /** the command, association and endpoint ids whose answers the activities taken were tied by */
+  private readonly asked = { commands: new Set<string>(), associations: new Set<string>(), endpoints: new Set<string>() };
+  /** activities tied to a session whose instance is not known yet: tied when it is */
+  private readonly pending = new Map<string, Activity[]>();
+  /**
+   * Set when activities taken later would have tied earlier ones differently (a session said to be on
+   * another instance): attributing everything again is the only way to the same result.
+   */
+  stale = false;
   private readonly sessionTarget = new Map<string, string>();
   private readonly trailSessions = new Set<string>();
   /** activity id -> the instances it was tied to */
@@ -157,10 +199,47 @@ export class Attributor {
    * is kept in no instance's list.
    */
   constructor(
-    private readonly facts: ScopeFacts,
+    private facts: ScopeFacts,
     private readonly irrelevant: (a: Activity) => boolean = () => false,
   ) {
     this.index = new InstanceIndex(facts.instances);
+  }
+
+  /**
+   * The activities of the next cycle's facts not taken yet, when the rest would be attributed exactly
+   * as now: the same instances (in the same order, with the same ids, addresses, interfaces, volumes
+   * and tags), the same command, association and endpoint answers, and every activity taken before
+   * present as the very same object. Null when anything differs: then the next cycle starts afresh.
+   */
+  carries(next: ScopeFacts): Activity[] | null {
+    const prev = this.facts;
+    if (this.stale || next.accountId !== prev.accountId || next.region !== prev.region) return null;
+    if (!sameInstances(prev.instances, next.instances)) return null;
+    // Answers about commands, associations and endpoints the activities taken do not name may come and go.
+    const { commands, associations, endpoints } = this.asked;
+    if (!sameAnswers(commands, prev.commandTargets, next.commandTargets, sameList) || !sameAnswers(commands, prev.unresolvedCommands, next.unresolvedCommands, Object.is)) return null;
+    if (!sameAnswers(endpoints, prev.endpointVpcs, next.endpointVpcs, Object.is)) return null;
+    if (!sameAnswers(associations, prev.associationTargets, next.associationTargets, (x, y) => JSON.stringify(x) === JSON.stringify(y))) return null;
+    const fresh: Activity[] = [];
+    let known = 0;
+    for (const a of next.activities) {
+      const t = this.taken.get(a.id);
+      if (t === undefined) fresh.push(a);
+      else if (t !== a) return null;
+      else known++;
+    }
+    return known === this.taken.size ? fresh : null;
+  }
+
+  /** Everything it took, attributed afresh in the order taken (when it went stale). */
+  again(): Attributor {
+    return Attributor.of({ ...this.facts, activities: [...this.taken.values()] }, this.irrelevant);
+  }
+
+  /** Takes the next cycle's facts as its own (they attribute as the ones it had: see `carries`). */
+  rebase(next: ScopeFacts): void {
+    this.facts = next;
+    this.index.rebase(next.instances);
   }
 
   /**
@@ -171,12 +250,22 @@ export class Attributor {
     const concerned = new Set<string>();
     const fresh: Activity[] = [];
     for (const a of activities) {
-      if (!incremental || !this.seen.has(a.id)) fresh.push(a);
+      if (!incremental || !this.taken.has(a.id)) fresh.push(a);
       else for (const id of this.where.get(a.id) ?? []) concerned.add(id);
     }
+    const waited: Activity[] = [];
     for (const a of fresh) {
-      this.seen.add(a.id);
-      if (a.sessionId && a.instanceIds[0]) this.sessionTarget.set(a.sessionId, a.instanceIds[0]);
+      this.taken.set(a.id, a);
+      if (a.sessionId && a.instanceIds[0]) {
+        const before = this.sessionTarget.get(a.sessionId);
+        if (incremental && before !== undefined && before !== a.instanceIds[0]) this.stale = true;
+        this.sessionTarget.set(a.sessionId, a.instanceIds[0]);
+        const waiting = this.pending.get(a.sessionId);
+        if (waiting) {
+          this.pending.delete(a.sessionId);
+          waited.push(...waiting);
+        }
+      }
       if (a.sessionId && a.source === 'cloudtrail' && a.eventName === 'StartSession' && !this.trailSessions.has(a.sessionId)) {
         this.trailSessions.add(a.sessionId);
         // A session attributed from SSM's history alone is now known to CloudTrail: it counts once.
@@ -188,6 +277,7 @@ export class Attributor {
         this.historyOnly.delete(a.sessionId);
       }
     }
+    for (const a of waited) this.attributeOne(a, concerned, true);
     for (const a of fresh) this.attributeOne(a, concerned, incremental);
     return concerned;
   }
@@ -204,8 +294,10 @@ export class Attributor {
     if (ids.length === 0 && a.sessionId) {
       const target = this.sessionTarget.get(a.sessionId);
       ids = target ? [target] : [];
+      if (!target) push(this.pending, a.sessionId, a);
     } else if (ids.length === 0 && a.refs?.privateIpAddress) {
       const ip = a.refs.privateIpAddress;
+      if (a.refs.endpointId) this.asked.endpoints.add(a.refs.endpointId);
       const vpc = a.refs.endpointId ? facts.endpointVpcs.get(a.refs.endpointId) : undefined;
       if (vpc) {
         const target = index.byVpcIp.get(`${vpc} ${ip}`);
@@ -225,6 +317,7 @@ export class Attributor {
       ];
     } else if (ids.length === 0 && a.commandTargets) {
       const { commandId, targets } = a.commandTargets;
+      if (commandId) this.asked.commands.add(commandId);
       const invoked = commandId ? facts.commandTargets.get(commandId) : undefined;
       const failed = commandId ? facts.unresolvedCommands.get(commandId) : undefined;
       const byTags = index.resolveTargets(targets);
@@ -243,6 +336,7 @@ export class Attributor {
       const found = new Set<string>();
       let unresolved: string | null = null;
       for (const id of a.associationIds) {
+        this.asked.associations.add(id);
         const targets = facts.associationTargets.get(id);
         const resolved = targets ? index.resolveTargets(targets) : null;
         if (resolved === null) unresolved = id;
@@ -258,7 +352,7 @@ export class Attributor {
     this.where.set(a.id, ids);
     if (incremental) for (const id of ids) concerned.add(id);
     if (this.irrelevant(activity)) return;
-    this.ordinal.set(activity, this.taken++);
+    if (!this.ordinal.has(activity)) this.ordinal.set(activity, this.nextOrdinal++);
     if (ids.length >= BROADCAST) {
       const b = this.broadcastFor(ids);
       if (incremental) insertByTime(b.activities, activity);

@@ -141,21 +141,39 @@ export type InstanceOutcome = { kind: 'judged'; result: InstanceResult } | { kin
  */
 export class ScopeJudge {
   private readonly compiled: CompiledPolicy[];
-  private readonly attributor: Attributor;
+  private attributor: Attributor;
   private gapIndex: GapIndex;
   private readonly scope: { accountId: string; region: string };
+  /** whether this judge's attribution was carried over from the previous cycle's */
+  readonly carried: boolean;
 
+  /**
+   * `previous`: the same scope's judge of the cycle before. When the facts attribute as they did
+   * then (see Attributor.carries), its attribution is taken over and only the new activities are
+   * attributed; else everything is, as on a first cycle. The verdicts are the same either way.
+   */
   constructor(
     private readonly facts: ScopeFacts,
     private readonly policies: readonly LoadedPolicy[],
     private readonly manifests: ManifestIndex,
-    attributor?: Attributor,
+    options: { attributor?: Attributor; previous?: ScopeJudge } = {},
   ) {
     this.compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
-    const compiled = this.compiled;
-    // What no policy of the scope could find anything in (an allowed caller, a document every policy
-    // ignores) is attributed, and kept in no instance's list.
-    this.attributor = attributor ?? Attributor.of(facts, (a) => !compiled.some((cp) => cp.mayMatter(a)));
+    const prev = options.previous;
+    const fresh = prev && prev.policies === policies ? prev.attributor.carries(facts) : null;
+    if (options.attributor) this.attributor = options.attributor;
+    else if (prev && fresh) {
+      this.attributor = prev.attributor;
+      this.attributor.rebase(facts);
+      this.attributor.add(fresh);
+    } else {
+      const compiled = this.compiled;
+      // What no policy of the scope could find anything in (an allowed caller, a document every policy
+      // ignores) is attributed, and kept in no instance's list.
+      this.attributor = Attributor.of(facts, (a) => !compiled.some((cp) => cp.mayMatter(a)));
+    }
+    if (this.attributor.stale) this.attributor = this.attributor.again();
+    this.carried = !options.attributor && this.attributor === prev?.attributor;
     this.gapIndex = new GapIndex([...facts.gaps, ...this.attributor.gaps]);
     this.scope = { accountId: facts.accountId, region: facts.region };
   }
@@ -165,7 +183,7 @@ export class ScopeJudge {
    * pushed event can only taint; whether the rest of the evidence was read is the next cycle's say).
    */
   forPushedEvents(): ScopeJudge {
-    return new ScopeJudge({ ...this.facts, gaps: [] }, this.policies, this.manifests, this.attributor);
+    return new ScopeJudge({ ...this.facts, gaps: [] }, this.policies, this.manifests, { attributor: this.attributor });
   }
 
   get instances(): readonly Instance[] {
@@ -182,7 +200,8 @@ export class ScopeJudge {
   add(activities: readonly Activity[]): Set<string> {
     const before = this.attributor.gaps.length;
     const concerned = this.attributor.add(activities);
-    if (this.attributor.gaps.length > before) this.gapIndex = new GapIndex([...this.facts.gaps, ...this.attributor.gaps]);
+    if (this.attributor.stale) this.attributor = this.attributor.again();
+    if (this.attributor.gaps.length !== before) this.gapIndex = new GapIndex([...this.facts.gaps, ...this.attributor.gaps]);
     return concerned;
   }
 

@@ -3,7 +3,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { InstanceResult } from '../core/evaluate.js';
-import type { Activity, Scope } from '../core/facts.js';
+import { scopeKey, type Activity, type Scope } from '../core/facts.js';
 import { clampSpans, mergeSpans, type Span } from '../evidence/coverage.js';
 import type { CoverageKind } from '../evidence/sources/types.js';
 import type { DigestRecord, EvidenceStore, TrailFileRecord } from '../evidence/store-port.js';
@@ -335,6 +335,15 @@ function migrate(db: Database.Database, file: string): void {
  * step that was running, which the journal shows as begun and not ended.
  */
 export class StateStore implements EvidenceStore {
+  /**
+   * The evidence log of the scopes read so far, in memory: a cycle reads its scope's log without
+   * parsing it again, and gets the same objects as the cycle before (so what it worked out from them
+   * can be carried over). Kept in step with every write here; dropped when another connection wrote
+   * the file (SQLite's data_version says so) or a transaction failed.
+   */
+  private readonly logCache = new Map<string, { from: number; byId: Map<string, Activity>; sorted: Activity[] | null }>();
+  private logVersion: unknown = null;
+
   private constructor(
     private readonly db: Database.Database,
     /** the file and its identity when opened, to notice it was removed or replaced under us */
@@ -399,7 +408,12 @@ export class StateStore implements EvidenceStore {
   }
 
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      this.logCache.clear(); // it may hold what was rolled back
+      throw err;
+    }
   }
 
   // --- the evidence log, coverage, trail files --------------------------------------------------
@@ -414,6 +428,7 @@ export class StateStore implements EvidenceStore {
       for (const table of ['activities', 'coverage_spans', 'instances', 'replacements']) {
         n += this.db.prepare(`UPDATE ${table} SET account_id = ? WHERE account_id IS NULL`).run(accountId).changes;
       }
+      if (n > 0) this.logCache.clear();
       return n;
     });
   }
@@ -458,10 +473,11 @@ export class StateStore implements EvidenceStore {
    * ran, which SSM forgets after a while) are kept. Returns the activities the log did not hold.
    */
   ingest(activities: readonly Activity[], now = Date.now()): Activity[] {
-    const get = this.db.prepare('SELECT body FROM activities WHERE id = ?');
+    const get = this.db.prepare('SELECT body, account_id FROM activities WHERE id = ?');
     const put = this.db.prepare('INSERT INTO activities (id, account_id, region, at, body, received_at) VALUES (?, ?, ?, ?, ?, ?)');
     const update = this.db.prepare('UPDATE activities SET body = ? WHERE id = ?');
     const added: Activity[] = [];
+    const changed: Activity[] = [];
     this.transaction(() => {
       for (const a of activities) {
         const row = get.get(a.id) as Row | undefined;
@@ -472,17 +488,46 @@ export class StateStore implements EvidenceStore {
         }
         const known = JSON.parse(row['body'] as string) as Activity;
         const merged = mergeActivity(known, a);
-        if (merged !== known) update.run(JSON.stringify(merged), a.id);
+        if (merged !== known) {
+          update.run(JSON.stringify(merged), a.id);
+          const accountId = row['account_id'] as string | null;
+          if (accountId !== null) changed.push({ ...merged, accountId });
+        }
       }
     });
+    for (const a of [...added, ...changed]) {
+      const c = a.accountId === null ? undefined : this.logCache.get(scopeKey({ accountId: a.accountId, region: a.region }));
+      if (!c || a.at < c.from) continue;
+      c.byId.set(a.id, a);
+      c.sorted = null;
+    }
     return added;
   }
 
   /** The activities of a scope from `from` on, oldest first. */
   activities(scope: Scope, from: number): Activity[] {
-    return (this.db.prepare('SELECT body, account_id FROM activities WHERE account_id = ? AND region = ? AND at >= ? ORDER BY at').all(scope.accountId, scope.region, from) as Row[]).map(
-      (r) => ({ ...(JSON.parse(r['body'] as string) as Activity), accountId: (r['account_id'] as string | null) ?? scope.accountId }),
-    );
+    const version = this.db.pragma('data_version', { simple: true });
+    if (version !== this.logVersion) {
+      this.logCache.clear(); // another connection wrote the file
+      this.logVersion = version;
+    }
+    const key = scopeKey(scope);
+    let c = this.logCache.get(key);
+    if (!c || from < c.from) {
+      const rows = this.db.prepare('SELECT body, account_id FROM activities WHERE account_id = ? AND region = ? AND at >= ? ORDER BY at, rowid').all(scope.accountId, scope.region, from) as Row[];
+      const byId = new Map<string, Activity>();
+      for (const r of rows) {
+        const a = JSON.parse(r['body'] as string) as Activity;
+        byId.set(a.id, { ...a, accountId: (r['account_id'] as string | null) ?? scope.accountId });
+      }
+      c = { from, byId, sorted: null };
+      this.logCache.set(key, c);
+    }
+    // Oldest first; the same time in the order written (the file's ORDER BY at, rowid).
+    const sorted = (c.sorted ??= [...c.byId.values()].sort((x, y) => x.at - y.at));
+    let start = 0;
+    while (start < sorted.length && (sorted[start] as Activity).at < from) start++;
+    return sorted.slice(start);
   }
 
   activitiesById(ids: readonly string[]): Activity[] {
@@ -497,7 +542,14 @@ export class StateStore implements EvidenceStore {
     return this.transaction(() => {
       this.db.prepare('DELETE FROM trail_files WHERE read_at < ?').run(before);
       this.db.prepare('DELETE FROM digests WHERE to_ms < ?').run(before);
-      return this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
+      const n = this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
+      if (n > 0) {
+        for (const c of this.logCache.values()) {
+          for (const [id, a] of c.byId) if (a.at < before) c.byId.delete(id);
+          c.sorted = null;
+        }
+      }
+      return n;
     });
   }
 

@@ -481,6 +481,53 @@ describe('StateStore: the evidence log', () => {
     expect(s.activities({ accountId: '444455556666', region: 'us-east-1' }, 0)).toEqual([otherAccount]);
   });
 
+  it('keeps the log it read in memory: the same objects cycle after cycle, in step with what is written, pruned or merged', () => {
+    // Prepare
+    const s = open();
+    const a = activity('ev-a', T0 + MIN);
+    const b = activity('ev-b', T0 + 3 * MIN);
+    s.ingest([a, b], T0);
+    const first = s.activities(US, T0);
+
+    // Act
+    const c = activity('ev-c', T0 + 2 * MIN);
+    s.ingest([c], T0);
+    s.ingest([{ ...a, via: ['eventbridge'] }], T0); // merged: the log's copy gains a path
+    const second = s.activities(US, T0);
+    s.pruneActivities(T0 + 2 * MIN);
+    const third = s.activities(US, T0);
+
+    // Assess
+    expect(second[1]).toBe(c);
+    expect(second[2]).toBe(first[1]);
+    expect(second[0]).not.toBe(first[0]);
+    expect(second[0]?.via).toEqual(['eventbridge']);
+    expect(second.map((x) => x.id)).toEqual(['ev-a', 'ev-c', 'ev-b']);
+    expect(third.map((x) => x.id)).toEqual(['ev-c', 'ev-b']);
+    // What the file holds is what memory holds.
+    expect(open(file).activities(US, T0)).toEqual(third);
+  });
+
+  it('reads the file again when another connection wrote to it', () => {
+    const s = open();
+    s.ingest([activity('ev-a', T0 + MIN)], T0);
+    expect(s.activities(US, T0)).toHaveLength(1);
+    open(file).ingest([activity('ev-b', T0 + 2 * MIN)], T0);
+    expect(s.activities(US, T0).map((x) => x.id)).toEqual(['ev-a', 'ev-b']);
+  });
+
+  it('forgets what a failed transaction wrote', () => {
+    const s = open();
+    s.activities(US, T0);
+    expect(() =>
+      s.transaction(() => {
+        s.ingest([activity('ev-rolled-back', T0 + MIN)], T0);
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(s.activities(US, T0)).toEqual([]);
+  });
+
   it('merges an event seen again, never overwriting it: the paths add up, a later resolution of its instances is kept', () => {
     // Prepare
     const s = open();

@@ -28,6 +28,8 @@ export function packagesFingerprint(packages: readonly Package[]): string {
  */
 export class InventoryCatalog {
   private readonly contents = new Map<string, readonly Package[]>();
+  /** SSM's ContentHash -> its fingerprint and packages: a known hash is one lookup */
+  private readonly byHash = new Map<string, { fingerprint: string; packages: readonly Package[] }>();
   private readonly seen = new Set<string>();
   private pool = new Map<string, Package>();
   /** rows normalised since the catalog was made: what a known fingerprint saves */
@@ -65,14 +67,15 @@ export class InventoryCatalog {
    */
   snapshot(instanceId: string, captureTime: number | null, rows: readonly InventoryRow[], contentHash?: string | null): InventorySnapshot {
     if (contentHash) {
-      const fingerprint = `ssm:${contentHash}`;
-      this.seen.add(fingerprint);
-      let packages = this.contents.get(fingerprint);
-      if (!packages) {
-        packages = this.toPackages(rows);
-        this.contents.set(fingerprint, packages);
+      let known = this.byHash.get(contentHash);
+      if (!known) {
+        const fingerprint = `ssm:${contentHash}`;
+        known = { fingerprint, packages: this.contents.get(fingerprint) ?? this.toPackages(rows) };
+        this.contents.set(fingerprint, known.packages);
+        this.byHash.set(contentHash, known);
       }
-      return { instanceId, captureTime, fingerprint, packages };
+      this.seen.add(known.fingerprint);
+      return { instanceId, captureTime, fingerprint: known.fingerprint, packages: known.packages };
     }
     const normalised = this.toPackages(rows);
     const fingerprint = packagesFingerprint(normalised);
@@ -91,6 +94,7 @@ export class InventoryCatalog {
     for (const fingerprint of this.contents.keys()) {
       if (this.seen.has(fingerprint)) continue;
       this.contents.delete(fingerprint);
+      if (fingerprint.startsWith('ssm:')) this.byHash.delete(fingerprint.slice(4));
       evicted++;
     }
     this.seen.clear();

@@ -1,0 +1,66 @@
+// A daemon's next cycle takes over the previous one's attribution when its facts still attribute the
+// same, and attributes only what is new: the verdicts are those a fresh judgement gives.
+import { describe, expect, it } from 'vitest';
+import { ScopeJudge, type ScopeResult } from '../../src/core/evaluate.js';
+import type { Activity, ScopeFacts } from '../../src/core/facts.js';
+import { FIXTURE_INSTANCE, FIXTURE_NOW, WEB_POLICY, cleanInventory, facts, instance, manifest, manifests, policies, trailActivity } from '../support/facts.js';
+
+const baked = manifest();
+const POLICIES = policies(WEB_POLICY);
+const MANIFESTS = manifests(baked);
+const OTHER = 'i-0b1b2c3d4e5f60718';
+
+function cycleFacts(activities: Activity[], over: Partial<ScopeFacts> = {}): ScopeFacts {
+  const instances = [instance(), instance({ instanceId: OTHER, name: 'web-2', privateIpAddress: '10.0.1.16', networkInterfaceIds: ['eni-0f1e2d3c4b5a69781'], volumeIds: [] })];
+  return facts({ instances, activities, inventory: new Map(instances.map((i) => [i.instanceId, cleanInventory(baked, i.instanceId)])), ...over });
+}
+
+const verdicts = (r: ScopeResult) => r.results.map((x) => [x.instance.instanceId, x.verdict, x.findings.map((f) => f.key)]);
+
+describe('a cycle carried over from the previous one', () => {
+  // A ResumeSession whose StartSession only arrives with the next cycle: tied once its instance is known.
+  const resume = trailActivity('ssm-resume-session');
+  const start = trailActivity('ssm-start-session');
+  const byTags = trailActivity('ssm-send-command-tag-targets');
+
+  it('attributes only the new activities, and judges as a fresh judge does', () => {
+    const first = new ScopeJudge(cycleFacts([resume]), POLICIES, MANIFESTS);
+    expect(verdicts(first.judgeAll(FIXTURE_NOW))).toEqual([
+      [FIXTURE_INSTANCE, 'pristine', []],
+      [OTHER, 'pristine', []],
+    ]);
+
+    const next = cycleFacts([resume, start, byTags]);
+    const carried = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    const fresh = new ScopeJudge(next, POLICIES, MANIFESTS);
+
+    expect(carried.carried).toBe(true);
+    expect(fresh.carried).toBe(false);
+    expect(carried.judgeAll(FIXTURE_NOW)).toEqual(fresh.judgeAll(FIXTURE_NOW));
+    expect(verdicts(carried.judgeAll(FIXTURE_NOW))[0]).toEqual([FIXTURE_INSTANCE, 'tainted', expect.arrayContaining([`interactive-session:${start.sessionId}`, `remote-command:${byTags.id}`])]);
+  });
+
+  it.each<[string, (previous: Activity[]) => ScopeFacts]>([
+    ['an instance was tagged otherwise', (acts) => cycleFacts(acts, { instances: [instance({ tags: { role: 'web', Name: 'web-1', team: 'x' } }), instance({ instanceId: OTHER })] })],
+    ['an activity it took was merged into a new one', (acts) => cycleFacts(acts.map((a) => ({ ...a, via: ['eventbridge' as const] })))],
+    ['an activity it took is gone', () => cycleFacts([])],
+    ['SSM now says where a command it tied by targets ran', (acts) => cycleFacts(acts, { commandTargets: new Map([[String(byTags.commandTargets?.commandId), [OTHER]]]) })],
+  ])('starts afresh when %s, with the verdicts of a fresh judge', (_what, nextFacts) => {
+    const taken = [resume, start, byTags];
+    const first = new ScopeJudge(cycleFacts(taken), POLICIES, MANIFESTS);
+    first.judgeAll(FIXTURE_NOW);
+    const next = nextFacts(taken);
+    const judge = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    expect(judge.carried).toBe(false);
+    expect(judge.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+  });
+
+  it('carries over when SSM answers about a command no activity it took names', () => {
+    const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
+    const next = cycleFacts([start, byTags], { commandTargets: new Map([[String(byTags.commandTargets?.commandId), [OTHER]]]) });
+    const judge = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    expect(judge.carried).toBe(true);
+    expect(judge.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+    expect(verdicts(judge.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'tainted', [`remote-command:${byTags.id}`]]);
+  });
+});
