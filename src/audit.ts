@@ -140,6 +140,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
         warnings.push(...collected.warnings);
         const { facts } = collected;
         const judge = new ScopeJudge(facts, inputs.policies, inputs.manifests, { previous: opts.previous?.get(scopeKey(scope))?.judge });
+        if (judge.notCarried) opts.logger.debug({ scope: scopeKey(scope), why: judge.notCarried }, 'the previous cycle could not be carried over');
         return {
           ...judge.judgeAll(startedAt),
           judge,

@@ -36,6 +36,12 @@ export interface DaemonFlags {
  * finish, releases its leases (another driver may take them at once; the journal resumes them) and
  * exits 0.
  */
+/** Whether two loads of the user's files hold the same policies, manifests and configuration. */
+function sameInputs(a: AuditInputs, b: AuditInputs): boolean {
+  const text = (i: AuditInputs) => JSON.stringify([i.policies, [...i.manifests], i.regions, i.config, i.configFile]);
+  return text(a) === text(b);
+}
+
 export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<number> {
   validateSchedule(flags.schedule);
   const listen = parseListen(flags.listen);
@@ -95,7 +101,9 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     const endTimer = metrics.cycleDuration.startTimer();
     try {
       try {
-        inputs = await load();
+        const loaded = await load();
+        // Unchanged files keep their objects: what was worked out from them (diffs, attribution) carries over.
+        if (!sameInputs(loaded, inputs)) inputs = loaded;
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
         logger.error({ err: err.message }, 'policies or manifests are invalid: this cycle uses the last valid ones');
@@ -127,7 +135,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       const byDetector: Record<string, number> = {};
       for (const i of result.report.instances) for (const f of i.findings) byDetector[f.detector] = (byDetector[f.detector] ?? 0) + 1;
       metrics.setFindings(byDetector);
-      logger.info({ startedAt: result.report.startedAt, summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox }, 'cycle finished');
+      logger.info({ startedAt: result.report.startedAt, summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox, carriedOver: result.scopes.filter((s) => s.judge?.carried).length }, 'cycle finished');
     } catch (err) {
       metrics.cycles.inc({ outcome: 'failed' });
       logger.error({ err: describeError(err) }, 'cycle failed');

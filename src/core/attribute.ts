@@ -211,24 +211,29 @@ export class Attributor {
    * and tags), the same command, association and endpoint answers, and every activity taken before
    * present as the very same object. Null when anything differs: then the next cycle starts afresh.
    */
-  carries(next: ScopeFacts): Activity[] | null {
+  carries(next: ScopeFacts): { fresh: Activity[] } | { why: string } {
     const prev = this.facts;
-    if (this.stale || next.accountId !== prev.accountId || next.region !== prev.region) return null;
-    if (!sameInstances(prev.instances, next.instances)) return null;
+    if (this.stale) return { why: 'a session was said to be on another instance' };
+    if (next.accountId !== prev.accountId || next.region !== prev.region) return { why: 'another scope' };
+    if (!sameInstances(prev.instances, next.instances)) return { why: 'the instances changed' };
     // Answers about commands, associations and endpoints the activities taken do not name may come and go.
     const { commands, associations, endpoints } = this.asked;
-    if (!sameAnswers(commands, prev.commandTargets, next.commandTargets, sameList) || !sameAnswers(commands, prev.unresolvedCommands, next.unresolvedCommands, Object.is)) return null;
-    if (!sameAnswers(endpoints, prev.endpointVpcs, next.endpointVpcs, Object.is)) return null;
-    if (!sameAnswers(associations, prev.associationTargets, next.associationTargets, (x, y) => JSON.stringify(x) === JSON.stringify(y))) return null;
+    if (!sameAnswers(commands, prev.commandTargets, next.commandTargets, sameList) || !sameAnswers(commands, prev.unresolvedCommands, next.unresolvedCommands, Object.is)) {
+      return { why: 'SSM answered otherwise about a command' };
+    }
+    if (!sameAnswers(endpoints, prev.endpointVpcs, next.endpointVpcs, Object.is)) return { why: 'an endpoint changed' };
+    if (!sameAnswers(associations, prev.associationTargets, next.associationTargets, (x, y) => JSON.stringify(x) === JSON.stringify(y))) {
+      return { why: 'an association changed' };
+    }
     const fresh: Activity[] = [];
     let known = 0;
     for (const a of next.activities) {
       const t = this.taken.get(a.id);
       if (t === undefined) fresh.push(a);
-      else if (t !== a) return null;
+      else if (t !== a) return { why: `activity ${a.id} changed in the evidence log` };
       else known++;
     }
-    return known === this.taken.size ? fresh : null;
+    return known === this.taken.size ? { fresh } : { why: 'activities left the evidence window' };
   }
 
   /** Everything it took, attributed afresh in the order taken (when it went stale). */

@@ -146,6 +146,8 @@ export class ScopeJudge {
   private readonly scope: { accountId: string; region: string };
   /** whether this judge's attribution was carried over from the previous cycle's */
   readonly carried: boolean;
+  /** why it was not, when there was a previous cycle */
+  readonly notCarried: string | null = null;
 
   /**
    * `previous`: the same scope's judge of the cycle before. When the facts attribute as they did
@@ -160,12 +162,13 @@ export class ScopeJudge {
   ) {
     this.compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
     const prev = options.previous;
-    const fresh = prev && prev.policies === policies ? prev.attributor.carries(facts) : null;
+    const carry = !prev ? null : prev.policies !== policies ? { why: 'the policies changed' } : prev.attributor.carries(facts);
+    if (carry && 'why' in carry) this.notCarried = carry.why;
     if (options.attributor) this.attributor = options.attributor;
-    else if (prev && fresh) {
+    else if (prev && carry && 'fresh' in carry) {
       this.attributor = prev.attributor;
       this.attributor.rebase(facts);
-      this.attributor.add(fresh);
+      this.attributor.add(carry.fresh);
     } else {
       const compiled = this.compiled;
       // What no policy of the scope could find anything in (an allowed caller, a document every policy
