@@ -343,6 +343,8 @@ export class StateStore implements EvidenceStore {
    */
   private readonly logCache = new Map<string, { from: number; byId: Map<string, Activity>; sorted: Activity[] | null }>();
   private logVersion: unknown = null;
+  /** bumped by every write to the log in memory: a failed transaction that wrote to it drops it */
+  private logWrites = 0;
 
   private constructor(
     private readonly db: Database.Database,
@@ -408,10 +410,11 @@ export class StateStore implements EvidenceStore {
   }
 
   transaction<T>(fn: () => T): T {
+    const writes = this.logWrites;
     try {
       return this.db.transaction(fn)();
     } catch (err) {
-      this.logCache.clear(); // it may hold what was rolled back
+      if (this.logWrites !== writes) this.logCache.clear(); // it may hold what was rolled back
       throw err;
     }
   }
@@ -500,6 +503,7 @@ export class StateStore implements EvidenceStore {
       if (!c || a.at < c.from) continue;
       c.byId.set(a.id, a);
       c.sorted = null;
+      this.logWrites++;
     }
     return added;
   }
@@ -544,6 +548,7 @@ export class StateStore implements EvidenceStore {
       this.db.prepare('DELETE FROM digests WHERE to_ms < ?').run(before);
       const n = this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
       if (n > 0) {
+        this.logWrites++;
         for (const c of this.logCache.values()) {
           for (const [id, a] of c.byId) if (a.at < before) c.byId.delete(id);
           c.sorted = null;

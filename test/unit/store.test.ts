@@ -528,6 +528,18 @@ describe('StateStore: the evidence log', () => {
     expect(s.activities(US, T0)).toEqual([]);
   });
 
+  it('keeps the log in memory through a failed transaction that did not write to it', () => {
+    const s = open();
+    s.ingest([activity('ev-a', T0 + MIN)], T0);
+    const before = s.activities(US, T0);
+    expect(() =>
+      s.transaction(() => {
+        throw new Error('a lease passed to another driver');
+      }),
+    ).toThrow();
+    expect(s.activities(US, T0)[0]).toBe(before[0]);
+  });
+
   it('merges an event seen again, never overwriting it: the paths add up, a later resolution of its instances is kept', () => {
     // Prepare
     const s = open();
