@@ -93,8 +93,10 @@ const enum Names {
   Volume = 3,
 }
 const KEY_LENGTHS = new Set([6, 8, 10, 11, 18]);
+/** First letters of the keys that name ids (instanceId, target, resourceId, networkInterfaceId, volumeId), either case. */
+const FIRST = new Set(['i', 'I', 't', 'T', 'r', 'R', 'n', 'N', 'v', 'V']);
 function keyNames(key: string): Names {
-  if (!KEY_LENGTHS.has(key.length)) return Names.Nothing;
+  if (!KEY_LENGTHS.has(key.length) || !FIRST.has(key[0] as string)) return Names.Nothing;
   const k = key.toLowerCase();
   if (INSTANCE_ID_KEYS.has(k)) return Names.Instance;
   if (k === 'networkinterfaceid') return Names.Eni;

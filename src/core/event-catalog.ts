@@ -39,10 +39,16 @@ export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: str
 /** The distinct event names to look up. */
 export const TRACKED_EVENT_NAMES: readonly string[] = [...new Set(TRACKED_EVENTS.map((e) => e.eventName))];
 
-const BY_KEY = new Map(TRACKED_EVENTS.map((e) => [`${e.eventSource} ${e.eventName}`, e.kind]));
+/** event name -> event source -> kind: looked up without building a key per record */
+const BY_NAME = new Map<string, Map<string, ActivityKind>>();
+for (const e of TRACKED_EVENTS) {
+  const bySource = BY_NAME.get(e.eventName) ?? new Map<string, ActivityKind>();
+  bySource.set(e.eventSource, e.kind);
+  BY_NAME.set(e.eventName, bySource);
+}
 
 export function trackedKind(eventSource: string, eventName: string): ActivityKind | undefined {
-  return BY_KEY.get(`${eventSource} ${eventName}`);
+  return BY_NAME.get(eventName)?.get(eventSource);
 }
 
 /** An EventBridge pattern that matches exactly the tracked events ("AWS API Call via CloudTrail"). */

@@ -10,6 +10,14 @@ function field(entry: InventoryRow, name: string, lower: string): string {
   return entry[name] ?? entry[lower] ?? '';
 }
 
+interface Interned {
+  version: string;
+  release: string;
+  epoch: string;
+  arch: string;
+  p: Package;
+}
+
 /** A hash of a normalised package list, for inventories SSM gave no ContentHash: the same packages give the same one. */
 export function packagesFingerprint(packages: readonly Package[]): string {
   const hash = createHash('sha256');
@@ -31,7 +39,8 @@ export class InventoryCatalog {
   /** SSM's ContentHash -> its fingerprint and packages: a known hash is one lookup */
   private readonly byHash = new Map<string, { fingerprint: string; packages: readonly Package[] }>();
   private readonly seen = new Set<string>();
-  private pool = new Map<string, Package>();
+  /** name -> the rows of that name seen so far, each with its package: no key string is built per row */
+  private pool = new Map<string, Interned[]>();
   /** rows normalised since the catalog was made: what a known fingerprint saves */
   normalisedRows = 0;
 
@@ -49,13 +58,23 @@ export class InventoryCatalog {
       const release = field(entry, 'Release', 'release');
       const epoch = field(entry, 'Epoch', 'epoch');
       const arch = field(entry, 'Architecture', 'architecture');
-      const key = `${name}\0${version}\0${release}\0${epoch}\0${arch}`;
-      let p = this.pool.get(key);
-      if (!p) {
-        p = { name, arch, version: normalizeVersion({ version, release, epoch }) };
-        this.pool.set(key, p);
+      let same = this.pool.get(name);
+      if (!same) {
+        same = [];
+        this.pool.set(name, same);
       }
-      out.push(p);
+      let found: Package | undefined;
+      for (const e of same) {
+        if (e.version === version && e.release === release && e.epoch === epoch && e.arch === arch) {
+          found = e.p;
+          break;
+        }
+      }
+      if (!found) {
+        found = { name, arch, version: normalizeVersion({ version, release, epoch }) };
+        same.push({ version, release, epoch, arch, p: found });
+      }
+      out.push(found);
     }
     this.normalisedRows += rows.length;
     return out;
@@ -102,8 +121,11 @@ export class InventoryCatalog {
     if (evicted > 0) {
       const live = new Set<Package>();
       for (const list of this.contents.values()) for (const p of list) live.add(p);
-      const pool = new Map<string, Package>();
-      for (const [key, p] of this.pool) if (live.has(p)) pool.set(key, p);
+      const pool = new Map<string, Interned[]>();
+      for (const [name, same] of this.pool) {
+        const kept = same.filter((e) => live.has(e.p));
+        if (kept.length > 0) pool.set(name, kept);
+      }
       this.pool = pool;
     }
     return evicted;
