@@ -44,12 +44,21 @@ function baselineOf(manifest: Manifest): VersionsByName {
   return b;
 }
 
-function sameVersions(a: string[], b: string[]): boolean {
+function sameVersions(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** What differs between the image's recorded packages and the ones installed now (versions normalised). */
 export function diffPackages(baseline: VersionsByName, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
+  return diffEntries(baseline, installed, (name) => installed.has(name), ignored);
+}
+
+function diffEntries(
+  baseline: VersionsByName,
+  installed: Iterable<readonly [string, readonly string[]]>,
+  has: (name: string) => boolean,
+  ignored: (name: string) => boolean,
+): PackageDiff {
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
   // Globs are tested only on the few names that differ: most packages match their baseline.
   for (const [name, now] of installed) {
@@ -60,7 +69,7 @@ export function diffPackages(baseline: VersionsByName, installed: VersionsByName
     else diff.changed.push({ name, from: then.join(', '), to: now.join(', ') });
   }
   for (const [name, then] of baseline) {
-    if (installed.has(name) || ignored(name)) continue;
+    if (has(name) || ignored(name)) continue;
     for (const version of then) diff.removed.push({ name, version });
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
@@ -80,23 +89,7 @@ function diffList(baseline: VersionsByName, packages: readonly Package[], ignore
     if (names.has(p.name)) return diffPackages(baseline, index(packages), ignored);
     names.add(p.name);
   }
-  const diff: PackageDiff = { added: [], removed: [], changed: [] };
-  for (const p of packages) {
-    const then = baseline.get(p.name);
-    if (then && then.length === 1 && then[0] === p.version) continue;
-    if (ignored(p.name)) continue;
-    if (!then) diff.added.push({ name: p.name, version: p.version });
-    else diff.changed.push({ name: p.name, from: then.join(', '), to: p.version });
-  }
-  for (const [name, then] of baseline) {
-    if (names.has(name) || ignored(name)) continue;
-    for (const version of then) diff.removed.push({ name, version });
-  }
-  const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
-  diff.added.sort(byName);
-  diff.removed.sort(byName);
-  diff.changed.sort(byName);
-  return diff;
+  return diffEntries(baseline, packages.map((p) => [p.name, [p.version]] as const), (name) => names.has(name), ignored);
 }
 
 function describeDiff(diff: PackageDiff, limit = 5): string {
