@@ -16,7 +16,6 @@ import { drainQueues } from './evidence/queues.js';
 import { StateStore, verdictInputOf, type ReplacementRow } from './state/store.js';
 
 /** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
-
 export const DIGEST_ABOVE = 5;
 
 export interface CycleHooks {

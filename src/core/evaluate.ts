@@ -260,16 +260,16 @@ export class ScopeJudge {
    * activities: worked out once per policy (again when a broadcast changes), not per instance. A
    * fleet-wide deploy by an allowed pipeline costs an instance nothing.
    */
-  private readonly relevant = new Map<CompiledPolicy, { version: number; list: Array<{ b: Broadcast; activities: Activity[] }> }>();
+  private readonly relevant = new Map<CompiledPolicy, { of: Attributor; version: number; list: Array<{ b: Broadcast; activities: Activity[] }> }>();
   private broadcastsFor(cp: CompiledPolicy): Array<{ b: Broadcast; activities: Activity[] }> {
     const version = this.attributor.broadcastVersion;
     let known = this.relevant.get(cp);
-    if (!known || known.version !== version) {
+    if (!known || known.of !== this.attributor || known.version !== version) {
       const list = this.attributor.broadcasts.flatMap((b) => {
         const activities = b.activities.filter((a) => !cp.allows(a.actor));
         return activities.length > 0 ? [{ b, activities }] : [];
       });
-      known = { version, list };
+      known = { of: this.attributor, version, list };
       this.relevant.set(cp, known);
     }
     return known.list;
