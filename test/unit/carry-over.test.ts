@@ -63,4 +63,17 @@ describe('a cycle carried over from the previous one', () => {
     expect(judge.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
     expect(verdicts(judge.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'tainted', [`remote-command:${byTags.id}`]]);
   });
+
+  it('attributes everything again when a pushed record says a session was on another instance', () => {
+    const cycle = new ScopeJudge(cycleFacts([start, resume]), POLICIES, MANIFESTS);
+    const elsewhere = trailActivity('ssm-start-session', (r) => {
+      r['eventID'] = 'pushed-start-elsewhere';
+      r['requestParameters'] = { target: OTHER };
+    });
+    const pushed = cycle.forPushedEvents();
+    const concerned = pushed.add([elsewhere]);
+    const all = cycleFacts([start, resume, elsewhere]);
+    expect([...concerned]).toEqual([OTHER]);
+    expect(pushed.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge({ ...all, gaps: [] }, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+  });
 });
