@@ -36,10 +36,22 @@ export interface DaemonFlags {
  * finish, releases its leases (another driver may take them at once; the journal resumes them) and
  * exits 0.
  */
-/** Whether two loads of the user's files hold the same policies, manifests and configuration. */
-function sameInputs(a: AuditInputs, b: AuditInputs): boolean {
-  const text = (i: AuditInputs) => JSON.stringify([i.policies, [...i.manifests], i.regions, i.config, i.configFile]);
-  return text(a) === text(b);
+/** What a load of the user's files holds (policies, manifests, configuration), as one string to compare loads by. */
+function contentOf(i: AuditInputs): string {
+  return JSON.stringify([i.policies, [...i.manifests], i.regions, i.config, i.configFile]);
+}
+
+/**
+ * The inputs of the next cycle: the new load when the files changed, else the same objects as before
+ * (what was worked out from them, diffs and attribution, carries over).
+ */
+export function nextInputs(current: { inputs: AuditInputs; content: string }, loaded: AuditInputs): { inputs: AuditInputs; content: string } {
+  const content = contentOf(loaded);
+  return content === current.content ? current : { inputs: loaded, content };
+}
+
+export function firstInputs(inputs: AuditInputs): { inputs: AuditInputs; content: string } {
+  return { inputs, content: contentOf(inputs) };
 }
 
 export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<number> {
@@ -47,6 +59,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   const listen = parseListen(flags.listen);
   const load = () => loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   let inputs: AuditInputs = await load();
+  let loadedInputs = firstInputs(inputs);
   const store = openStore(flags.state);
   const metrics = createMetrics();
   const pool = await createPool(metrics.onAwsCall);
@@ -103,7 +116,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       try {
         const loaded = await load();
         // Unchanged files keep their objects: what was worked out from them (diffs, attribution) carries over.
-        if (!sameInputs(loaded, inputs)) inputs = loaded;
+        loadedInputs = nextInputs(loadedInputs, loaded);
+        inputs = loadedInputs.inputs;
       } catch (err) {
         if (!(err instanceof InputError)) throw err;
         logger.error({ err: err.message }, 'policies or manifests are invalid: this cycle uses the last valid ones');
