@@ -50,15 +50,6 @@ function sameVersions(a: readonly string[], b: readonly string[]): boolean {
 
 /** What differs between the image's recorded packages and the ones installed now (versions normalised). */
 export function diffPackages(baseline: VersionsByName, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
-  return diffEntries(baseline, installed, (name) => installed.has(name), ignored);
-}
-
-function diffEntries(
-  baseline: VersionsByName,
-  installed: Iterable<readonly [string, readonly string[]]>,
-  has: (name: string) => boolean,
-  ignored: (name: string) => boolean,
-): PackageDiff {
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
   // Globs are tested only on the few names that differ: most packages match their baseline.
   for (const [name, now] of installed) {
@@ -68,9 +59,16 @@ function diffEntries(
     if (!then) for (const version of now) diff.added.push({ name, version });
     else diff.changed.push({ name, from: then.join(', '), to: now.join(', ') });
   }
-  for (const [name, then] of baseline) {
-    if (has(name) || ignored(name)) continue;
-    for (const version of then) diff.removed.push({ name, version });
+  return withRemoved(diff, baseline, (name) => installed.has(name), ignored);
+}
+
+/** The image's packages no longer installed, then every list in name order. */
+function withRemoved(diff: PackageDiff, baseline: VersionsByName, installed: ((name: string) => boolean) | null, ignored: (name: string) => boolean): PackageDiff {
+  if (installed) {
+    for (const [name, then] of baseline) {
+      if (installed(name) || ignored(name)) continue;
+      for (const version of then) diff.removed.push({ name, version });
+    }
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
   diff.added.sort(byName);
@@ -81,7 +79,8 @@ function diffEntries(
 
 /**
  * diffPackages over a package list. Most lists hold each name once: they are compared as they are,
- * without indexing them; a list with a name twice (kernels) is indexed first. Same result either way.
+ * without indexing them, and when every name of the image is still there nothing is looked for as
+ * removed; a list with a name twice (kernels) is indexed first. Same result either way.
  */
 function diffList(baseline: VersionsByName, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
   const names = new Set<string>();
@@ -89,7 +88,17 @@ function diffList(baseline: VersionsByName, packages: readonly Package[], ignore
     if (names.has(p.name)) return diffPackages(baseline, index(packages), ignored);
     names.add(p.name);
   }
-  return diffEntries(baseline, packages.map((p) => [p.name, [p.version]] as const), (name) => names.has(name), ignored);
+  const diff: PackageDiff = { added: [], removed: [], changed: [] };
+  let kept = 0; // installed names the image has too
+  for (const p of packages) {
+    const then = baseline.get(p.name);
+    if (then) kept++;
+    if (then && then.length === 1 && then[0] === p.version) continue;
+    if (ignored(p.name)) continue;
+    if (!then) diff.added.push({ name: p.name, version: p.version });
+    else diff.changed.push({ name: p.name, from: then.join(', '), to: p.version });
+  }
+  return withRemoved(diff, baseline, kept === baseline.size ? null : (name) => names.has(name), ignored);
 }
 
 function describeDiff(diff: PackageDiff, limit = 5): string {
