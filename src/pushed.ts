@@ -32,8 +32,8 @@ export interface PushedResult {
 }
 
 /**
- * Judges at once the instances that newly pushed events (EventBridge, trail files) name, with what the
- * store knows of their other evidence and the facts of the last cycle (instances, inventory). A push
+ * Judges at once the instances that newly pushed events (EventBridge, trail files) name, with the last
+ * cycle's facts and attribution and the events pushed since (only those instances are judged again). A push
  * source only ever taints: it cannot prove that nothing else happened, so a verdict that comes out
  * anything but `tainted` changes nothing here, and the scheduled cycle stays the only one to vouch for
  * `pristine`. Taints are recorded and alerted as a cycle would, exactly once, and the outbox is sent.

@@ -1,5 +1,17 @@
 import type { Activity, Gap, Instance, ScopeFacts, Target } from './facts.js';
 
+/** How many of the first items of a sorted list are before a point (`before` holds for a prefix of 0..length-1). */
+function countBefore(length: number, before: (k: number) => boolean): number {
+  let lo = 0;
+  let hi = length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (before(mid)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list) list.push(value);
@@ -89,14 +101,7 @@ export class InstanceIndex {
       this.launchOrder = this.instances.map((_, n) => n).sort((a, b) => (this.instances[a] as Instance).firstLaunch - (this.instances[b] as Instance).firstLaunch);
     }
     const order = this.launchOrder;
-    let lo = 0;
-    let hi = order.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((this.instances[order[mid] as number] as Instance).firstLaunch < at) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.ids(order.slice(0, lo));
+    return this.ids(order.slice(0, countBefore(order.length, (k) => (this.instances[order[k] as number] as Instance).firstLaunch < at)));
   }
 }
 
@@ -131,14 +136,7 @@ function sameInstances(x: readonly Instance[], y: readonly Instance[]): boolean 
 
 /** Inserts in time order, after activities of the same time: what a stable sort of the appended list gives. */
 function insertByTime(list: Activity[], a: Activity): void {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((list[mid] as Activity).at <= a.at) lo = mid + 1;
-    else hi = mid;
-  }
-  list.splice(lo, 0, a);
+  list.splice(countBefore(list.length, (k) => (list[k] as Activity).at <= a.at), 0, a);
 }
 
 /** An action that reached many instances (a command by tags to a whole fleet): kept once, with its members. */
@@ -194,9 +192,9 @@ export class Attributor {
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
 
   /**
-   * `irrelevant`: an activity no verdict can depend on (its principal is allowed by every policy of the
-   * scope). It is still attributed (a gap it leaves stands, and it still names its instances), but it
-   * is kept in no instance's list.
+   * `irrelevant`: an activity no verdict can depend on (no policy of the scope could find anything in
+   * it: an allowed caller, a document every policy ignores). It is still attributed (a gap it leaves
+   * stands, and it still names its instances), but it is kept in no instance's list.
    */
   constructor(
     private facts: ScopeFacts,

@@ -37,7 +37,6 @@ interface CompiledPolicy {
   allows: (actor: Actor) => boolean;
   /** whether an activity could matter to an instance this policy judges: a caller it does not allow, and a detector concerned */
   mayMatter: (a: Activity) => boolean;
-  detectors: DetectorId[];
   /** the detectors that run, and the evidence they read: as the policy says, and with guard-tampered added */
   runs: { plain: DetectorRun; tampered: DetectorRun };
   /** options per detector: the policy's, or the defaults for one switched on by pristine itself */
@@ -79,7 +78,6 @@ function compile(policy: LoadedPolicy): CompiledPolicy {
     allows,
     // Tag changes always may (the exemption check reads them); else a detector that could run must be concerned.
     mayMatter: (a) => !allows(a.actor) && (a.tagChanges !== undefined || runs.tampered.detectors.some((id) => DETECTORS[id].concerns(a, options.get(id)))),
-    detectors,
     runs,
     options,
     isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
@@ -187,16 +185,6 @@ export class ScopeJudge {
    */
   forPushedEvents(): ScopeJudge {
     return new ScopeJudge({ ...this.facts, gaps: [] }, this.policies, this.manifests, { attributor: this.attributor });
-  }
-
-  get instances(): readonly Instance[] {
-    return this.facts.instances;
-  }
-
-  /** The instance with this id in the scope, if any. */
-  instance(instanceId: string): Instance | undefined {
-    const n = this.attributor.index.byId.get(instanceId);
-    return n === undefined ? undefined : this.facts.instances[n];
   }
 
   /** Takes in activities that arrived after the cycle; returns the ids of the instances they concern. */
@@ -309,11 +297,10 @@ export class ScopeJudge {
     return out;
   }
 
-  /** Every instance of the scope (or those in `only`), in the scope's order. */
-  judgeAll(now: number, only?: ReadonlySet<string>): ScopeResult {
+  /** Every instance of the scope, in the scope's order. */
+  judgeAll(now: number): ScopeResult {
     const out: ScopeResult = { accountId: this.facts.accountId, region: this.facts.region, results: [], outOfScope: 0, exempt: 0 };
     for (const instance of this.facts.instances) {
-      if (only && !only.has(instance.instanceId)) continue;
       const o = this.judge(instance, now);
       if (o.kind === 'judged') out.results.push(o.result);
       else if (o.kind === 'exempt') out.exempt++;
@@ -334,14 +321,8 @@ export class ScopeJudge {
  *   scope, with a guard-tampered finding. One that cannot be checked (CloudTrail unreadable) does not exempt either.
  * - Evidence a detector needs that could not be read makes the verdict `unknown`, never `pristine`.
  *
- * `only` limits the verdicts to some instances (a pushed event re-judges the instances it names).
+ * (A ScopeJudge does the same a piece at a time: some instances, or events pushed afterwards.)
  */
-export function evaluateScope(
-  facts: ScopeFacts,
-  policies: readonly LoadedPolicy[],
-  manifests: ManifestIndex,
-  now: number,
-  only?: ReadonlySet<string>,
-): ScopeResult {
-  return new ScopeJudge(facts, policies, manifests).judgeAll(now, only);
+export function evaluateScope(facts: ScopeFacts, policies: readonly LoadedPolicy[], manifests: ManifestIndex, now: number): ScopeResult {
+  return new ScopeJudge(facts, policies, manifests).judgeAll(now);
 }

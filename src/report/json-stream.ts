@@ -12,7 +12,6 @@ import { once } from 'node:events';
 export function* jsonChunks(value: unknown, depth = 0, splitDepth = 2): Generator<string> {
   const pad = '  '.repeat(depth);
   const inner = '  '.repeat(depth + 1);
-  const plain = (v: unknown) => indented(v, depth + 1);
   if (depth >= splitDepth || value === null || typeof value !== 'object' || typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     yield indented(value, depth);
     return;
@@ -28,7 +27,6 @@ export function* jsonChunks(value: unknown, depth = 0, splitDepth = 2): Generato
       const v: unknown = value[i];
       // In an array, what JSON cannot hold is written null, as JSON.stringify does.
       if (v === undefined || typeof v === 'function' || typeof v === 'symbol') yield 'null';
-      else if (depth + 1 >= splitDepth) yield plain(v);
       else yield* jsonChunks(v, depth + 1, splitDepth);
     }
     yield `\n${pad}]`;
@@ -44,8 +42,7 @@ export function* jsonChunks(value: unknown, depth = 0, splitDepth = 2): Generato
   for (const [k, v] of entries) {
     yield `${first ? '' : ','}\n${inner}${JSON.stringify(k)}: `;
     first = false;
-    if (depth + 1 >= splitDepth) yield plain(v);
-    else yield* jsonChunks(v, depth + 1, splitDepth);
+    yield* jsonChunks(v, depth + 1, splitDepth);
   }
   yield `\n${pad}}`;
 }

@@ -7,9 +7,22 @@ import { readFixtureJsonl } from '../support/fixtures.js';
 const rows = readFixtureJsonl<Record<string, string>>('ssm/inventory-drifted.jsonl');
 
 describe('InventoryCatalog', () => {
-  it('normalises as toPackages does', () => {
+  it('normalises each row: epoch and release joined to the version, keys in either case, rows without a name left out', () => {
     const catalog = new InventoryCatalog();
-    expect(catalog.snapshot('i-1', 1, rows, 'abc').packages).toEqual(toPackages(rows));
+    const packages = catalog.snapshot('i-1', 1, [
+      { Name: 'libc6', Version: '2.36-9+deb12u4', Architecture: 'amd64' },
+      { Name: 'openssl-libs', Version: '3.0.8', Release: '1.amzn2023.0.18', Epoch: '1', Architecture: 'x86_64' },
+      { name: 'adduser', version: '3.134', architecture: 'all' },
+      { Name: 'perl', Version: '0:5.36.0-7', Architecture: 'amd64' },
+      { Version: '1.0' },
+    ], 'abc').packages;
+    expect(packages).toEqual([
+      { name: 'libc6', version: '2.36-9+deb12u4', arch: 'amd64' },
+      { name: 'openssl-libs', version: '1:3.0.8-1.amzn2023.0.18', arch: 'x86_64' },
+      { name: 'adduser', version: '3.134', arch: 'all' },
+      { name: 'perl', version: '5.36.0-7', arch: 'amd64' },
+    ]);
+    expect(toPackages(rows)).toEqual(catalog.snapshot('i-2', 1, rows, 'def').packages);
   });
 
   it("takes a ContentHash it knows as it is: one package list for every instance that reports it, nothing normalised again", () => {

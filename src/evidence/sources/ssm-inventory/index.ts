@@ -1,7 +1,6 @@
 import { paginateGetInventory, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { scopeKey, type InventorySnapshot, type Package } from '../../../core/facts.js';
-import { normalizeVersion } from '../../../core/package-version.js';
 import { describeError } from '../../../errors.js';
 import { InventoryCatalog } from './catalog.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
@@ -14,23 +13,9 @@ export type SsmInventoryConfig = z.output<typeof SsmInventoryConfig>;
 
 const TYPE = 'AWS:Application';
 
-/** Inventory content keys are documented capitalised (Name, Version); some producers write them lower-case. */
-function field(entry: Record<string, string>, name: string): string {
-  return entry[name] ?? entry[name.toLowerCase()] ?? '';
-}
-
+/** One inventory's AWS:Application rows as packages (versions normalised), outside any catalog. */
 export function toPackages(content: ReadonlyArray<Record<string, string>>): Package[] {
-  const out: Package[] = [];
-  for (const entry of content) {
-    const name = field(entry, 'Name');
-    if (!name) continue;
-    out.push({
-      name,
-      arch: field(entry, 'Architecture'),
-      version: normalizeVersion({ version: field(entry, 'Version'), release: field(entry, 'Release'), epoch: field(entry, 'Epoch') }),
-    });
-  }
-  return out;
+  return new InventoryCatalog().toPackages(content);
 }
 
 /** The inventories of each scope, kept for the life of the process: what is unchanged is not normalised again. */
