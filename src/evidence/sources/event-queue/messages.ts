@@ -42,6 +42,7 @@ export function parseQueueMessage(text: string): QueueItem[] {
     return [{ kind: 'record', record: body['detail'], accountId: str(body['account']), region: str(body['region']) }];
   }
   if (Array.isArray(body['Records'])) return fromS3Event(body);
+  // S3 sends this message to a queue once, when a bucket notification is configured: it names no object.
   if (body['Event'] === 's3:TestEvent') return [{ kind: 'ignored', reason: 'S3 test event' }];
   if (typeof body['s3Bucket'] === 'string' && Array.isArray(body['s3ObjectKey'])) {
     const bucket = body['s3Bucket'];
