@@ -12,4 +12,15 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The state store is async: a call whose promise is dropped is a write that may not happen, or
+    // an error nobody sees.
+    files: ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
 );

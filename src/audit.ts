@@ -13,7 +13,7 @@ import type { ManifestIndex } from './manifest/types.js';
 import { loadPolicies } from './policy/load.js';
 import type { LoadedPolicy } from './policy/schema.js';
 import { buildReport, type Report, type ReportError } from './report/model.js';
-import type { StateStore } from './state/store.js';
+import { type StateStore } from './state/ports.js';
 
 export interface AuditInputs {
   /** every policy, its `scope.regions` resolved: its own, else the config's `regions`, else the SDK's region */
@@ -119,7 +119,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
   if (accounts) {
     errors.push(...accounts.errors);
     opts.pool.setAccounts(accounts.accounts);
-    opts.store.adoptLegacyRows(accounts.ownAccountId);
+    await opts.store.adoptLegacyRows(accounts.ownAccountId);
   }
   const scopes = accounts ? scopesOf(inputs, accounts.accounts.map((a) => a.id)) : [];
   const limit = pLimit(opts.concurrency ?? inputs.config.concurrency);
@@ -151,7 +151,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
       }),
     ),
   );
-  opts.store.pruneActivities(startedAt - CLOUDTRAIL_RETENTION_MS);
+  await opts.store.pruneActivities(startedAt - CLOUDTRAIL_RETENTION_MS);
   audited.sort((a, b) => scopeKey(a).localeCompare(scopeKey(b)));
   return { report: buildReport({ startedAt, finishedAt: Date.now(), scopes: audited, errors, warnings }), scopes: audited, accounts };
 }

@@ -15,7 +15,7 @@ import { iamPoliciesFor, iamPolicyFor, isMultiAccount } from './permissions.js';
 import { loadPolicies } from './policy/load.js';
 import { runDaemon } from './commands/daemon.js';
 import { createPool } from './commands/shared.js';
-import { StateStore } from './state/store.js';
+import { SqliteStateStore } from './state/sqlite/store.js';
 import { replaceOne } from './commands/replace.js';
 import { runOnce } from './commands/run.js';
 import { statusOf } from './commands/status.js';
@@ -84,7 +84,9 @@ function withAuditFlags(cmd: Command): Command {
     .option('--output <file>', 'write the report to a file instead of stdout');
 }
 
-const STATE_FLAG = ['--state <path>', 'state file (SQLite)', 'pristine.db'] as const;
+/** Where state lives: a SQLite file (the default), or postgres://… shared by several replicas. */
+const stateOption = () =>
+  new Option('--state <file-or-url>', 'state store: a SQLite file, or a postgres:// URL (several replicas share one)').env('PRISTINE_STATE_URL').default('pristine.db');
 
 async function ask(question: string): Promise<boolean> {
   if (!process.stdin.isTTY) throw new InputError('not confirmed: run with --yes to replace without a prompt');
@@ -114,10 +116,10 @@ function build(): Command {
       const inputs = await loadAuditInputs({ policiesDir: opts.policies, manifestsDir: opts.manifests, configFile: opts.config });
       const pool = await createPool();
       // A one-off audit keeps its evidence log in memory: it reads the whole window, and writes no file.
-      const store = StateStore.open(':memory:');
+      const store = SqliteStateStore.open(':memory:');
       const { report } = await runAudit(inputs, { since, logger, pool, store, concurrency: opts.concurrency }).finally(() => {
         pool.destroy();
-        store.close();
+        return store.close();
       });
       if (opts.format === 'json') await writeJson(report, opts.output);
       else await writeOutput(renderTable(report), opts.output);
@@ -125,7 +127,7 @@ function build(): Command {
     });
 
   withAuditFlags(program.command('run').description('one cycle: audit, then alert and replace as each policy\'s respond block says'))
-    .option(...STATE_FLAG)
+    .addOption(stateOption())
     .option('--dry-run', 'print the planned actions and change nothing', false)
     .option('--wait <duration>', 'drive replacements this long after the cycle (e.g. 0s, 10m); default: until they are done; a later run resumes them')
     .action(async (opts: AuditFlags & { state: string; dryRun: boolean; wait?: string }) => {
@@ -142,7 +144,7 @@ function build(): Command {
   withScopeFlags(program.command('daemon'))
     .description('run a cycle at start and then on a schedule, and consume the event queues between cycles; serve /healthz and /metrics; log JSON lines')
     .option('--since <duration|iso>', 'examine activity from this time (instances first launched earlier are unknown)')
-    .option(...STATE_FLAG)
+    .addOption(stateOption())
     .option('--schedule <cron>', 'cron expression (five fields, or six with seconds)', '*/10 * * * *')
     .option('--listen <[host:]port>', 'address for /healthz and /metrics', '9464')
     .action(async (opts: { config?: string; policies: string; manifests: string; since?: string; state: string; schedule: string; listen: string; concurrency?: number }) => {
@@ -155,7 +157,7 @@ function build(): Command {
   withScopeFlags(program.command('replace'))
     .description('replace one instance now, the way a cycle would (asks first unless --yes)')
     .argument('<instance-id>', 'the instance to replace')
-    .option(...STATE_FLAG)
+    .addOption(stateOption())
     .option('--yes', 'do not ask', false)
     .action(async (instanceId: string, opts: { config?: string; policies: string; manifests: string; state: string; yes: boolean; concurrency?: number }) => {
       const logger = createLogger(logLevel());
@@ -166,10 +168,10 @@ function build(): Command {
 
   withConfig(program.command('status'))
     .description('open findings, replacements in flight and their step, recent history')
-    .option(...STATE_FLAG)
+    .addOption(stateOption())
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action((opts: { state: string; format: 'table' | 'json' }) => {
-      process.stdout.write(statusOf(opts.state, opts.format));
+    .action(async (opts: { state: string; format: 'table' | 'json' }) => {
+      process.stdout.write(await statusOf(opts.state, opts.format));
     });
 
   const policy = program.command('policy').description('work with policy files');

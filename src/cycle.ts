@@ -13,7 +13,9 @@ import { exitCodeOf, type Report, type ReportInstance } from './report/model.js'
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
 import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
 import { drainQueues } from './evidence/queues.js';
-import { StateStore, verdictInputOf, type ReplacementRow } from './state/store.js';
+import { type StateStore, type ReplacementRow } from './state/ports.js';
+import { verdictInputOf } from './state/records.js';
+import { SqliteStateStore } from './state/sqlite/store.js';
 
 /** More newly tainted instances than this in one cycle, per channel: one digest instead of a message each. */
 export const DIGEST_ABOVE = 5;
@@ -58,8 +60,8 @@ export interface CycleResult {
  * drives a replacement they hold (one STS call, only while such rows exist).
  */
 export async function adoptLegacy(store: StateStore, pool: ClientPool): Promise<void> {
-  if (!store.hasLegacyRows()) return;
-  store.adoptLegacyRows((await ownIdentity(pool.sts())).accountId);
+  if (!(await store.hasLegacyRows())) return;
+  await store.adoptLegacyRows((await ownIdentity(pool.sts())).accountId);
 }
 
 function channelOf(policy: LoadedPolicy | undefined): string | null {
@@ -75,7 +77,7 @@ function channelOf(policy: LoadedPolicy | undefined): string | null {
 export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
   const { store, logger, inputs } = opts;
   const startedAt = Date.now();
-  const cycleId = opts.dryRun ? null : store.startCycle(startedAt);
+  const cycleId = opts.dryRun ? null : await store.startCycle(startedAt);
   const policies = new Map(inputs.policies.map((p) => [p.name, p]));
   const replacements: ReplacementRow[] = [];
   const replacer = new Replacer({ store, clientsFor: opts.pool.get, logger, onOutcome: opts.hooks?.onReplacement });
@@ -89,7 +91,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     }
 
     // A dry run writes nothing: its evidence log lives in memory, read afresh from AWS.
-    const evidence = opts.dryRun ? StateStore.open(':memory:') : store;
+    const evidence = opts.dryRun ? SqliteStateStore.open(':memory:') : store;
     const { report, scopes } = await runAudit(inputs, {
       since: opts.since,
       logger,
@@ -99,12 +101,12 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       signal: opts.signal,
       // A dry run's evidence log is read afresh into memory: nothing of a previous cycle matches it.
       previous: opts.dryRun ? undefined : opts.previous,
-    }).finally(() => {
-      if (evidence !== store) evidence.close();
+    }).finally(async () => {
+      if (evidence !== store) await evidence.close();
     });
     if (opts.signal?.aborted) {
       // Stopping: what was read is partial. Record nothing, decide nothing; the next start begins afresh.
-      if (cycleId !== null) store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
+      if (cycleId !== null) await store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
       return { report, scopes, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
     }
     const results = scopes.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
@@ -116,10 +118,10 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const prior = new Map<string, PriorReplacement>();
     const candidates = results.filter(({ result }) => result.verdict === 'tainted' && policies.get(result.policy)?.respond.mode === 'enforce');
     for (const { result } of candidates) {
-      const r = store.replacementOf(result.instance.instanceId);
+      const r = await store.replacementOf(result.instance.instanceId);
       if (r) prior.set(result.instance.instanceId, { status: r.status, step: r.step, policy: r.policy, groups: groupsOf(r) });
     }
-    for (const r of store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, policy: r.policy, groups: groupsOf(r) });
+    for (const r of await store.inFlight()) if (!prior.has(r.oldInstanceId)) prior.set(r.oldInstanceId, { status: r.status, step: r.step, policy: r.policy, groups: groupsOf(r) });
     const placement = new Map<string, InstancePlacement>();
     const placementFailed = new Set<string>();
     for (const { accountId, region } of scopes) {
@@ -147,11 +149,11 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     // Checks that need AWS but change nothing (termination protection, the group's image). An instance
     // they rule out gives its place under maxPerCycle and maxUnavailable to the next one: plan again.
     const byId = new Map(results.map(({ result }) => [result.instance.instanceId, result]));
-    const candidateOf = (d: Decision): Candidate => {
+    const candidateOf = async (d: Decision): Promise<Candidate> => {
       const result = byId.get(d.instanceId);
       const policy = policies.get(d.policy);
       if (!result || !policy) throw new Error(`no verdict for ${d.instanceId}`);
-      return candidateFor(result.instance, policy, store.instance(d.instanceId)?.alertOutboxId ?? null, placement.get(d.instanceId));
+      return candidateFor(result.instance, policy, (await store.instance(d.instanceId))?.alertOutboxId ?? null, placement.get(d.instanceId));
     };
     const blocked = new Map<string, string>([...placementFailed].map((id) => [id, 'its target groups or Auto Scaling group could not be read'] as const));
     const checked = new Set<string>();
@@ -162,7 +164,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       for (const d of unchecked) {
         checked.add(d.instanceId);
         try {
-          const reason = await replacer.preflight(candidateOf(d));
+          const reason = await replacer.preflight(await candidateOf(d));
           if (reason) blocked.set(d.instanceId, reason);
         } catch (err) {
           blocked.set(d.instanceId, `could not check the instance before replacing it: ${describeError(err)}`);
@@ -176,10 +178,10 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     // The verdicts and what is news in them (taints never alerted, new evidence on ones that were) in one
     // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
     // progress threads under them.
-    store.transaction(() => {
-      const { newlyTainted, newFindings } = store.recordVerdicts(startedAt, verdicts);
-      enqueueBreakers(store, policies, plan.breakers, startedAt);
-      enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
+    await store.transaction(async () => {
+      const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts);
+      await enqueueBreakers(store, policies, plan.breakers, startedAt);
+      await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
 
@@ -188,16 +190,16 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       if (opts.signal?.aborted) break;
       const decision = plan.decisions.find((d) => d.instanceId === id);
       if (!decision) continue;
-      const row = replacer.create(candidateOf(decision));
+      const row = await replacer.create(await candidateOf(decision));
       if (row) replacements.push(row);
     }
 
     const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack);
     const exitCode = exitCodeOf(report);
-    if (cycleId !== null) store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
+    if (cycleId !== null) await store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
     return { report, scopes, plan, exitCode, replacements, outbox };
   } catch (err) {
-    if (cycleId !== null) store.finishCycle(cycleId, 'failed', 3, { error: describeError(err) });
+    if (cycleId !== null) await store.finishCycle(cycleId, 'failed', 3, { error: describeError(err) });
     throw err;
   }
 }
@@ -212,14 +214,14 @@ function groupsOf(r: ReplacementRow): string[] {
 }
 
 /** A breaker is news when it trips, not every cycle it stays tripped. */
-function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], now: number): void {
+async function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], now: number): Promise<void> {
   const tripped = new Set(breakers.map((b) => b.policy));
   for (const b of breakers) {
     const channel = channelOf(policies.get(b.policy));
-    if (store.meta(`breaker:${b.policy}`) === null && channel) store.enqueue(channel, { type: 'breaker', ...b }, null, now);
-    store.setMeta(`breaker:${b.policy}`, String(now));
+    if ((await store.meta(`breaker:${b.policy}`)) === null && channel) await store.enqueue(channel, { type: 'breaker', ...b }, null, now);
+    await store.setMeta(`breaker:${b.policy}`, String(now));
   }
-  for (const p of policies.keys()) if (!tripped.has(p)) store.setMeta(`breaker:${p}`, null);
+  for (const p of policies.keys()) if (!tripped.has(p)) await store.setMeta(`breaker:${p}`, null);
 }
 
 /**
@@ -227,7 +229,7 @@ function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, Loaded
  * handful), and a reply in its thread for new evidence on one already alerted. Call in a transaction
  * with the verdicts it follows from.
  */
-export function enqueueAlerts(
+export async function enqueueAlerts(
   store: StateStore,
   policies: ReadonlyMap<string, LoadedPolicy>,
   actionOf: ReadonlyMap<string, PlannedAction>,
@@ -235,7 +237,7 @@ export function enqueueAlerts(
   newFindings: ReadonlyMap<string, string[]>,
   reported: ReadonlyMap<string, ReportInstance>,
   now: number,
-): void {
+): Promise<void> {
   const byChannel = new Map<string, ReportInstance[]>();
   for (const id of newlyTainted) {
     const instance = reported.get(id);
@@ -246,19 +248,26 @@ export function enqueueAlerts(
   for (const [channel, instances] of byChannel) {
     const item = (i: ReportInstance) => ({ instance: i, findings: i.findings, action: actionOf.get(i.instanceId) ?? ({ kind: 'observe' } as PlannedAction) });
     if (instances.length > DIGEST_ABOVE) {
-      const id = store.enqueue(channel, { type: 'digest', items: instances.map(item) }, null, now);
-      for (const i of instances) store.setAlert(i.instanceId, id);
+      // The alert is recorded only where none was (another replica may have alerted first): a digest
+      // that no longer alerts anything new is not sent.
+      const id = await store.enqueue(channel, { type: 'digest', items: instances.map(item) }, null, now);
+      let alerted = 0;
+      for (const i of instances) if (await store.setAlert(i.instanceId, id)) alerted++;
+      if (alerted === 0) await store.markDropped(id, 'already alerted by another replica', now);
     } else {
-      for (const i of instances) store.setAlert(i.instanceId, store.enqueue(channel, { type: 'taint', ...item(i) }, null, now));
+      for (const i of instances) {
+        const id = await store.enqueue(channel, { type: 'taint', ...item(i) }, null, now);
+        if (!(await store.setAlert(i.instanceId, id))) await store.markDropped(id, 'already alerted by another replica', now);
+      }
     }
   }
   for (const [id, keys] of newFindings) {
     const instance = reported.get(id);
-    const alert = store.instance(id)?.alertOutboxId ?? null;
+    const alert = (await store.instance(id))?.alertOutboxId ?? null;
     const channel = instance ? channelOf(policies.get(instance.policy)) : null;
     if (!instance || !channel || alert === null) continue;
     const fresh = instance.findings.filter((f) => keys.includes(f.key));
-    store.enqueue(
+    await store.enqueue(
       channel,
       { type: 'progress', instanceId: id, step: 'evidence', outcome: 'progress', message: `New evidence: ${fresh.map((f) => `${f.detector}: ${f.summary}`).join('; ')}` },
       alert,

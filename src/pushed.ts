@@ -7,7 +7,8 @@ import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
 import type { PlannedAction, Transport } from './notify/types.js';
 import { toReportInstance } from './report/model.js';
-import { verdictInputOf, type StateStore, type VerdictInput } from './state/store.js';
+import { type StateStore, type VerdictInput } from './state/ports.js';
+import { verdictInputOf } from './state/records.js';
 
 /** Each cycle's scopes, made ready for pushed events once; the events pushed since the cycle accumulate in them. */
 const judges = new WeakMap<ScopeAudit, ScopeJudge>();
@@ -74,9 +75,9 @@ export async function judgePushed(opts: {
   const policies = new Map(opts.inputs.policies.map((p) => [p.name, p]));
   const reported = new Map(results.map((r) => [r.instance.instanceId, toReportInstance(r)]));
   const actions = new Map(results.map((r) => [r.instance.instanceId, policies.get(r.policy)?.respond.mode === 'enforce' ? NEXT_CYCLE : ({ kind: 'observe' } as PlannedAction)]));
-  const alerted = opts.store.transaction(() => {
-    const { newlyTainted, newFindings } = opts.store.recordVerdicts(now, verdicts);
-    enqueueAlerts(opts.store, policies, actions, newlyTainted, newFindings, reported, now);
+  const alerted = await opts.store.transaction(async () => {
+    const { newlyTainted, newFindings } = await opts.store.recordVerdicts(now, verdicts);
+    await enqueueAlerts(opts.store, policies, actions, newlyTainted, newFindings, reported, now);
     return newlyTainted;
   });
   opts.logger.info({ tainted: verdicts.map((v) => v.instanceId), alerted }, 'pushed events judged');

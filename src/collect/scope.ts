@@ -45,9 +45,11 @@ export interface CollectedScope {
 }
 
 /** The parts of the window that neither the stored coverage of these kinds nor this cycle's reads cover. */
-function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span, readNow: readonly PullResult[]): Span[] {
+async function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span, readNow: readonly PullResult[]): Promise<Span[]> {
   const read = readNow.flatMap((r) => [...r.proven, ...(r.read ?? [])]).filter((p) => kinds.includes(p.kind)).map((p) => p.span);
-  return uncovered(required, [...kinds.flatMap((k) => store.coverage(scope, k)), ...read]);
+  const stored: Span[] = [];
+  for (const k of kinds) stored.push(...(await store.coverage(scope, k)));
+  return uncovered(required, [...stored, ...read]);
 }
 
 /**
@@ -97,7 +99,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     opts.since,
     now,
   );
-  store.clampCoverage(scope, now);
+  await store.clampCoverage(scope, now);
   const settle = opts.sources.lookupEvents.settle;
   const ctx = { scope, store, instances: facts.instances, window: facts.window, now, settle, logger: log, signal: opts.signal };
 
@@ -117,9 +119,9 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     for (const w of r.warnings) warnings.push(w);
     if (r.inventory) facts.inventory = r.inventory;
   }
-  store.ingest(read, now);
-  for (const r of results) for (const p of r.proven) store.addCoverage(scope, p.kind, p.span);
-  facts.activities = store.activities(scope, facts.window.from);
+  await store.ingest(read, now);
+  for (const r of results) for (const p of r.proven) await store.addCoverage(scope, p.kind, p.span);
+  facts.activities = await store.activities(scope, facts.window.from);
 
   await resolveReferences(clients, facts, store, { fail, signal: opts.signal });
 
@@ -131,7 +133,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
   ];
   for (const [source, kinds] of checks) {
     if (gaps.some((g) => g.source === source && !g.instanceIds)) continue; // a failed read already says why
-    for (const hole of missing(store, scope, kinds, required, results)) {
+    for (const hole of await missing(store, scope, kinds, required, results)) {
       gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
     }
   }
@@ -167,7 +169,7 @@ async function resolveReferences(
     }
   }
   if (resolved.length) {
-    store.ingest(resolved);
+    await store.ingest(resolved);
     const byId = new Map(resolved.map((a) => [a.id, a]));
     facts.activities = facts.activities.map((a) => byId.get(a.id) ?? a);
   }

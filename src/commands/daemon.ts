@@ -60,7 +60,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   const load = () => loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   let inputs: AuditInputs = await load();
   let loadedInputs = firstInputs(inputs);
-  const store = openStore(flags.state);
+  const store = await openStore(flags.state);
   const metrics = createMetrics();
   const pool = await createPool(metrics.onAwsCall);
   /** the last cycle's scopes: pushed events are judged against them between cycles */
@@ -96,9 +96,9 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   const period = schedulePeriodMs(flags.schedule);
   let lastFinished: number | null = null;
 
-  const health = () => {
+  const health = async () => {
     try {
-      store.check();
+      await store.check();
     } catch (err) {
       return { ok: false, reason: describeError(err) };
     }
@@ -159,7 +159,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   };
 
   // One guard for the start-up cycle and the scheduled ones: never two cycles at once.
-  let running: Promise<void> | null = null;
+  let running = null as Promise<void> | null; // (not narrowed to null: the closures assign it)
   const guarded = async () => {
     if (running) {
       logger.info('a cycle is still running: this tick is skipped');
@@ -230,7 +230,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   await Promise.all([...consumers, driving]);
   await server.close();
   pool.destroy();
-  store.close();
+  await store.close();
   logger.info('pristine daemon stopped');
   return 0;
 }

@@ -5,7 +5,7 @@ import { drainOutbox } from '../notify/outbox.js';
 import { readPlacement } from '../respond/placement.js';
 import { Replacer, candidateFor } from '../respond/replacement.js';
 import { ReplacementWorker, driverName } from '../respond/worker.js';
-import type { ReplacementRow } from '../state/store.js';
+import { type ReplacementRow } from '../state/ports.js';
 import { adoptLegacy } from '../cycle.js';
 import { createPool, openStore, transportFromEnv } from './shared.js';
 
@@ -35,7 +35,7 @@ function describeRow(r: ReplacementRow): string {
 export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (question: string) => Promise<boolean>): Promise<{ text: string; exitCode: number }> {
   if (!/^i-[0-9a-f]{8,17}$/.test(flags.instanceId)) throw new InputError(`not an instance id: ${flags.instanceId}`);
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
-  const store = openStore(flags.state);
+  const store = await openStore(flags.state);
   const pool = await createPool();
   try {
     const policies = new Map(inputs.policies.map((p) => [p.name, p]));
@@ -51,11 +51,11 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
       }
       await worker.drive({ untilIdle: true, only: new Set([start.id]) });
       await drainOutbox(store, transportFromEnv(logger), logger);
-      const row = store.replacement(start.id) as ReplacementRow;
+      const row = (await store.replacement(start.id)) as ReplacementRow;
       return { text: `${describeRow(row)}\n`, exitCode: row.status === 'done' ? REPLACE_EXIT.done : REPLACE_EXIT.failed };
     };
 
-    const existing = store.replacementOf(flags.instanceId);
+    const existing = await store.replacementOf(flags.instanceId);
     if (existing?.status === 'in-progress') return await finish(existing);
     if (existing?.status === 'done') throw new InputError(`${flags.instanceId} was already replaced by ${existing.newInstanceId}`);
 
@@ -70,13 +70,13 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     if (!policy) throw new Error(`no policy ${result.policy}`);
     const instance = result.instance;
     const placement = (await readPlacement(pool.get(instance), [instance])).get(instance.instanceId);
-    const candidate = candidateFor(instance, policy, store.instance(instance.instanceId)?.alertOutboxId ?? null, placement);
+    const candidate = candidateFor(instance, policy, (await store.instance(instance.instanceId))?.alertOutboxId ?? null, placement);
     const reason = await replacer.preflight(candidate);
     if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);
     const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';
     const question = `Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
     if (!flags.yes && !(await confirm(question))) return { text: 'Nothing done.\n', exitCode: REPLACE_EXIT.refused };
-    const row = replacer.create(candidate);
+    const row = await replacer.create(candidate);
     if (!row) throw new InputError(`${flags.instanceId} already has a replacement`);
     return await finish(row);
   } catch (err) {
@@ -85,6 +85,6 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     throw err;
   } finally {
     pool.destroy();
-    store.close();
+    await store.close();
   }
 }

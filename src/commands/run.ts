@@ -7,6 +7,7 @@ import { actionLabel } from '../notify/slack-messages.js';
 import { drainOutbox } from '../notify/outbox.js';
 import { Replacer } from '../respond/replacement.js';
 import { ReplacementWorker, driverName } from '../respond/worker.js';
+import { isPostgresUrl } from '../state/open.js';
 import { createPool, openStore, transportFromEnv } from './shared.js';
 
 export interface RunFlags {
@@ -48,11 +49,11 @@ export function cycleJson(result: CycleResult): Record<string, unknown> {
 export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ output: { json: unknown } | { text: string }; exitCode: number }> {
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
   // A dry run changes nothing, not even the state file: without one it works from an empty memory.
-  const store = openStore(flags.dryRun && !existsSync(flags.state) ? ':memory:' : flags.state);
+  const store = await openStore(flags.dryRun && !isPostgresUrl(flags.state) && !existsSync(flags.state) ? ':memory:' : flags.state);
   const pool = await createPool();
   try {
     const transport = transportFromEnv(logger);
-    const inFlightBefore = flags.dryRun ? [] : store.inFlight().map((r) => r.id);
+    const inFlightBefore = flags.dryRun ? [] : (await store.inFlight()).map((r) => r.id);
     const result = await runCycle({
       inputs,
       store,
@@ -71,13 +72,17 @@ export async function runOnce(flags: RunFlags, logger: Logger): Promise<{ output
       const worker = new ReplacementWorker({ store, replacer, clientsFor: pool.get, logger, owner: driverName(), leaseTtlMs: inputs.config.leaseTtl });
       await worker.drive({ untilIdle: true, until: flags.wait === null ? undefined : Date.now() + flags.wait });
       const ids = [...new Set([...inFlightBefore, ...result.replacements.map((r) => r.id)])];
-      result.replacements = ids.flatMap((id) => store.replacement(id) ?? []);
+      result.replacements = [];
+      for (const id of ids) {
+        const row = await store.replacement(id);
+        if (row) result.replacements.push(row);
+      }
       result.outbox = await drainOutbox(store, transport, logger);
     }
     const output = flags.format === 'json' ? { json: cycleJson(result) } : { text: `${renderTable(result.report)}\n${renderActions(result, flags.dryRun)}` };
     return { output, exitCode: result.exitCode };
   } finally {
     pool.destroy();
-    store.close();
+    await store.close();
   }
 }

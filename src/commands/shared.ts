@@ -2,7 +2,8 @@ import { InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { ConsoleTransport, SlackTransport } from '../notify/slack-transport.js';
 import type { Transport } from '../notify/types.js';
-import { StateStore, StoreError } from '../state/store.js';
+import { type StateStore, StoreError } from '../state/ports.js';
+import { openStateStore } from '../state/open.js';
 import { ClientPool, defaultRegion, type AwsCallListener } from '../collect/clients.js';
 
 /** Slack when SLACK_BOT_TOKEN is set (SLACK_API_URL for another API base), else the terminal (stderr). */
@@ -12,9 +13,10 @@ export function transportFromEnv(logger: Logger, env: NodeJS.ProcessEnv = proces
   return new SlackTransport({ token, apiUrl: env['SLACK_API_URL'] || undefined, logger });
 }
 
-export function openStore(file: string): StateStore {
+/** The store `--state` names (a SQLite file, or postgres://…): a store that cannot be used is bad input, exit 2. */
+export async function openStore(target: string): Promise<StateStore> {
   try {
-    return StateStore.open(file);
+    return await openStateStore(target);
   } catch (err) {
     if (err instanceof StoreError) throw new InputError(`--state: ${err.message}`);
     throw err;

@@ -3,14 +3,14 @@ import { openStore } from './shared.js';
 const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 /** `pristine status`: open findings, replacements in flight and their step, recent history. */
-export function statusOf(file: string, format: 'table' | 'json'): string {
-  const store = openStore(file);
+export async function statusOf(file: string, format: 'table' | 'json'): Promise<string> {
+  const store = await openStore(file);
   try {
-    const cycles = store.recentCycles(5);
-    const open = store.openFindings();
-    const inFlight = store.inFlight();
-    const recent = store.recentReplacements(10).filter((r) => r.status !== 'in-progress');
-    const outbox = store.outboxStats();
+    const cycles = await store.recentCycles(5);
+    const open = await store.openFindings();
+    const inFlight = await store.inFlight();
+    const recent = (await store.recentReplacements(10)).filter((r) => r.status !== 'in-progress');
+    const outbox = await store.outboxStats();
     if (format === 'json') {
       return `${JSON.stringify({ cycles, openFindings: open, inFlight, recentReplacements: recent, outbox }, null, 2)}\n`;
     }
@@ -39,6 +39,6 @@ export function statusOf(file: string, format: 'table' | 'json'): string {
     out.push('', `Slack outbox: ${outbox.pending} waiting, ${outbox.sent} sent, ${outbox.dropped} dropped`);
     return out.join('\n') + '\n';
   } finally {
-    store.close();
+    await store.close();
   }
 }

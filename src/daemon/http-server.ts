@@ -13,7 +13,7 @@ export interface Health {
 export interface HttpServerOptions {
   host: string;
   port: number;
-  health: () => Health;
+  health: () => Health | Promise<Health>;
   registry: Registry;
   logger?: Logger;
 }
@@ -82,10 +82,10 @@ function sendJson(res: ServerResponse, status: number, body: Record<string, unkn
   send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`);
 }
 
-function healthBody(health: () => Health): { status: number; body: Record<string, unknown> } {
+async function healthBody(health: () => Health | Promise<Health>): Promise<{ status: number; body: Record<string, unknown> }> {
   let h: Health;
   try {
-    h = health();
+    h = await health();
   } catch (err) {
     return { status: 503, body: { status: 'unhealthy', reason: describeError(err) } };
   }
@@ -115,7 +115,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       return;
     }
     if (path === '/healthz') {
-      const { status, body } = healthBody(health);
+      const { status, body } = await healthBody(health);
       if (status !== 200) logger?.debug({ status, reason: body.reason }, 'health check failed');
       sendJson(res, status, body);
       return;

@@ -28,23 +28,27 @@ export interface DigestRecord {
 /**
  * What the evidence sources need of the state store: the evidence log (keyed by CloudTrail eventID,
  * merged, never overwritten), the coverage each kind of source has proven per scope, and the
- * bookkeeping of trail files and digests. The SQLite StateStore implements it; a stateless audit uses
- * one in memory.
+ * bookkeeping of trail files and digests. Both state backends implement it (src/state/ports.ts); a
+ * stateless audit uses SQLite in memory.
  */
 export interface EvidenceStore {
-  coverage(scope: Scope, kind: CoverageKind): Span[];
-  addCoverage(scope: Scope, kind: CoverageKind, span: Span): void;
+  coverage(scope: Scope, kind: CoverageKind): Promise<Span[]>;
+  addCoverage(scope: Scope, kind: CoverageKind, span: Span): Promise<void>;
   /** Drops coverage past `max` (a clock that moved backwards). */
-  clampCoverage(scope: Scope, max: number): void;
+  clampCoverage(scope: Scope, max: number): Promise<void>;
   /** Adds activities to the log; returns the ones it did not hold before (by id). */
-  ingest(activities: readonly Activity[], now?: number): Activity[];
-  activities(scope: Scope, from: number): Activity[];
+  ingest(activities: readonly Activity[], now?: number): Promise<Activity[]>;
+  /**
+   * The activities of a scope from `from` on, oldest first. A backend may hand back the same objects
+   * cycle after cycle while the log is unchanged (what was worked out from them is then carried over).
+   */
+  activities(scope: Scope, from: number): Promise<Activity[]>;
   /** The activities of these ids that the log holds. */
-  activitiesById(ids: readonly string[]): Activity[];
-  trailFile(bucket: string, key: string): TrailFileRecord | null;
-  recordTrailFile(file: TrailFileRecord): void;
-  digest(bucket: string, key: string): DigestRecord | null;
-  recordDigest(d: DigestRecord): void;
-  meta(key: string): string | null;
-  setMeta(key: string, value: string | null): void;
+  activitiesById(ids: readonly string[]): Promise<Activity[]>;
+  trailFile(bucket: string, key: string): Promise<TrailFileRecord | null>;
+  recordTrailFile(file: TrailFileRecord): Promise<void>;
+  digest(bucket: string, key: string): Promise<DigestRecord | null>;
+  recordDigest(d: DigestRecord): Promise<void>;
+  meta(key: string): Promise<string | null>;
+  setMeta(key: string, value: string | null): Promise<void>;
 }

@@ -1,7 +1,7 @@
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SlackOutcome } from '../daemon/metrics.js';
-import type { StateStore } from '../state/store.js';
+import { type StateStore } from '../state/ports.js';
 import { NotifyError, RenderError } from './slack-transport.js';
 import type { Transport } from './types.js';
 
@@ -41,10 +41,10 @@ export const MAX_ATTEMPTS = 24;
  */
 async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void): Promise<DrainResult> {
   const result: DrainResult = { sent: 0, failed: 0, dropped: 0, pending: 0 };
-  const pending = store.pending();
+  const pending = await store.pending();
   for (const [n, m] of pending.entries()) {
     if (m.notice === null) {
-      store.markDropped(m.id, `stored notice cannot be read: ${m.unreadable ?? 'unknown'}`);
+      await store.markDropped(m.id, `stored notice cannot be read: ${m.unreadable ?? 'unknown'}`);
       result.dropped++;
       onOutcome?.('dropped');
       logger.error({ outboxId: m.id, channel: m.channel, err: m.unreadable }, 'a stored notice cannot be read; it is dropped');
@@ -52,21 +52,21 @@ async function drainNow(store: StateStore, transport: Transport, logger: Logger,
     }
     let threadTs: string | null = null;
     if (m.parentId !== null) {
-      threadTs = store.sentTs(m.parentId);
-      if (threadTs === null && store.pending().some((p) => p.id === m.parentId)) {
+      threadTs = await store.sentTs(m.parentId);
+      if (threadTs === null && (await store.pending()).some((p) => p.id === m.parentId)) {
         result.pending = pending.length - n;
         break;
       }
     }
     try {
       const { ts } = await transport.send({ channel: m.channel, notice: m.notice, threadTs });
-      store.markSent(m.id, ts);
+      await store.markSent(m.id, ts);
       result.sent++;
       onOutcome?.('sent');
     } catch (err) {
       const message = describeError(err);
       if (err instanceof NotifyError && !err.retryable) {
-        store.markDropped(m.id, message);
+        await store.markDropped(m.id, message);
         result.dropped++;
         onOutcome?.('dropped');
         logger.error({ outboxId: m.id, channel: m.channel, err: message }, 'Slack refused a message; it is dropped');
@@ -74,21 +74,21 @@ async function drainNow(store: StateStore, transport: Transport, logger: Logger,
       }
       if (err instanceof RenderError) {
         // Not a delivery problem: this notice would fail the same way forever.
-        store.markDropped(m.id, message);
+        await store.markDropped(m.id, message);
         result.dropped++;
         onOutcome?.('dropped');
         logger.error({ outboxId: m.id, channel: m.channel, notice: m.notice.type, err: message }, 'a notice could not be rendered; it is dropped');
         continue;
       }
       if (m.attempts + 1 >= MAX_ATTEMPTS) {
-        store.markDropped(m.id, `undeliverable after ${m.attempts + 1} attempts: ${message}`);
+        await store.markDropped(m.id, `undeliverable after ${m.attempts + 1} attempts: ${message}`);
         result.dropped++;
         onOutcome?.('undeliverable');
         logger.error({ outboxId: m.id, channel: m.channel, attempts: m.attempts + 1, err: message }, 'could not deliver a Slack message: given up');
         result.pending = pending.length - n - 1;
         break;
       }
-      store.markFailed(m.id, message);
+      await store.markFailed(m.id, message);
       result.failed++;
       result.pending = pending.length - n;
       onOutcome?.('failed');

@@ -29,7 +29,7 @@ import type { LoadedPolicy } from '../policy/schema.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Notice } from '../notify/types.js';
-import { LeaseLostError, type Fence, type ReplacementRow, type StateStore } from '../state/store.js';
+import { LeaseLostError, type Fence, type ReplacementRow, type StateStore } from '../state/ports.js';
 import type { PollCache } from './polls.js';
 import { readLaunchSpec, type LaunchSpec } from './launch-spec.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
@@ -265,7 +265,7 @@ export class Replacer {
    * Records a replacement, due at once, with its 'started' notice in the same transaction; the worker
    * drives it. Null when the instance already has one (never replaced twice).
    */
-  create(c: Candidate): ReplacementRow | null {
+  async create(c: Candidate): Promise<ReplacementRow | null> {
     const { store } = this.deps;
     const initial: ReplacementData = {
       kind: c.placement?.autoScalingGroup ? 'asg' : 'standalone',
@@ -275,8 +275,8 @@ export class Replacer {
       healthTimeoutMs: c.healthTimeoutMs,
       targetGroups: c.placement?.targetGroups ?? [],
     };
-    const row = store.transaction(() => {
-      const created = store.createReplacement({
+    const row = await store.transaction(async () => {
+      const created = await store.createReplacement({
         oldInstanceId: c.instanceId,
         accountId: c.accountId,
         region: c.region,
@@ -286,7 +286,7 @@ export class Replacer {
         data: initial,
         alertOutboxId: c.alertOutboxId,
       });
-      if (created) this.progress(created, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
+      if (created) await this.progress(created, 'prepare', 'started', `Replacing ${c.instanceId} with a fresh instance of ${c.imageId}.`);
       return created;
     });
     if (row) this.deps.onOutcome?.('started');
@@ -305,7 +305,7 @@ export class Replacer {
     if (row.status !== 'in-progress') return row;
     if (row.step === 'rollback') return this.rollback(row, row.error ?? 'resumed rollback', fence);
     const steps: readonly Step[] = data(row).kind === 'asg' ? ASG_STEPS : STANDALONE_STEPS;
-    const last = store.lastJournal(row.id);
+    const last = await store.lastJournal(row.id);
     let index = Math.max(0, steps.indexOf(row.step as Step));
     if (last && last.step === row.step && last.phase === 'end') index++;
     if (index >= steps.length) return this.finish(row, fence);
@@ -320,7 +320,7 @@ export class Replacer {
     // after a failure is a new attempt, journaled as such.
     if (!(last && last.step === step && last.phase === 'begin' && d.begunBy === fence.token)) {
       d.begunBy = fence.token;
-      row = store.journal(row.id, step, 'begin', { data: d }, now, fence);
+      row = await store.journal(row.id, step, 'begin', { data: d }, now, fence);
       log.info('replacement step started');
     }
     try {
@@ -330,17 +330,17 @@ export class Replacer {
           if (Date.now() >= deadline) throw new StepError(`${waitingFor(step, row)}: not within ${Math.round(d.healthTimeoutMs / 1000)} s`);
           const n = ((d.polls ??= {})[step] = (d.polls[step] ?? 0) + 1);
           const pause = Math.min(this.deps.pollMs?.max ?? 15_000, (this.deps.pollMs?.first ?? 1000) * 1.5 ** (n - 1));
-          store.schedule(row.id, Math.min(Date.now() + pause, deadline), waitingFor(step, row), fence, d);
-          return store.replacement(row.id) as ReplacementRow;
+          await store.schedule(row.id, Math.min(Date.now() + pause, deadline), waitingFor(step, row), fence, d);
+          return (await store.replacement(row.id)) as ReplacementRow;
         }
       } else {
         await this.run(step, row, d, c);
       }
       const newInstanceId = row.newInstanceId;
-      row = store.transaction(() => {
-        const ended = store.journal(row.id, step, 'end', { data: d, newInstanceId, error: null }, Date.now(), fence);
-        this.milestone(ended, step);
-        store.schedule(ended.id, Date.now(), null, fence);
+      row = await store.transaction(async () => {
+        const ended = await store.journal(row.id, step, 'end', { data: d, newInstanceId, error: null }, Date.now(), fence);
+        await this.milestone(ended, step);
+        await store.schedule(ended.id, Date.now(), null, fence);
         return ended;
       });
       return row;
@@ -351,20 +351,20 @@ export class Replacer {
       if (isTransient(err) && Date.now() < deadline) {
         const pause = this.deps.pollMs?.first ?? 1000;
         log.warn({ err: describeError(err), retryInMs: pause }, 'transient AWS error: the step is tried again');
-        store.schedule(row.id, Date.now() + pause, `a retry of ${step} after a transient error`, fence, d);
-        return store.replacement(row.id) as ReplacementRow;
+        await store.schedule(row.id, Date.now() + pause, `a retry of ${step} after a transient error`, fence, d);
+        return (await store.replacement(row.id)) as ReplacementRow;
       }
       log.warn({ err: describeError(err) }, 'replacement step failed');
-      if (!POINT_OF_NO_RETURN.has(step)) return this.rollback(store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence), message, fence);
+      if (!POINT_OF_NO_RETURN.has(step)) return this.rollback(await store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence), message, fence);
       // Said once per step, not every time the retry fails again.
       const first = !(d.announced ?? []).includes(step);
       if (first) d.announced = [...(d.announced ?? []), step];
-      row = store.transaction(() => {
-        const failed = store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence);
+      row = await store.transaction(async () => {
+        const failed = await store.journal(row.id, step, 'fail', { data: d, error: message, detail: { error: message } }, Date.now(), fence);
         if (first) {
-          this.progress(failed, step, 'failed', `${message}. The fresh instance ${failed.newInstanceId ?? ''} is serving; pristine retries this step.`, OLD_INSTANCE_AFTER_FAILING[step]);
+          await this.progress(failed, step, 'failed', `${message}. The fresh instance ${failed.newInstanceId ?? ''} is serving; pristine retries this step.`, OLD_INSTANCE_AFTER_FAILING[step]);
         }
-        store.schedule(failed.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), `a retry of ${step}`, fence);
+        await store.schedule(failed.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), `a retry of ${step}`, fence);
         return failed;
       });
       if (first) this.deps.onOutcome?.('failed');
@@ -372,14 +372,14 @@ export class Replacer {
     }
   }
 
-  private finish(start: ReplacementRow, fence: Fence): ReplacementRow {
+  private async finish(start: ReplacementRow, fence: Fence): Promise<ReplacementRow> {
     const { store } = this.deps;
-    const row = store.transaction(() => {
-      const done = store.journal(start.id, 'done', 'end', { status: 'done', error: null }, Date.now(), fence);
-      this.progress(done, 'done', 'done', `Replaced: ${done.newInstanceId} serves in place of ${done.oldInstanceId}, which is terminated.`, 'terminated');
+    const row = await store.transaction(async () => {
+      const done = await store.journal(start.id, 'done', 'end', { status: 'done', error: null }, Date.now(), fence);
+      await this.progress(done, 'done', 'done', `Replaced: ${done.newInstanceId} serves in place of ${done.oldInstanceId}, which is terminated.`, 'terminated');
       return done;
     });
-    store.releaseLease(row.id, fence.owner);
+    await store.releaseLease(row.id, fence.owner);
     this.deps.logger.info({ replacement: row.id, instanceId: row.oldInstanceId, newInstanceId: row.newInstanceId }, 'replacement done');
     this.deps.onOutcome?.('done');
     return row;
@@ -389,21 +389,21 @@ export class Replacer {
    * A reply in the instance's alert thread, queued in the outbox when its policy notifies a channel.
    * Called inside the transaction of the journal entry it tells of: a crash loses neither.
    */
-  private progress(row: ReplacementRow, step: string, outcome: ProgressNotice['outcome'], message: string, oldInstance?: ProgressNotice['oldInstance']): void {
+  private async progress(row: ReplacementRow, step: string, outcome: ProgressNotice['outcome'], message: string, oldInstance?: ProgressNotice['oldInstance']): Promise<void> {
     const channel = data(row).channel;
     if (!channel) return;
     this.deps.onNotice?.();
-    this.deps.store.enqueue(
+    await this.deps.store.enqueue(
       channel,
       { type: 'progress', instanceId: row.oldInstanceId, step, outcome, newInstanceId: row.newInstanceId, message, ...(oldInstance ? { oldInstance } : {}) },
       row.alertOutboxId,
     );
   }
 
-  private milestone(row: ReplacementRow, step: Step): void {
+  private async milestone(row: ReplacementRow, step: Step): Promise<void> {
     const say = (message: string) => this.progress(row, step, 'progress', message);
-    if (step === 'launch' || step === 'wait-new') say(`Launched ${row.newInstanceId} from the recorded image.`);
-    if (step === 'wait-healthy') say(`${row.newInstanceId} is healthy${data(row).targetGroups.length ? ' in every target group' : ''}; removing ${row.oldInstanceId}.`);
+    if (step === 'launch' || step === 'wait-new') await say(`Launched ${row.newInstanceId} from the recorded image.`);
+    if (step === 'wait-healthy') await say(`${row.newInstanceId} is healthy${data(row).targetGroups.length ? ' in every target group' : ''}; removing ${row.oldInstanceId}.`);
   }
 
   /** One check of a wait step, from what this turn read for every replacement at once. */
@@ -631,7 +631,7 @@ export class Replacer {
   private async rollback(start: ReplacementRow, reason: string, fence: Fence): Promise<ReplacementRow> {
     const { store } = this.deps;
     const d = data(start);
-    let row = store.journal(start.id, 'rollback', 'begin', { data: d, error: reason }, Date.now(), fence);
+    let row = await store.journal(start.id, 'rollback', 'begin', { data: d, error: reason }, Date.now(), fence);
     const c = this.deps.clientsFor(scopeOf(row));
     try {
       let fresh = row.newInstanceId;
@@ -659,17 +659,17 @@ export class Replacer {
     } catch (err) {
       if (err instanceof LeaseLostError) throw err;
       // Still open: retried from the journal.
-      row = store.journal(row.id, 'rollback', 'fail', { error: `${reason}; rollback: ${describeError(err)}` }, Date.now(), fence);
-      store.schedule(row.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), 'a retry of the rollback', fence);
+      row = await store.journal(row.id, 'rollback', 'fail', { error: `${reason}; rollback: ${describeError(err)}` }, Date.now(), fence);
+      await store.schedule(row.id, Date.now() + (this.deps.pollMs?.retry ?? 60_000), 'a retry of the rollback', fence);
       this.deps.logger.error({ replacement: row.id, err: describeError(err) }, 'rollback failed; it is tried again');
       return row;
     }
-    row = store.transaction(() => {
-      const back = store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason }, Date.now(), fence);
-      this.progress(back, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). A human needs to look. Retry with \`pristine replace ${back.oldInstanceId}\`.`, 'serving');
+    row = await store.transaction(async () => {
+      const back = await store.journal(row.id, 'rollback', 'end', { status: 'rolled-back', error: reason }, Date.now(), fence);
+      await this.progress(back, 'rollback', 'rolled-back', `Replacement rolled back (${reason}). A human needs to look. Retry with \`pristine replace ${back.oldInstanceId}\`.`, 'serving');
       return back;
     });
-    store.releaseLease(row.id, fence.owner);
+    await store.releaseLease(row.id, fence.owner);
     this.deps.logger.warn({ replacement: row.id, instanceId: row.oldInstanceId, reason }, 'replacement rolled back');
     this.deps.onOutcome?.('rolled-back');
     return row;

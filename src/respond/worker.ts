@@ -5,7 +5,7 @@ import type { ScopeClients } from '../collect/clients.js';
 import type { Scope } from '../core/facts.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { LeaseLostError, type ReplacementRow, type StateStore } from '../state/store.js';
+import { LeaseLostError, type Fence, type ReplacementRow, type StateStore } from '../state/ports.js';
 import { PollCache } from './polls.js';
 import type { Replacer } from './replacement.js';
 
@@ -69,16 +69,16 @@ export class ReplacementWorker {
   /** One turn over every due replacement (or only these ids; `force`: every one, due or not). */
   async turn(now = Date.now(), only?: ReadonlySet<number>, force = false): Promise<TurnSummary> {
     const { store, owner, leaseTtlMs, logger } = this.deps;
-    store.renewLeases(owner, leaseTtlMs, now);
-    const inFlight = store.inFlight().filter((r) => !only || only.has(r.id));
-    const claimed: Array<{ row: ReplacementRow; fence: NonNullable<ReturnType<StateStore['claimReplacement']>> }> = [];
+    await store.renewLeases(owner, leaseTtlMs);
+    const inFlight = (await store.inFlight()).filter((r) => !only || only.has(r.id));
+    const claimed: Array<{ row: ReplacementRow; fence: Fence }> = [];
     for (const row of inFlight) {
       if (!force && (row.nextPollAt ?? 0) > now) continue;
       const takeOver = deadLocalDriver(row.leaseOwner) ? row.leaseOwner : null;
-      const fence = store.claimReplacement(row.id, owner, leaseTtlMs, now, takeOver);
+      const fence = await store.claimReplacement(row.id, owner, leaseTtlMs, takeOver);
       if (!fence) continue;
       if (row.leaseOwner && row.leaseOwner !== owner) logger.warn({ replacement: row.id, from: row.leaseOwner, reason: takeOver ? 'its driver died' : 'its lease expired' }, 'replacement taken over');
-      claimed.push({ row: store.replacement(row.id) as ReplacementRow, fence });
+      claimed.push({ row: (await store.replacement(row.id)) as ReplacementRow, fence });
     }
     const polls = new PollCache(this.deps.clientsFor);
     for (const { row } of claimed) {
@@ -97,10 +97,11 @@ export class ReplacementWorker {
         }),
       ),
     );
-    const after = store.inFlight().filter((r) => !only || only.has(r.id));
+    const after = (await store.inFlight()).filter((r) => !only || only.has(r.id));
     await this.deps.onTurn?.(after);
     const heldElsewhere = after.filter((r) => r.leaseOwner !== null && r.leaseOwner !== owner && (r.leaseExpiresAt ?? 0) > Date.now());
-    const stuck = after.filter((r) => store.lastJournal(r.id)?.phase === 'fail');
+    const stuck: ReplacementRow[] = [];
+    for (const r of after) if ((await store.lastJournal(r.id))?.phase === 'fail') stuck.push(r);
     const times = after.map((r) => (heldElsewhere.includes(r) ? Math.max(r.nextPollAt ?? 0, r.leaseExpiresAt ?? 0) : (r.nextPollAt ?? Date.now())));
     return { inFlight: after, heldElsewhere, stuck, nextAt: times.length ? times.reduce((a, b) => Math.min(a, b)) : null };
   }
@@ -126,7 +127,7 @@ export class ReplacementWorker {
         await this.sleep(Math.max(50, Math.min(due, limit, Date.now() + this.deps.leaseTtlMs / 3) - Date.now()), opts.signal);
       }
     } finally {
-      this.deps.store.releaseLeases(this.deps.owner);
+      await this.deps.store.releaseLeases(this.deps.owner);
     }
     return last;
   }

@@ -122,7 +122,7 @@ export class Daemon {
     const result = await Promise.race([this.exited, timedOut]);
     clearTimeout(timer);
     if (!result) {
-      this.kill();
+      await this.kill();
       throw new Error(`daemon did not exit within ${timeoutMs} ms of SIGTERM:\n${this.stderr}`);
     }
     return { code: result.code, signal: result.signal, ms: result.at - sentAt };

@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumeOnce, REDRIVE_WARN_AFTER, type QueueContext } from '../../src/evidence/sources/event-queue/index.js';
-import { StateStore } from '../../src/state/store.js';
+import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 import { readFixtureJson } from '../support/fixtures.js';
 
 const URL = 'https://sqs.us-east-1.amazonaws.com/111122223333/pristine-events';
@@ -43,11 +43,13 @@ function s3Stub(objects: Record<string, Buffer>, delayMs = 0) {
   };
 }
 
-const stores: StateStore[] = [];
-afterEach(() => stores.splice(0).forEach((s) => s.close()));
+const stores: SqliteStateStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+});
 
-function context(sqs: unknown, s3: unknown, warnings: string[] = []): QueueContext & { store: StateStore } {
-  const store = StateStore.open(':memory:');
+function context(sqs: unknown, s3: unknown, warnings: string[] = []): QueueContext & { store: SqliteStateStore } {
+  const store = SqliteStateStore.open(':memory:');
   stores.push(store);
   const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push((JSON.parse(line) as { msg: string }).msg) });
   return {
@@ -73,9 +75,9 @@ describe('consumeOnce', () => {
     expect(sqs.sent[0]).toMatchObject({ name: 'ReceiveMessageCommand', input: { QueueUrl: URL, WaitTimeSeconds: 20, MaxNumberOfMessages: 10 } });
     expect(r).toMatchObject({ received: 1, deleted: 1, failed: 0 });
     expect(r.ingested.map((a) => [a.eventName, a.via])).toEqual([['StartSession', ['s3']]]);
-    expect(ctx.store.activities({ accountId: '111122223333', region: 'us-east-1' }, 0)).toHaveLength(1);
+    expect(await ctx.store.activities({ accountId: '111122223333', region: 'us-east-1' }, 0)).toHaveLength(1);
     expect(sqs.sent.map((c) => c.name)).toEqual(['ReceiveMessageCommand', 'DeleteMessageCommand']);
-    expect(ctx.store.trailFile('trail', KEY)).toMatchObject({ records: 1 });
+    expect(await ctx.store.trailFile('trail', KEY)).toMatchObject({ records: 1 });
   });
 
   it('keeps the message invisible while a large trail file is read', async () => {

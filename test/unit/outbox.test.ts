@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { drainOutbox, MAX_ATTEMPTS } from '../../src/notify/outbox.js';
 import { NotifyError, RenderError } from '../../src/notify/slack-transport.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
-import { StateStore } from '../../src/state/store.js';
+import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -43,15 +43,15 @@ function progress(message: string): Notice {
 }
 
 let dir: string;
-let store: StateStore;
+let store: SqliteStateStore;
 
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'pristine-outbox-'));
-  store = StateStore.open(path.join(dir, 'state.db'));
+  store = SqliteStateStore.open(path.join(dir, 'state.db'));
 });
 
 afterEach(async () => {
-  store.close();
+  await store.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -59,9 +59,9 @@ describe('drainOutbox', () => {
   it('sends every pending message once, in the order queued', async () => {
     // Prepare
     const transport = new FakeTransport();
-    store.enqueue('#ops', progress('m1'));
-    store.enqueue('#sec', progress('m2'));
-    store.enqueue('#ops', progress('m3'));
+    await store.enqueue('#ops', progress('m1'));
+    await store.enqueue('#sec', progress('m2'));
+    await store.enqueue('#ops', progress('m3'));
 
     // Act
     const result = await drainOutbox(store, transport, logger);
@@ -73,28 +73,28 @@ describe('drainOutbox', () => {
       { channel: '#ops', message: 'm3', threadTs: null },
     ]);
     expect(result).toEqual({ sent: 3, failed: 0, dropped: 0, pending: 0 });
-    expect(store.pending()).toEqual([]);
-    expect(store.outboxStats()).toEqual({ pending: 0, sent: 3, dropped: 0 });
+    expect(await store.pending()).toEqual([]);
+    expect(await store.outboxStats()).toEqual({ pending: 0, sent: 3, dropped: 0 });
   });
 
   it('records the ts Slack gave each message', async () => {
     // Prepare
     const transport = new FakeTransport();
-    const id = store.enqueue('#ops', progress('alert'));
+    const id = await store.enqueue('#ops', progress('alert'));
 
     // Act
     await drainOutbox(store, transport, logger);
 
     // Assess
-    expect(store.sentTs(id)).toBe('ts-alert');
+    expect(await store.sentTs(id)).toBe('ts-alert');
   });
 
   it('threads a reply under its parent’s ts', async () => {
     // Prepare
     const transport = new FakeTransport();
-    const alert = store.enqueue('#ops', progress('alert'));
-    store.enqueue('#ops', progress('unrelated'));
-    store.enqueue('#ops', progress('reply'), alert);
+    const alert = await store.enqueue('#ops', progress('alert'));
+    await store.enqueue('#ops', progress('unrelated'));
+    await store.enqueue('#ops', progress('reply'), alert);
 
     // Act
     await drainOutbox(store, transport, logger);
@@ -110,9 +110,9 @@ describe('drainOutbox', () => {
   it('threads a reply under a parent sent in an earlier drain', async () => {
     // Prepare
     const transport = new FakeTransport();
-    const alert = store.enqueue('#ops', progress('alert'));
+    const alert = await store.enqueue('#ops', progress('alert'));
     await drainOutbox(store, transport, logger);
-    store.enqueue('#ops', progress('reply'), alert);
+    await store.enqueue('#ops', progress('reply'), alert);
 
     // Act
     await drainOutbox(store, transport, logger);
@@ -128,12 +128,13 @@ describe('drainOutbox', () => {
     // Prepare: m2 is rate limited on its first attempt only
     const transport = new FakeTransport();
     transport.failWith = (m, attempt) => (m === 'm2' && attempt === 1 ? retryable() : null);
-    const ids = ['m1', 'm2', 'm3', 'm4'].map((m) => store.enqueue('#ops', progress(m)));
-    store.enqueue('#ops', progress('m2-reply'), ids[1]);
+    const ids: number[] = [];
+    for (const m of ['m1', 'm2', 'm3', 'm4']) ids.push(await store.enqueue('#ops', progress(m)));
+    await store.enqueue('#ops', progress('m2-reply'), ids[1]);
 
     // Act
     const first = await drainOutbox(store, transport, logger);
-    const waiting = store.pending();
+    const waiting = await store.pending();
     const second = await drainOutbox(store, transport, logger);
 
     // Assess
@@ -153,15 +154,15 @@ describe('drainOutbox', () => {
       ['m4', null],
       ['m2-reply', 'ts-m2'],
     ]);
-    expect(store.outboxStats()).toEqual({ pending: 0, sent: 5, dropped: 0 });
+    expect(await store.outboxStats()).toEqual({ pending: 0, sent: 5, dropped: 0 });
   });
 
   it('treats an error that is not a NotifyError as retryable', async () => {
     // Prepare
     const transport = new FakeTransport();
     transport.failWith = (m) => (m === 'm1' ? new Error('socket hang up') : null);
-    store.enqueue('#ops', progress('m1'));
-    store.enqueue('#ops', progress('m2'));
+    await store.enqueue('#ops', progress('m1'));
+    await store.enqueue('#ops', progress('m2'));
 
     // Act
     const result = await drainOutbox(store, transport, logger);
@@ -169,14 +170,15 @@ describe('drainOutbox', () => {
     // Assess
     expect(result).toEqual({ sent: 0, failed: 1, dropped: 0, pending: 2 });
     expect(transport.attempts).toEqual(['m1']);
-    expect(store.pending()).toHaveLength(2);
+    expect(await store.pending()).toHaveLength(2);
   });
 
   it('drops a message Slack will never take and goes on with the rest', async () => {
     // Prepare
     const transport = new FakeTransport();
     transport.failWith = (m) => (m === 'm2' ? refused() : null);
-    const ids = ['m1', 'm2', 'm3'].map((m) => store.enqueue('#ops', progress(m)));
+    const ids: number[] = [];
+    for (const m of ['m1', 'm2', 'm3']) ids.push(await store.enqueue('#ops', progress(m)));
     const outcomes: string[] = [];
 
     // Act
@@ -187,8 +189,8 @@ describe('drainOutbox', () => {
     expect(first).toEqual({ sent: 2, failed: 0, dropped: 1, pending: 0 });
     expect(outcomes).toEqual(['sent', 'dropped', 'sent']);
     expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm3']);
-    expect(store.sentTs(ids[1]!)).toBeNull();
-    expect(store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
+    expect(await store.sentTs(ids[1]!)).toBeNull();
+    expect(await store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
     expect(second).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
     expect(transport.attempts).toEqual(['m1', 'm2', 'm3']);
   });
@@ -197,8 +199,8 @@ describe('drainOutbox', () => {
     // Prepare
     const transport = new FakeTransport();
     transport.failWith = (m) => (m === 'alert' ? refused() : null);
-    const alert = store.enqueue('#gone', progress('alert'));
-    store.enqueue('#gone', progress('reply'), alert);
+    const alert = await store.enqueue('#gone', progress('alert'));
+    await store.enqueue('#gone', progress('reply'), alert);
 
     // Act
     const result = await drainOutbox(store, transport, logger);
@@ -211,9 +213,9 @@ describe('drainOutbox', () => {
   it('sends a reply whose parent was sent without a ts as a plain message', async () => {
     // Prepare
     const transport = new FakeTransport();
-    const alert = store.enqueue('#ops', progress('alert'));
-    store.markSent(alert, null);
-    store.enqueue('#ops', progress('reply'), alert);
+    const alert = await store.enqueue('#ops', progress('alert'));
+    await store.markSent(alert, null);
+    await store.enqueue('#ops', progress('reply'), alert);
 
     // Act
     await drainOutbox(store, transport, logger);
@@ -227,7 +229,7 @@ describe('drainOutbox', () => {
     const transport = new FakeTransport();
     transport.failWith = (m, attempt) => (m === 'm3' ? refused() : attempt === 1 ? retryable() : null);
     const ids: number[] = [];
-    for (const m of ['m1', 'm2', 'm3', 'm4', 'm5']) ids.push(store.enqueue('#ops', progress(m), m === 'm4' ? (ids[0] ?? null) : null));
+    for (const m of ['m1', 'm2', 'm3', 'm4', 'm5']) ids.push(await store.enqueue('#ops', progress(m), m === 'm4' ? (ids[0] ?? null) : null));
 
     // Act
     const results = [];
@@ -236,7 +238,7 @@ describe('drainOutbox', () => {
     // Assess
     expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm2', 'm4', 'm5']);
     expect(transport.sent.find((s) => s.message === 'm4')?.threadTs).toBe('ts-m1');
-    expect(store.outboxStats()).toEqual({ pending: 0, sent: 4, dropped: 1 });
+    expect(await store.outboxStats()).toEqual({ pending: 0, sent: 4, dropped: 1 });
     expect(results.at(-1)).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 0 });
     const sentPerDrain = results.map((r) => r.sent);
     expect(sentPerDrain.reduce((a, b) => a + b, 0)).toBe(4);
@@ -260,7 +262,8 @@ describe('drainOutbox: nothing blocks the queue for good', () => {
     // Prepare
     const transport = new FakeTransport();
     transport.failWith = (m) => (m === 'poison' ? new RenderError('progress could not be rendered: boom') : null);
-    const ids = ['m1', 'poison', 'm3'].map((m) => store.enqueue('#ops', progress(m)));
+    const ids: number[] = [];
+    for (const m of ['m1', 'poison', 'm3']) ids.push(await store.enqueue('#ops', progress(m)));
     const outcomes: string[] = [];
 
     // Act
@@ -270,15 +273,15 @@ describe('drainOutbox: nothing blocks the queue for good', () => {
     expect(result).toEqual({ sent: 2, failed: 0, dropped: 1, pending: 0 });
     expect(transport.sent.map((s) => s.message)).toEqual(['m1', 'm3']);
     expect(outcomes).toEqual(['sent', 'dropped', 'sent']);
-    expect(store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
+    expect(await store.outboxStats()).toEqual({ pending: 0, sent: 2, dropped: 1 });
     expect(ids).toHaveLength(3);
   });
 
   it('drops a stored notice that is not even JSON', async () => {
     // Prepare
     const transport = new FakeTransport();
-    const bad = store.enqueue('#ops', progress('m1'));
-    store.enqueue('#ops', progress('m2'));
+    const bad = await store.enqueue('#ops', progress('m1'));
+    await store.enqueue('#ops', progress('m2'));
     (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db.prepare('UPDATE outbox SET notice = ? WHERE id = ?').run('{not json', bad);
 
     // Act
@@ -293,8 +296,8 @@ describe('drainOutbox: nothing blocks the queue for good', () => {
     // Prepare
     const transport = new FakeTransport();
     transport.failWith = (m) => (m === 'm1' ? retryable() : null);
-    store.enqueue('#ops', progress('m1'));
-    store.enqueue('#ops', progress('m2'));
+    await store.enqueue('#ops', progress('m1'));
+    await store.enqueue('#ops', progress('m2'));
     const outcomes: string[] = [];
 
     // Act

@@ -8,7 +8,7 @@ import { scopeKey } from '../../src/core/facts.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
 import { judgePushed } from '../../src/pushed.js';
-import { StateStore } from '../../src/state/store.js';
+import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 import { FIXTURE_INSTANCE, FIXTURE_NOW, cleanInventory, facts, manifest, manifests, policies, trailActivity } from '../support/facts.js';
 
 const logger = pino({ level: 'silent' });
@@ -29,11 +29,13 @@ class Recording implements Transport {
   }
 }
 
-const stores: StateStore[] = [];
-afterEach(() => stores.splice(0).forEach((s) => s.close()));
+const stores: SqliteStateStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+});
 
 function setup() {
-  const store = StateStore.open(':memory:');
+  const store = SqliteStateStore.open(':memory:');
   stores.push(store);
   const inputs: AuditInputs = { policies: policies(POLICY), manifests: manifests(baked), regions: ['us-east-1'], config: parseConfigText('', 'p.yaml'), configFile: null };
   // The last cycle: the instance judged pristine on complete evidence.
@@ -47,7 +49,7 @@ describe('judgePushed', () => {
   it('taints the instance a pushed session names, alerts it once, and says the next cycle decides the replacement', async () => {
     const { store, inputs, scopes, transport } = setup();
     const session = { ...trailActivity('ssm-start-session'), via: ['eventbridge' as const] };
-    store.ingest([session]);
+    await store.ingest([session]);
 
     const first = await judgePushed({ activities: [session], scopes, inputs, store, transport, logger, now: FIXTURE_NOW });
     const again = await judgePushed({ activities: [session], scopes, inputs, store, transport, logger, now: FIXTURE_NOW + 1000 });
@@ -56,23 +58,23 @@ describe('judgePushed', () => {
     expect(again).toMatchObject({ tainted: [FIXTURE_INSTANCE], alerted: [] });
     expect(transport.sent).toHaveLength(1);
     expect(transport.sent[0]).toMatchObject({ type: 'taint', action: { kind: 'hold', reason: expect.stringMatching(/next scheduled cycle decides/) } });
-    expect(store.instance(FIXTURE_INSTANCE)).toMatchObject({ verdict: 'tainted', alertOutboxId: 1 });
+    expect(await store.instance(FIXTURE_INSTANCE)).toMatchObject({ verdict: 'tainted', alertOutboxId: 1 });
   });
 
   it('records nothing when the pushed event does not taint: a push never vouches', async () => {
     const { store, inputs, scopes, transport } = setup();
     const inventory = { ...trailActivity('ssm-send-command-inventory-allowlisted'), via: ['eventbridge' as const] };
-    store.ingest([inventory]);
+    await store.ingest([inventory]);
     const r = await judgePushed({ activities: [inventory], scopes, inputs, store, transport, logger, now: FIXTURE_NOW });
     expect(r).toEqual({ tainted: [], alerted: [], outbox: null });
-    expect(store.instance(FIXTURE_INSTANCE)).toBeNull();
+    expect(await store.instance(FIXTURE_INSTANCE)).toBeNull();
     expect(transport.sent).toEqual([]);
   });
 
   it('leaves a scope the last cycle did not read to the next cycle', async () => {
     const { store, inputs, transport } = setup();
     const session = { ...trailActivity('ssm-start-session'), accountId: '999988887777' };
-    store.ingest([session]);
+    await store.ingest([session]);
     const r = await judgePushed({ activities: [session], scopes: new Map(), inputs, store, transport, logger, now: FIXTURE_NOW });
     expect(r.tainted).toEqual([]);
   });

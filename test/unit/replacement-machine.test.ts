@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ScopeClients } from '../../src/collect/clients.js';
 import { PollCache } from '../../src/respond/polls.js';
 import { Replacer, type Candidate } from '../../src/respond/replacement.js';
-import { LeaseLostError, StateStore, type Fence, type ReplacementRow } from '../../src/state/store.js';
+import { LeaseLostError, type Fence, type ReplacementRow } from '../../src/state/ports.js';
+import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 
 const logger = pino({ level: 'silent' });
 const TG = 'arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/web/1';
@@ -61,11 +62,13 @@ function world(over: Record<string, Handler> = {}) {
   return { ...stubClients(handlers), targets };
 }
 
-const stores: StateStore[] = [];
-afterEach(() => stores.splice(0).forEach((s) => s.close()));
+const stores: SqliteStateStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+});
 
-function setup(over: Record<string, Handler> = {}) {
-  const store = StateStore.open(':memory:');
+async function setup(over: Record<string, Handler> = {}) {
+  const store = SqliteStateStore.open(':memory:');
   stores.push(store);
   const w = world(over);
   const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
@@ -83,26 +86,26 @@ function setup(over: Record<string, Handler> = {}) {
     holds: [],
     moveElasticIp: false,
   };
-  const row = replacer.create(candidate) as ReplacementRow;
-  const fence = store.claimReplacement(row.id, 'test:1:a', 60_000) as Fence;
-  const turn = async () => replacer.turn(store.replacement(row.id) as ReplacementRow, fence, new PollCache(() => w.clients));
+  const row = (await replacer.create(candidate)) as ReplacementRow;
+  const fence = (await store.claimReplacement(row.id, 'test:1:a', 60_000)) as Fence;
+  const turn = async () => replacer.turn((await store.replacement(row.id)) as ReplacementRow, fence, new PollCache(() => w.clients));
   return { store, replacer, row, fence, turn, ...w };
 }
 
 describe('the replacement state machine', () => {
   it('advances one step a turn, from prepare to done, and ends with the old instance terminated', async () => {
-    const { store, row, turn, calls } = setup();
+    const { store, row, turn, calls } = await setup();
     const steps: string[] = [];
-    for (let n = 0; n < 20 && store.replacement(row.id)?.status === 'in-progress'; n++) steps.push((await turn()).step);
+    for (let n = 0; n < 20 && (await store.replacement(row.id))?.status === 'in-progress'; n++) steps.push((await turn()).step);
     expect(steps).toEqual(['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'move-address', 'deregister-old', 'wait-drained', 'terminate-old', 'done']);
-    expect(store.replacement(row.id)).toMatchObject({ status: 'done', newInstanceId: NEW, leaseOwner: null });
+    expect(await store.replacement(row.id)).toMatchObject({ status: 'done', newInstanceId: NEW, leaseOwner: null });
     expect(calls.indexOf('TerminateInstances')).toBeGreaterThan(calls.indexOf('DeregisterTargets'));
-    expect(store.pending().map((m) => m.notice && m.notice.type === 'progress' && m.notice.outcome)).toEqual(['started', 'progress', 'progress', 'done']);
+    expect((await store.pending()).map((m) => m.notice && m.notice.type === 'progress' && m.notice.outcome)).toEqual(['started', 'progress', 'progress', 'done']);
   });
 
   it('polls a wait step that is not ready once a turn, and schedules the next poll, without a new journal entry', async () => {
     let ready = false;
-    const { store, row, turn } = setup({
+    const { store, row, turn } = await setup({
       DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: ready ? 'running' : 'pending' } , InstanceStatus: { Status: ready ? 'ok' : 'initializing' }, SystemStatus: { Status: 'ok' } }] }),
     });
     await turn(); // prepare
@@ -111,24 +114,24 @@ describe('the replacement state machine', () => {
     const again = await turn();
     expect(waiting).toMatchObject({ step: 'wait-running', waitingFor: `${NEW} to run with status checks ok` });
     expect(again.nextPollAt).toBeGreaterThan(Date.now() - 1000);
-    expect(store.journalOf(row.id).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin']);
+    expect((await store.journalOf(row.id)).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin']);
     ready = true;
     await new Promise((r) => setTimeout(r, 30));
     expect((await turn()).step).toBe('wait-running');
-    expect(store.journalOf(row.id).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin', 'end']);
+    expect((await store.journalOf(row.id)).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin', 'end']);
   });
 
   it('tries a step again after a transient error, and rolls back on one that will not go away, before the old instance left', async () => {
     let throttled = 1;
-    const { store, row, turn, calls, targets } = setup({
+    const { store, row, turn, calls, targets } = await setup({
       RegisterTargets: () => {
         if (throttled-- > 0) throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } });
         throw Object.assign(new Error('not allowed'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
       },
     });
     for (let n = 0; n < 4; n++) await turn(); // prepare, launch, wait-running, register (throttled)
-    expect(store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'register', waitingFor: 'a retry of register after a transient error' });
-    expect(store.journalOf(row.id).some((j) => j.phase === 'fail')).toBe(false);
+    expect(await store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'register', waitingFor: 'a retry of register after a transient error' });
+    expect((await store.journalOf(row.id)).some((j) => j.phase === 'fail')).toBe(false);
     await new Promise((r) => setTimeout(r, 20));
     const back = await turn(); // register fails for good
     expect(back).toMatchObject({ status: 'rolled-back', error: expect.stringMatching(/^register: .*not allowed/) });
@@ -138,38 +141,39 @@ describe('the replacement state machine', () => {
 
   it('past the point of no return, retries a failing step later instead of rolling back, and says so once', async () => {
     let fail = 2;
-    const { store, row, turn } = setup({
+    const { store, row, turn } = await setup({
       TerminateInstances: () => {
         if (fail-- > 0) throw Object.assign(new Error('nope'), { name: 'UnauthorizedOperation', $metadata: { httpStatusCode: 403 } });
         return {};
       },
     });
     for (let n = 0; n < 9; n++) await turn();
-    expect(store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'terminate-old', waitingFor: 'a retry of terminate-old' });
-    for (let n = 0; n < 5 && store.replacement(row.id)?.status === 'in-progress'; n++) {
+    expect(await store.replacement(row.id)).toMatchObject({ status: 'in-progress', step: 'terminate-old', waitingFor: 'a retry of terminate-old' });
+    for (let n = 0; n < 5 && (await store.replacement(row.id))?.status === 'in-progress'; n++) {
       await new Promise((r) => setTimeout(r, 60));
       await turn();
     }
-    expect(store.replacement(row.id)?.status).toBe('done');
-    const failed = store.pending().filter((m) => m.notice?.type === 'progress' && m.notice.outcome === 'failed');
+    expect((await store.replacement(row.id))?.status).toBe('done');
+    const failed = (await store.pending()).filter((m) => m.notice?.type === 'progress' && m.notice.outcome === 'failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]?.notice).toMatchObject({ oldInstance: 'drained' });
   });
 
   it('stops at once when another driver took the lease: nothing more is journaled', async () => {
-    const { store, row, turn } = setup();
+    const { store, row, turn } = await setup();
     await turn();
-    store.claimReplacement(row.id, 'other:2:b', 60_000, Date.now() + 120_000);
-    const before = store.journalOf(row.id).length;
+    await store.releaseLeases('test:1:a');
+    await store.claimReplacement(row.id, 'other:2:b', 60_000);
+    const before = (await store.journalOf(row.id)).length;
     await expect(turn()).rejects.toThrow(LeaseLostError);
-    expect(store.journalOf(row.id)).toHaveLength(before);
+    expect(await store.journalOf(row.id)).toHaveLength(before);
   });
 });
 
 describe('a replacement an older pristine started', () => {
   it('finds the fresh instance it tagged with its row id, and launches no second one', async () => {
     const seen: unknown[] = [];
-    const { store, row, turn, calls } = setup({
+    const { store, row, turn, calls } = await setup({
       DescribeInstances: (input) => {
         if (Array.isArray(input['Filters'])) {
           seen.push(input['Filters']);
@@ -180,14 +184,14 @@ describe('a replacement an older pristine started', () => {
       },
     });
     // As the schema migration leaves it: a UUID of its own, and the row id its instance carries.
-    const migrated = store.replacement(row.id)!;
+    const migrated = (await store.replacement(row.id))!;
     (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db
       .prepare('UPDATE replacements SET data = ? WHERE id = ?')
       .run(JSON.stringify({ ...migrated.data, legacyTag: String(row.id) }), row.id);
     await turn(); // prepare
     await turn(); // launch: finds it
     expect(calls).not.toContain('RunInstances');
-    expect(store.replacement(row.id)).toMatchObject({ step: 'launch', newInstanceId: NEW });
+    expect(await store.replacement(row.id)).toMatchObject({ step: 'launch', newInstanceId: NEW });
     expect(seen[0]).toEqual(expect.arrayContaining([{ Name: 'tag:pristine:replacement', Values: [migrated.uuid, String(row.id)] }, { Name: 'tag:pristine:replaces', Values: [OLD] }]));
   });
 });

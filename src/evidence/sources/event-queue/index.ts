@@ -72,14 +72,14 @@ async function evidenceOf(ctx: QueueContext, queueUrl: string, message: Message,
   if (!where || where.kind !== 'log') return [];
   const scope = { accountId: where.accountId, region: where.region };
   if (!ctx.inScope(scope)) return [];
-  rememberLocation(ctx.store, scope, { bucket: item.bucket, base: where.base });
-  if (ctx.store.trailFile(item.bucket, item.key)) return [];
+  await rememberLocation(ctx.store, scope, { bucket: item.bucket, base: where.base });
+  if (await ctx.store.trailFile(item.bucket, item.key)) return [];
   const stop = keepInvisible(ctx, queueUrl, message);
   try {
     const file = await readGzipObject(ctx.s3For(item.region), item.bucket, item.key, ctx.signal);
     const evidence = recordsToEvidence(trailRecords(file.text).map((raw) => ({ raw })), scope, 's3');
     for (const w of evidence.warnings) ctx.logger.warn({ file: item.key, message: w.message }, 'CloudTrail record in a trail file could not be read');
-    ctx.store.recordTrailFile({ bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() });
+    await ctx.store.recordTrailFile({ bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() });
     return evidence.activities;
   } finally {
     stop();
@@ -104,7 +104,7 @@ export async function consumeOnce(ctx: QueueContext, queueUrl: string): Promise<
       const activities: Activity[] = [];
       // A trail file holds thousands of records: loops, not push(...spread).
       for (const item of parseQueueMessage(message.Body ?? '')) for (const a of await evidenceOf(ctx, queueUrl, message, item)) activities.push(a);
-      for (const a of ctx.store.ingest(activities, ctx.now())) out.ingested.push(a);
+      for (const a of await ctx.store.ingest(activities, ctx.now())) out.ingested.push(a);
     } catch (err) {
       out.failed++;
       const receives = Number(message.Attributes?.ApproximateReceiveCount ?? 1);

@@ -74,8 +74,8 @@ export const lookupEvents = {
     const { scope, now, store } = ctx;
     const key = scopeKey(scope);
     const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
-    const covered = clampSpans(store.coverage(scope, 'lookup-events'), now);
-    const lastReconcile = Number(store.meta(RECONCILED_AT(key)) ?? NaN);
+    const covered = clampSpans(await store.coverage(scope, 'lookup-events'), now);
+    const lastReconcile = Number((await store.meta(RECONCILED_AT(key))) ?? NaN);
     const due = reconcileDue(Number.isNaN(lastReconcile) ? null : lastReconcile, now, config.reconcile.every);
     const reconcile = due ? { from: Math.max(ctx.window.from, now - config.reconcile.window), to: now } : null;
     const spans = spansToRead(ctx.window, covered, reconcile);
@@ -107,7 +107,7 @@ export const lookupEvents = {
       (out.read ??= []).push({ kind: 'lookup-events', span });
     }
     if (reconcile && called) {
-      store.setMeta(RECONCILED_AT(key), String(now));
+      await store.setMeta(RECONCILED_AT(key), String(now));
       log.debug({ span: isoSpan(reconcile) }, 'reconciled');
     }
     return out;

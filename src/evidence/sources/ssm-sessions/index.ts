@@ -65,7 +65,7 @@ export const ssmSessions = {
   async read(ctx: PullContext<{ ssm: SSMClient }, EvidenceStore>): Promise<PullResult> {
     const { scope, now, store } = ctx;
     const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
-    const from = sessionsFrom(ctx.window, clampSpans(store.coverage(scope, 'ssm-sessions'), now));
+    const from = sessionsFrom(ctx.window, clampSpans(await store.coverage(scope, 'ssm-sessions'), now));
     try {
       const records = await readSessions(ctx.clients.ssm, from, ctx.signal);
       out.activities = records.flatMap((s) => activityFromSession(s, scope) ?? []);

@@ -29,17 +29,17 @@ export interface TrailLocation {
 const LOCATION = (key: string) => `trail-location:${key}`;
 
 /** Remembers where a scope's log files are delivered, so its digests can be found. */
-export function rememberLocation(store: EvidenceStore, scope: Scope, location: TrailLocation): void {
+export async function rememberLocation(store: EvidenceStore, scope: Scope, location: TrailLocation): Promise<void> {
   const key = LOCATION(scopeKey(scope));
-  if (store.meta(key) === null) store.setMeta(key, JSON.stringify(location));
+  if ((await store.meta(key)) === null) await store.setMeta(key, JSON.stringify(location));
 }
 
-export function locationOf(store: EvidenceStore, scope: Scope, config: TrailDigestsConfig): TrailLocation | null {
+export async function locationOf(store: EvidenceStore, scope: Scope, config: TrailDigestsConfig): Promise<TrailLocation | null> {
   if (config.bucket) {
     const prefix = config.prefix && !config.prefix.endsWith('/') ? `${config.prefix}/` : config.prefix;
     return { bucket: config.bucket, base: `${prefix}AWSLogs/${config.organizationId ? `${config.organizationId}/` : ''}` };
   }
-  const learned = store.meta(LOCATION(scopeKey(scope)));
+  const learned = await store.meta(LOCATION(scopeKey(scope)));
   return learned ? (JSON.parse(learned) as TrailLocation) : null;
 }
 
@@ -73,7 +73,7 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
   const out: DigestCheck = { span, status: 'verified', activities: [], gaps: [], warnings: [] };
   if (digest.awsAccountId !== scope.accountId) throw new Error(`digest of account ${digest.awsAccountId} filed under ${scope.accountId}`);
   for (const f of digest.logFiles) {
-    let sha = store.trailFile(f.s3Bucket, f.s3Object)?.sha256;
+    let sha = (await store.trailFile(f.s3Bucket, f.s3Object))?.sha256;
     if (!sha) {
       const file = await readGzipObject(s3, f.s3Bucket, f.s3Object, signal);
       sha = file.sha256;
@@ -83,7 +83,7 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
         for (const g of evidence.gaps) out.gaps.push(g);
         for (const w of evidence.warnings) out.warnings.push(w);
         if (evidence.unreadable) out.status = 'incomplete';
-        store.recordTrailFile({ bucket: f.s3Bucket, key: f.s3Object, ...scope, sha256: sha, records: evidence.activities.length, readAt: now });
+        await store.recordTrailFile({ bucket: f.s3Bucket, key: f.s3Object, ...scope, sha256: sha, records: evidence.activities.length, readAt: now });
       }
     }
     if (sha !== f.hashValue.toLowerCase()) {
@@ -109,12 +109,12 @@ export const trailDigests = {
     const { scope, store, now } = ctx;
     const out: PullResult = { activities: [], gaps: [], errors: [], warnings: [], proven: [] };
     const log = ctx.logger.child({ source: 's3-digests', scope: scopeKey(scope) });
-    const location = locationOf(store, scope, config);
+    const location = await locationOf(store, scope, config);
     if (!location) {
       log.debug('no trail bucket known yet: set sources.s3.bucket, or let the event queue announce a log file');
       return out;
     }
-    const wanted = uncovered({ from: ctx.window.from, to: now - ctx.settle }, clampSpans(store.coverage(scope, 's3-digest'), now));
+    const wanted = uncovered({ from: ctx.window.from, to: now - ctx.settle }, clampSpans(await store.coverage(scope, 's3-digest'), now));
     try {
       for (const span of wanted) {
         for (const day of daysOf(span)) {
@@ -122,14 +122,14 @@ export const trailDigests = {
           for await (const page of paginateListObjectsV2({ client: ctx.clients.s3 }, { Bucket: location.bucket, Prefix: prefix }, { abortSignal: ctx.signal })) {
             for (const obj of page.Contents ?? []) {
               if (!obj.Key || parseTrailKey(obj.Key)?.kind !== 'digest') continue;
-              const known = store.digest(location.bucket, obj.Key);
+              const known = await store.digest(location.bucket, obj.Key);
               if (known?.status === 'verified') continue;
               const check = await checkDigest(ctx.clients.s3, store, scope, location.bucket, obj.Key, now, ctx.signal);
               for (const a of check.activities) out.activities.push(a);
               for (const g of check.gaps) out.gaps.push(g);
               for (const w of check.warnings) out.warnings.push(w);
               for (const w of check.warnings) log.error({ message: w.message }, 'trail log file does not match its digest');
-              store.recordDigest({ bucket: location.bucket, key: obj.Key, ...scope, from: check.span.from, to: check.span.to, status: check.status, checkedAt: now });
+              await store.recordDigest({ bucket: location.bucket, key: obj.Key, ...scope, from: check.span.from, to: check.span.to, status: check.status, checkedAt: now });
               if (check.status === 'verified') out.proven.push({ kind: 's3-digest', span: check.span });
             }
           }

@@ -2,230 +2,35 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { InstanceResult } from '../core/evaluate.js';
-import { scopeKey, type Activity, type Scope } from '../core/facts.js';
-import { clampSpans, mergeSpans, type Span } from '../evidence/coverage.js';
-import type { CoverageKind } from '../evidence/sources/types.js';
-import type { DigestRecord, EvidenceStore, TrailFileRecord } from '../evidence/store-port.js';
-import type { Notice } from '../notify/types.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { scopeKey, type Activity, type Scope } from '../../core/facts.js';
+import { clampSpans, mergeSpans, type Span } from '../../evidence/coverage.js';
+import type { CoverageKind } from '../../evidence/sources/types.js';
+import type { DigestRecord, TrailFileRecord } from '../../evidence/store-port.js';
+import type { Notice } from '../../notify/types.js';
+import {
+  LeaseLostError,
+  StoreError,
+  type CycleRow,
+  type Fence,
+  type InstanceRow,
+  type JournalPatch,
+  type JournalRow,
+  type LeaseRow,
+  type LeasesPort,
+  type NewReplacement,
+  type OpenFinding,
+  type OutboxRow,
+  type ReplacementRow,
+  type ReplacementStatus,
+  type StateStore,
+  type VerdictInput,
+} from '../ports.js';
+import { mergeActivity, readNotice } from '../records.js';
+import { migrate } from './schema.js';
 
-/** Who drives a replacement, and the token that proves it still does. */
-export interface Fence {
-  owner: string;
-  token: number;
-}
-
-/** Another driver took the replacement's lease: this one must stop writing its journal. */
-export class LeaseLostError extends Error {
-  override name = 'LeaseLostError';
-}
-
-/** The store could not be opened or used: the daemon reports itself unhealthy. */
-export class StoreError extends Error {
-  override name = 'StoreError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-
-/** The schema this pristine writes. Older files are migrated in place when opened (see MIGRATIONS). */
-export const SCHEMA_VERSION = 2;
-
-/** Version 1, as the first pristine wrote it: a new file is created at 1 and migrated like an old one. */
-const SCHEMA_V1 = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS coverage (
-  region TEXT NOT NULL, source TEXT NOT NULL, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL,
-  PRIMARY KEY (region, source));
-CREATE TABLE IF NOT EXISTS activities (
-  id TEXT PRIMARY KEY, region TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS activities_region_at ON activities (region, at);
-CREATE TABLE IF NOT EXISTS instances (
-  instance_id TEXT PRIMARY KEY, region TEXT NOT NULL, policy TEXT NOT NULL, verdict TEXT NOT NULL,
-  first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, tainted_since INTEGER,
-  alert_outbox_id INTEGER, name TEXT);
-CREATE TABLE IF NOT EXISTS findings (
-  instance_id TEXT NOT NULL, key TEXT NOT NULL, detector TEXT NOT NULL, severity TEXT NOT NULL,
-  summary TEXT NOT NULL, at INTEGER, actor TEXT, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
-  PRIMARY KEY (instance_id, key));
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, parent_id INTEGER REFERENCES outbox (id),
-  notice TEXT NOT NULL, created_at INTEGER NOT NULL, sent_at INTEGER, ts TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT, dropped_at INTEGER);
-CREATE TABLE IF NOT EXISTS replacements (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, old_instance_id TEXT NOT NULL, region TEXT NOT NULL, policy TEXT NOT NULL,
-  image_id TEXT NOT NULL, status TEXT NOT NULL, step TEXT NOT NULL, new_instance_id TEXT, data TEXT NOT NULL,
-  alert_outbox_id INTEGER, started_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER, error TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS replacements_one_per_instance
-  ON replacements (old_instance_id) WHERE status <> 'rolled-back';
-CREATE TABLE IF NOT EXISTS journal (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, replacement_id INTEGER NOT NULL REFERENCES replacements (id),
-  step TEXT NOT NULL, phase TEXT NOT NULL, at INTEGER NOT NULL, detail TEXT);
-CREATE TABLE IF NOT EXISTS cycles (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, started_at INTEGER NOT NULL, finished_at INTEGER, outcome TEXT,
-  exit_code INTEGER, summary TEXT);
-`;
-
-/**
- * Each migration takes the file from version N to N+1, in one transaction with the version bump.
- * Rows written before pristine knew accounts have a NULL account: the first cycle adopts them into
- * pristine's own account (adoptLegacyRows), which is the only account such a file can be about.
- */
-const MIGRATIONS: ReadonlyArray<{ to: number; what: string; sql: string }> = [
-  {
-    to: 2,
-    what: 'accounts on every scoped row; coverage as spans per kind of source; the evidence log; trail files and digests; stable finding keys',
-    sql: `
-ALTER TABLE activities ADD COLUMN account_id TEXT;
-ALTER TABLE activities ADD COLUMN received_at INTEGER;
-CREATE INDEX activities_scope_at ON activities (account_id, region, at);
-ALTER TABLE instances ADD COLUMN account_id TEXT;
-ALTER TABLE replacements ADD COLUMN account_id TEXT;
--- What has been proven read in full, per scope and kind of source: disjoint spans, merged on write.
-CREATE TABLE coverage_spans (
-  account_id TEXT, region TEXT NOT NULL, kind TEXT NOT NULL, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL);
-CREATE INDEX coverage_spans_scope ON coverage_spans (account_id, region, kind);
-INSERT INTO coverage_spans (account_id, region, kind, from_ms, to_ms)
-  SELECT NULL, region, 'lookup-events', from_ms, to_ms FROM coverage WHERE source = 'activity';
-INSERT INTO coverage_spans (account_id, region, kind, from_ms, to_ms)
-  SELECT NULL, region, 'ssm-sessions', from_ms, to_ms FROM coverage WHERE source = 'activity';
-DROP TABLE coverage;
-CREATE TABLE trail_files (
-  bucket TEXT NOT NULL, key TEXT NOT NULL, account_id TEXT NOT NULL, region TEXT NOT NULL, sha256 TEXT NOT NULL,
-  records INTEGER NOT NULL, read_at INTEGER NOT NULL, PRIMARY KEY (bucket, key));
-CREATE TABLE digests (
-  bucket TEXT NOT NULL, key TEXT NOT NULL, account_id TEXT NOT NULL, region TEXT NOT NULL, from_ms INTEGER NOT NULL,
-  to_ms INTEGER NOT NULL, status TEXT NOT NULL, checked_at INTEGER NOT NULL, PRIMARY KEY (bucket, key));
--- Finding keys become stable identities: one SSM session is one finding whichever record told of it;
--- a condition (drift, stale inventory, unrecorded image) is its detector and kind, not its summary text.
-UPDATE OR IGNORE findings SET key = 'interactive-session:' || (
-    SELECT json_extract(a.body, '$.sessionId') FROM activities a WHERE findings.key = 'interactive-session:' || a.id)
-  WHERE detector = 'interactive-session' AND EXISTS (
-    SELECT 1 FROM activities a WHERE findings.key = 'interactive-session:' || a.id AND json_extract(a.body, '$.sessionId') IS NOT NULL);
-DELETE FROM findings WHERE detector = 'interactive-session' AND EXISTS (
-    SELECT 1 FROM activities a WHERE findings.key = 'interactive-session:' || a.id AND json_extract(a.body, '$.sessionId') IS NOT NULL);
-UPDATE OR IGNORE findings SET key = 'package-drift:drift' WHERE detector = 'package-drift' AND summary GLOB '[0-9]* differ*';
-UPDATE OR IGNORE findings SET key = 'package-drift:no-inventory' WHERE detector = 'package-drift' AND summary LIKE 'no SSM Inventory%';
-UPDATE OR IGNORE findings SET key = 'package-drift:stale-inventory' WHERE detector = 'package-drift' AND summary LIKE 'SSM Inventory %';
-UPDATE OR IGNORE findings SET key = 'unrecorded-image:no-manifest' WHERE detector = 'unrecorded-image';
-DELETE FROM findings WHERE detector IN ('package-drift', 'unrecorded-image')
-  AND key NOT IN ('package-drift:drift', 'package-drift:no-inventory', 'package-drift:stale-inventory', 'unrecorded-image:no-manifest');
--- Replacements are owned and driven in the background: a UUID (its tags and ClientToken carry it), the
--- time of its next poll, what it waits for, and a lease (owner, expiry, fencing token).
-ALTER TABLE replacements ADD COLUMN uuid TEXT;
-ALTER TABLE replacements ADD COLUMN next_poll_at INTEGER;
-ALTER TABLE replacements ADD COLUMN waiting_for TEXT;
-ALTER TABLE replacements ADD COLUMN lease_owner TEXT;
-ALTER TABLE replacements ADD COLUMN lease_expires_at INTEGER;
-ALTER TABLE replacements ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
--- A replacement started before this version tagged its fresh instance with its row id: it keeps finding it so.
-UPDATE replacements SET
-  uuid = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2) || '-a' || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
-  data = json_set(data, '$.legacyTag', CAST(id AS TEXT))
-  WHERE uuid IS NULL;
-CREATE UNIQUE INDEX replacements_uuid ON replacements (uuid);
-`,
-  },
-];
-
-export type ReplacementStatus = 'in-progress' | 'done' | 'rolled-back' | 'failed';
-
-export interface ReplacementRow<D = Record<string, unknown>> {
-  id: number;
-  /** the replacement's identity on AWS: its fresh instance's `pristine:replacement` tag and ClientToken */
-  uuid: string;
-  /** when the worker takes its next step or poll (epoch ms) */
-  nextPollAt: number | null;
-  /** what it waits for, for `pristine status` */
-  waitingFor: string | null;
-  /** the process driving it, until `leaseExpiresAt` */
-  leaseOwner: string | null;
-  leaseExpiresAt: number | null;
-  /** raised each time another owner takes the lease: every journal write checks it */
-  leaseToken: number;
-  oldInstanceId: string;
-  /** null only for a replacement an older pristine started, until the first cycle adopts it */
-  accountId: string | null;
-  region: string;
-  policy: string;
-  imageId: string;
-  status: ReplacementStatus;
-  step: string;
-  newInstanceId: string | null;
-  data: D;
-  alertOutboxId: number | null;
-  startedAt: number;
-  updatedAt: number;
-  finishedAt: number | null;
-  error: string | null;
-}
-
-export interface OutboxRow {
-  id: number;
-  channel: string;
-  parentId: number | null;
-  /** null when the stored notice cannot be read (then `unreadable` says why) */
-  notice: Notice | null;
-  unreadable?: string;
-  createdAt: number;
-  attempts: number;
-  lastError: string | null;
-}
-
-export interface JournalRow {
-  id: number;
-  replacementId: number;
-  step: string;
-  phase: 'begin' | 'end' | 'fail';
-  at: number;
-  detail: Record<string, unknown> | null;
-}
-
-export interface FindingInput {
-  key: string;
-  detector: string;
-  severity: string;
-  summary: string;
-  at: number | null;
-  actor: string | null;
-}
-
-export interface VerdictInput {
-  instanceId: string;
-  accountId: string;
-  region: string;
-  policy: string;
-  name: string | null;
-  verdict: string;
-  findings: FindingInput[];
-}
-
-/** What the store keeps of a verdict: the instance, its policy, and its findings' keys and summaries. */
-export function verdictInputOf(result: InstanceResult): VerdictInput {
-  return {
-    instanceId: result.instance.instanceId,
-    accountId: result.instance.accountId,
-    region: result.instance.region,
-    policy: result.policy,
-    name: result.instance.name,
-    verdict: result.verdict,
-    findings: result.findings.map((f) => ({ key: f.key, detector: f.detector, severity: f.severity, summary: f.summary, at: f.at, actor: f.actor })),
-  };
-}
-
-export interface InstanceRow {
-  instanceId: string;
-  /** null only for a row an older pristine wrote, until the first cycle adopts it */
-  accountId: string | null;
-  region: string;
-  policy: string;
-  name: string | null;
-  verdict: string;
-  firstSeen: number;
-  lastSeen: number;
-  taintedSince: number | null;
-  alertOutboxId: number | null;
-}
+/** The store whose transaction the running code is inside, if any. */
+const inTransaction = new AsyncLocalStorage<SqliteStateStore>();
 
 type Row = Record<string, unknown>;
 
@@ -281,60 +86,14 @@ function toInstance(r: Row): InstanceRow {
   };
 }
 
-function readNotice(text: string): { notice: Notice | null; unreadable?: string } {
-  try {
-    return { notice: JSON.parse(text) as Notice };
-  } catch (err) {
-    return { notice: null, unreadable: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-/** One event known by two paths: the first record stays; the paths add up; a later resolution of its instances is kept. */
-export function mergeActivity(known: Activity, incoming: Activity): Activity {
-  const via = [...new Set([...(known.via ?? []), ...(incoming.via ?? [])])];
-  const instanceIds = known.instanceIds.length === 0 && incoming.instanceIds.length > 0 ? incoming.instanceIds : known.instanceIds;
-  if (via.length === (known.via ?? []).length && instanceIds === known.instanceIds) return known;
-  return { ...known, via, instanceIds };
-}
-
-/** Brings a file to SCHEMA_VERSION: creates it at version 1 if new, then applies each migration in turn. */
-function migrate(db: Database.Database, file: string): void {
-  const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
-  let version = hasMeta ? Number((db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined)?.value ?? 1) : 0;
-  if (version > SCHEMA_VERSION) {
-    throw new StoreError(`${file}: written by a newer pristine (schema ${version}); this one knows ${SCHEMA_VERSION}: use that version, or a new --state file`);
-  }
-  if (version === 0) {
-    db.transaction(() => {
-      db.exec(SCHEMA_V1);
-      db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', '1')`).run();
-    })();
-    version = 1;
-  }
-  for (const m of MIGRATIONS) {
-    if (m.to <= version) continue;
-    try {
-      db.transaction(() => {
-        db.exec(m.sql);
-        db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(m.to));
-      })();
-    } catch (err) {
-      throw new StoreError(
-        `${file}: could not be migrated from schema ${version} to ${m.to} (${m.what}): ${err instanceof Error ? err.message : String(err)}. The file is unchanged; keep it, and run the pristine that wrote it, or start with a new --state file`,
-        { cause: err },
-      );
-    }
-    version = m.to;
-  }
-}
-
 /**
  * pristine's memory between cycles, in one SQLite file (WAL): verdicts and findings, what was
  * alerted, the Slack outbox, the replacement journal, the sources' high-water marks and the
  * activities already read. Every write is a transaction, so a crash (`kill -9`) loses at most the
  * step that was running, which the journal shows as begun and not ended.
  */
-export class StateStore implements EvidenceStore {
+export class SqliteStateStore implements StateStore {
+  readonly kind = 'sqlite' as const;
   /**
    * The evidence log of the scopes read so far, in memory: a cycle reads its scope's log without
    * parsing it again, and gets the same objects as the cycle before (so what it worked out from them
@@ -345,14 +104,20 @@ export class StateStore implements EvidenceStore {
   private logVersion: unknown = null;
   /** bumped by every write to the log in memory: a failed transaction that wrote to it drops it */
   private logWrites = 0;
+  /** settles when the open transaction ends; null when none is open */
+  private gate: Promise<void> | null = null;
+  readonly leases: LeasesPort;
 
   private constructor(
     private readonly db: Database.Database,
     /** the file and its identity when opened, to notice it was removed or replaced under us */
     private readonly file: { path: string; dev: number; ino: number } | null,
-  ) {}
+    readonly location: string,
+  ) {
+    this.leases = new SqliteLeases(db, () => this.blocked(), () => this.gate);
+  }
 
-  static open(file: string): StateStore {
+  static open(file: string): SqliteStateStore {
     let db: Database.Database | undefined;
     try {
       if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -364,7 +129,7 @@ export class StateStore implements EvidenceStore {
       migrate(db, file);
       const resolved = file === ':memory:' ? null : path.resolve(file);
       const st = resolved ? statSync(resolved) : null;
-      return new StateStore(db, resolved && st ? { path: resolved, dev: st.dev, ino: st.ino } : null);
+      return new SqliteStateStore(db, resolved && st ? { path: resolved, dev: st.dev, ino: st.ino } : null, resolved ?? file);
     } catch (err) {
       if (db?.open) db.close();
       if (err instanceof StoreError) throw err;
@@ -372,7 +137,8 @@ export class StateStore implements EvidenceStore {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    while (this.blocked()) await this.gate;
     if (this.db.open) this.db.close();
   }
 
@@ -380,7 +146,8 @@ export class StateStore implements EvidenceStore {
    * Throws a StoreError when the file can no longer be read and written, or is no longer the file
    * that was opened (removed or replaced: writes would go to a file nobody will read again).
    */
-  check(): void {
+  async check(): Promise<void> {
+    while (this.blocked()) await this.gate;
     if (this.file) {
       const st = statSync(this.file.path, { throwIfNoEntry: false });
       if (!st || st.dev !== this.file.dev || st.ino !== this.file.ino) {
@@ -399,17 +166,47 @@ export class StateStore implements EvidenceStore {
     }
   }
 
-  meta(key: string): string | null {
+  async meta(key: string): Promise<string | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as Row | undefined;
     return (r?.['value'] as string | undefined) ?? null;
   }
 
-  setMeta(key: string, value: string | null): void {
+  async setMeta(key: string, value: string | null): Promise<void> {
+    while (this.blocked()) await this.gate;
     if (value === null) this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
     else this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
-  transaction<T>(fn: () => T): T {
+  /**
+   * Runs fn in one transaction (BEGIN IMMEDIATE on the one connection). Until it ends, calls from
+   * outside it wait (they would otherwise run inside it); calls from inside it join it.
+   */
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (inTransaction.getStore() === this) return fn();
+    while (this.gate) await this.gate;
+    let open!: () => void;
+    this.gate = new Promise<void>((resolve) => (open = resolve));
+    const writes = this.logWrites;
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const out = await inTransaction.run(this, fn);
+        this.db.exec('COMMIT');
+        return out;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        if (this.logWrites !== writes) this.logCache.clear(); // it may hold what was rolled back
+        throw err;
+      }
+    } finally {
+      this.gate = null;
+      open();
+    }
+  }
+
+  /** A transaction within one synchronous call (a savepoint inside an open one). */
+  private tx<T>(fn: () => T): T {
     const writes = this.logWrites;
     try {
       return this.db.transaction(fn)();
@@ -419,14 +216,20 @@ export class StateStore implements EvidenceStore {
     }
   }
 
+  /** Whether a call must wait: a transaction is open, and the call is not part of it. */
+  private blocked(): boolean {
+    return this.gate !== null && inTransaction.getStore() !== this;
+  }
+
   // --- the evidence log, coverage, trail files --------------------------------------------------
 
   /**
    * Rows written before pristine knew accounts (schema 1) belong to pristine's own account, the only
    * one such a file can be about. Called once the cycle knows that account.
    */
-  adoptLegacyRows(accountId: string): number {
-    return this.transaction(() => {
+  async adoptLegacyRows(accountId: string): Promise<number> {
+    while (this.blocked()) await this.gate;
+    return this.tx(() => {
       let n = 0;
       for (const table of ['activities', 'coverage_spans', 'instances', 'replacements']) {
         n += this.db.prepare(`UPDATE ${table} SET account_id = ? WHERE account_id IS NULL`).run(accountId).changes;
@@ -437,13 +240,19 @@ export class StateStore implements EvidenceStore {
   }
 
   /** Whether rows without an account (written by schema 1) wait to be adopted. */
-  hasLegacyRows(): boolean {
+  async hasLegacyRows(): Promise<boolean> {
+    while (this.blocked()) await this.gate;
     return ['activities', 'coverage_spans', 'instances', 'replacements'].some(
       (t) => this.db.prepare(`SELECT 1 FROM ${t} WHERE account_id IS NULL LIMIT 1`).get() !== undefined,
     );
   }
 
-  coverage(scope: Scope, kind: CoverageKind): Span[] {
+  async coverage(scope: Scope, kind: CoverageKind): Promise<Span[]> {
+    while (this.blocked()) await this.gate;
+    return this.spans(scope, kind);
+  }
+
+  private spans(scope: Scope, kind: CoverageKind): Span[] {
     return (this.db.prepare('SELECT from_ms, to_ms FROM coverage_spans WHERE account_id = ? AND region = ? AND kind = ? ORDER BY from_ms').all(scope.accountId, scope.region, kind) as Row[]).map(
       (r) => ({ from: r['from_ms'] as number, to: r['to_ms'] as number }),
     );
@@ -456,15 +265,17 @@ export class StateStore implements EvidenceStore {
   }
 
   /** Adds a proven span to a scope's coverage of one kind; spans that touch are joined. */
-  addCoverage(scope: Scope, kind: CoverageKind, span: Span): void {
-    this.transaction(() => this.setSpans(scope, kind, mergeSpans([...this.coverage(scope, kind), span])));
+  async addCoverage(scope: Scope, kind: CoverageKind, span: Span): Promise<void> {
+    while (this.blocked()) await this.gate;
+    this.tx(() => this.setSpans(scope, kind, mergeSpans([...this.spans(scope, kind), span])));
   }
 
   /** A clock that moved backwards: coverage of a future nobody has read yet is dropped. */
-  clampCoverage(scope: Scope, max: number): void {
-    this.transaction(() => {
+  async clampCoverage(scope: Scope, max: number): Promise<void> {
+    while (this.blocked()) await this.gate;
+    this.tx(() => {
       for (const kind of ['lookup-events', 's3-digest', 'ssm-sessions'] as const) {
-        const spans = this.coverage(scope, kind);
+        const spans = this.spans(scope, kind);
         if (spans.some((s) => s.to > max)) this.setSpans(scope, kind, clampSpans(spans, max));
       }
     });
@@ -475,13 +286,14 @@ export class StateStore implements EvidenceStore {
    * never overwritten: the paths it came by are added, and instances resolved later (where a command
    * ran, which SSM forgets after a while) are kept. Returns the activities the log did not hold.
    */
-  ingest(activities: readonly Activity[], now = Date.now()): Activity[] {
+  async ingest(activities: readonly Activity[], now = Date.now()): Promise<Activity[]> {
+    while (this.blocked()) await this.gate;
     const get = this.db.prepare('SELECT body, account_id FROM activities WHERE id = ?');
     const put = this.db.prepare('INSERT INTO activities (id, account_id, region, at, body, received_at) VALUES (?, ?, ?, ?, ?, ?)');
     const update = this.db.prepare('UPDATE activities SET body = ? WHERE id = ?');
     const added: Activity[] = [];
     const changed: Activity[] = [];
-    this.transaction(() => {
+    this.tx(() => {
       for (const a of activities) {
         const row = get.get(a.id) as Row | undefined;
         if (!row) {
@@ -509,7 +321,8 @@ export class StateStore implements EvidenceStore {
   }
 
   /** The activities of a scope from `from` on, oldest first. */
-  activities(scope: Scope, from: number): Activity[] {
+  async activities(scope: Scope, from: number): Promise<Activity[]> {
+    while (this.blocked()) await this.gate;
     const version = this.db.pragma('data_version', { simple: true });
     if (version !== this.logVersion) {
       this.logCache.clear(); // another connection wrote the file
@@ -534,7 +347,8 @@ export class StateStore implements EvidenceStore {
     return sorted.slice(start);
   }
 
-  activitiesById(ids: readonly string[]): Activity[] {
+  async activitiesById(ids: readonly string[]): Promise<Activity[]> {
+    while (this.blocked()) await this.gate;
     const get = this.db.prepare('SELECT body FROM activities WHERE id = ?');
     return ids.flatMap((id) => {
       const r = get.get(id) as Row | undefined;
@@ -542,8 +356,9 @@ export class StateStore implements EvidenceStore {
     });
   }
 
-  pruneActivities(before: number): number {
-    return this.transaction(() => {
+  async pruneActivities(before: number): Promise<number> {
+    while (this.blocked()) await this.gate;
+    return this.tx(() => {
       this.db.prepare('DELETE FROM trail_files WHERE read_at < ?').run(before);
       this.db.prepare('DELETE FROM digests WHERE to_ms < ?').run(before);
       const n = this.db.prepare('DELETE FROM activities WHERE at < ?').run(before).changes;
@@ -558,20 +373,23 @@ export class StateStore implements EvidenceStore {
     });
   }
 
-  trailFile(bucket: string, key: string): TrailFileRecord | null {
+  async trailFile(bucket: string, key: string): Promise<TrailFileRecord | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM trail_files WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
     return r
       ? { bucket, key, accountId: r['account_id'] as string, region: r['region'] as string, sha256: r['sha256'] as string, records: r['records'] as number, readAt: r['read_at'] as number }
       : null;
   }
 
-  recordTrailFile(f: TrailFileRecord): void {
+  async recordTrailFile(f: TrailFileRecord): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db
       .prepare('INSERT INTO trail_files (bucket, key, account_id, region, sha256, records, read_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket, key) DO NOTHING')
       .run(f.bucket, f.key, f.accountId, f.region, f.sha256, f.records, f.readAt);
   }
 
-  digest(bucket: string, key: string): DigestRecord | null {
+  async digest(bucket: string, key: string): Promise<DigestRecord | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM digests WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
     return r
       ? {
@@ -587,7 +405,8 @@ export class StateStore implements EvidenceStore {
       : null;
   }
 
-  recordDigest(d: DigestRecord): void {
+  async recordDigest(d: DigestRecord): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db
       .prepare(
         `INSERT INTO digests (bucket, key, account_id, region, from_ms, to_ms, status, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -602,7 +421,8 @@ export class StateStore implements EvidenceStore {
    * Records this cycle's verdicts. Returns the instances whose taint is new (not alerted before),
    * and per already-alerted instance the findings not seen before.
    */
-  recordVerdicts(now: number, verdicts: readonly VerdictInput[]): { newlyTainted: string[]; newFindings: Map<string, string[]> } {
+  async recordVerdicts(now: number, verdicts: readonly VerdictInput[]): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }> {
+    while (this.blocked()) await this.gate;
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
     const getInstance = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?');
@@ -616,7 +436,7 @@ export class StateStore implements EvidenceStore {
       INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
       VALUES (@instanceId, @key, @detector, @severity, @summary, @at, @actor, @now, @now)
       ON CONFLICT (instance_id, key) DO UPDATE SET last_seen = excluded.last_seen, summary = excluded.summary`);
-    this.transaction(() => {
+    this.tx(() => {
       for (const v of verdicts) {
         const before = getInstance.get(v.instanceId) as Row | undefined;
         const tainted = v.verdict === 'tainted';
@@ -633,17 +453,20 @@ export class StateStore implements EvidenceStore {
     return { newlyTainted, newFindings };
   }
 
-  instance(instanceId: string): InstanceRow | null {
+  async instance(instanceId: string): Promise<InstanceRow | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?').get(instanceId) as Row | undefined;
     return r ? toInstance(r) : null;
   }
 
-  setAlert(instanceId: string, outboxId: number): void {
-    this.db.prepare('UPDATE instances SET alert_outbox_id = ? WHERE instance_id = ?').run(outboxId, instanceId);
+  async setAlert(instanceId: string, outboxId: number): Promise<boolean> {
+    while (this.blocked()) await this.gate;
+    return this.db.prepare('UPDATE instances SET alert_outbox_id = ? WHERE instance_id = ? AND alert_outbox_id IS NULL').run(outboxId, instanceId).changes > 0;
   }
 
   /** Tainted instances seen in the last cycle that have not been replaced. */
-  openFindings(): Array<InstanceRow & { findings: Array<FindingInput & { firstSeen: number; lastSeen: number }> }> {
+  async openFindings(): Promise<OpenFinding[]> {
+    while (this.blocked()) await this.gate;
     const rows = this.db
       .prepare(
         `SELECT i.* FROM instances i WHERE i.verdict = 'tainted'
@@ -670,7 +493,8 @@ export class StateStore implements EvidenceStore {
 
   // --- outbox ------------------------------------------------------------------------------------
 
-  enqueue(channel: string, notice: Notice, parentId: number | null = null, now = Date.now()): number {
+  async enqueue(channel: string, notice: Notice, parentId: number | null = null, now = Date.now()): Promise<number> {
+    while (this.blocked()) await this.gate;
     return Number(
       this.db.prepare('INSERT INTO outbox (channel, parent_id, notice, created_at) VALUES (?, ?, ?, ?)').run(channel, parentId, JSON.stringify(notice), now)
         .lastInsertRowid,
@@ -678,7 +502,8 @@ export class StateStore implements EvidenceStore {
   }
 
   /** Messages not yet sent, oldest first. */
-  pending(): OutboxRow[] {
+  async pending(): Promise<OutboxRow[]> {
+    while (this.blocked()) await this.gate;
     return (this.db.prepare('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id').all() as Row[]).map((r) => ({
       id: r['id'] as number,
       channel: r['channel'] as string,
@@ -691,25 +516,30 @@ export class StateStore implements EvidenceStore {
   }
 
   /** The Slack ts of a sent message; null while it waits in the outbox. */
-  sentTs(outboxId: number): string | null {
+  async sentTs(outboxId: number): Promise<string | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT ts FROM outbox WHERE id = ? AND sent_at IS NOT NULL').get(outboxId) as Row | undefined;
     return (r?.['ts'] as string | null | undefined) ?? null;
   }
 
-  markSent(id: number, ts: string | null, now = Date.now()): void {
+  async markSent(id: number, ts: string | null, now = Date.now()): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db.prepare('UPDATE outbox SET sent_at = ?, ts = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, ts, id);
   }
 
-  markFailed(id: number, error: string): void {
+  async markFailed(id: number, error: string): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db.prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?').run(error, id);
   }
 
   /** A message Slack will never take (e.g. channel_not_found): kept for the record, not retried. */
-  markDropped(id: number, error: string, now = Date.now()): void {
+  async markDropped(id: number, error: string, now = Date.now()): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db.prepare('UPDATE outbox SET dropped_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?').run(now, error, id);
   }
 
-  outboxStats(): { pending: number; sent: number; dropped: number } {
+  async outboxStats(): Promise<{ pending: number; sent: number; dropped: number }> {
+    while (this.blocked()) await this.gate;
     const r = this.db
       .prepare(
         `SELECT sum(sent_at IS NULL AND dropped_at IS NULL) AS pending, sum(sent_at IS NOT NULL) AS sent, sum(dropped_at IS NOT NULL) AS dropped FROM outbox`,
@@ -721,7 +551,8 @@ export class StateStore implements EvidenceStore {
   // --- replacements and their journal ------------------------------------------------------------
 
   /** Starts a replacement; null when one that was not rolled back already exists for the instance. */
-  createReplacement(r: { oldInstanceId: string; accountId: string; region: string; policy: string; imageId: string; step: string; data: Record<string, unknown>; alertOutboxId: number | null }, now = Date.now()): ReplacementRow | null {
+  async createReplacement(r: NewReplacement, now = Date.now()): Promise<ReplacementRow | null> {
+    while (this.blocked()) await this.gate;
     try {
       const id = Number(
         this.db
@@ -731,45 +562,47 @@ export class StateStore implements EvidenceStore {
           )
           .run(randomUUID(), r.oldInstanceId, r.accountId, r.region, r.policy, r.imageId, r.step, JSON.stringify(r.data), r.alertOutboxId, now, now, now).lastInsertRowid,
       );
-      return this.replacement(id);
+      return this.row(id);
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') return null;
       throw err;
     }
   }
 
-  replacement(id: number): ReplacementRow | null {
+  async replacement(id: number): Promise<ReplacementRow | null> {
+    while (this.blocked()) await this.gate;
+    return this.row(id);
+  }
+
+  private row(id: number): ReplacementRow | null {
     const r = this.db.prepare('SELECT * FROM replacements WHERE id = ?').get(id) as Row | undefined;
     return r ? toReplacement(r) : null;
   }
 
   /** The latest replacement of an instance, whatever its status. */
-  replacementOf(oldInstanceId: string): ReplacementRow | null {
+  async replacementOf(oldInstanceId: string): Promise<ReplacementRow | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM replacements WHERE old_instance_id = ? ORDER BY id DESC LIMIT 1').get(oldInstanceId) as Row | undefined;
     return r ? toReplacement(r) : null;
   }
 
-  inFlight(): ReplacementRow[] {
+  async inFlight(): Promise<ReplacementRow[]> {
+    while (this.blocked()) await this.gate;
     return (this.db.prepare(`SELECT * FROM replacements WHERE status = 'in-progress' ORDER BY id`).all() as Row[]).map(toReplacement);
   }
 
-  recentReplacements(limit = 20): ReplacementRow[] {
+  async recentReplacements(limit = 20): Promise<ReplacementRow[]> {
+    while (this.blocked()) await this.gate;
     return (this.db.prepare('SELECT * FROM replacements ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map(toReplacement);
   }
 
   /** Journals a step's phase and moves the replacement to it, in one transaction. */
-  journal(
-    replacementId: number,
-    step: string,
-    phase: JournalRow['phase'],
-    patch: { data?: Record<string, unknown>; newInstanceId?: string | null; status?: ReplacementStatus; error?: string | null; detail?: Record<string, unknown> } = {},
-    now = Date.now(),
-    fence?: Fence,
-  ): ReplacementRow {
-    return this.transaction(() => {
+  async journal(replacementId: number, step: string, phase: JournalRow['phase'], patch: JournalPatch = {}, now = Date.now(), fence?: Fence): Promise<ReplacementRow> {
+    while (this.blocked()) await this.gate;
+    return this.tx(() => {
       if (fence) this.checkFence(replacementId, fence);
       this.db.prepare('INSERT INTO journal (replacement_id, step, phase, at, detail) VALUES (?, ?, ?, ?, ?)').run(replacementId, step, phase, now, patch.detail ? JSON.stringify(patch.detail) : null);
-      const current = this.replacement(replacementId);
+      const current = this.row(replacementId);
       if (!current) throw new StoreError(`no replacement ${replacementId}`);
       const status = patch.status ?? current.status;
       const finished = status !== 'in-progress' ? now : null;
@@ -787,7 +620,7 @@ export class StateStore implements EvidenceStore {
           finished,
           replacementId,
         );
-      return this.replacement(replacementId) as ReplacementRow;
+      return this.row(replacementId) as ReplacementRow;
     });
   }
 
@@ -803,7 +636,9 @@ export class StateStore implements EvidenceStore {
    * this owner holds it, or when `takeOverFrom` (a driver known dead) holds it. The fencing token rises
    * whenever the owner changes. Returns the fence, or null when a live driver holds it.
    */
-  claimReplacement(id: number, owner: string, ttlMs: number, now = Date.now(), takeOverFrom: string | null = null): Fence | null {
+  async claimReplacement(id: number, owner: string, ttlMs: number, takeOverFrom: string | null = null): Promise<Fence | null> {
+    while (this.blocked()) await this.gate;
+    const now = Date.now();
     const changed = this.db
       .prepare(
         `UPDATE replacements SET lease_token = lease_token + CASE WHEN lease_owner IS ? THEN 0 ELSE 1 END, lease_owner = ?, lease_expires_at = ?
@@ -816,29 +651,35 @@ export class StateStore implements EvidenceStore {
   }
 
   /** Lets go of one lease (the replacement is over). */
-  releaseLease(id: number, owner: string): void {
+  async releaseLease(id: number, owner: string): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db.prepare('UPDATE replacements SET lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL, waiting_for = NULL WHERE id = ? AND lease_owner = ?').run(id, owner);
   }
 
   /** The last journal entry of a replacement. */
-  lastJournal(replacementId: number): JournalRow | null {
+  async lastJournal(replacementId: number): Promise<JournalRow | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id DESC LIMIT 1').get(replacementId) as Row | undefined;
     return r ? toJournal(r) : null;
   }
 
   /** Extends every lease this owner holds. */
-  renewLeases(owner: string, ttlMs: number, now = Date.now()): void {
+  async renewLeases(owner: string, ttlMs: number): Promise<void> {
+    while (this.blocked()) await this.gate;
+    const now = Date.now();
     this.db.prepare('UPDATE replacements SET lease_expires_at = ? WHERE lease_owner = ?').run(now + ttlMs, owner);
   }
 
   /** Lets go of every lease this owner holds (a clean stop): another driver may take them at once. */
-  releaseLeases(owner: string): number {
+  async releaseLeases(owner: string): Promise<number> {
+    while (this.blocked()) await this.gate;
     return this.db.prepare('UPDATE replacements SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?').run(owner).changes;
   }
 
   /** When to take the next step or poll, what it waits for, and the data a poll changed; under the lease. */
-  schedule(id: number, nextPollAt: number, waitingFor: string | null, fence: Fence, data?: Record<string, unknown>): void {
-    this.transaction(() => {
+  async schedule(id: number, nextPollAt: number, waitingFor: string | null, fence: Fence, data?: Record<string, unknown>): Promise<void> {
+    while (this.blocked()) await this.gate;
+    this.tx(() => {
       this.checkFence(id, fence);
       this.db
         .prepare('UPDATE replacements SET next_poll_at = ?, waiting_for = ?, data = COALESCE(?, data) WHERE id = ?')
@@ -846,21 +687,25 @@ export class StateStore implements EvidenceStore {
     });
   }
 
-  journalOf(replacementId: number): JournalRow[] {
+  async journalOf(replacementId: number): Promise<JournalRow[]> {
+    while (this.blocked()) await this.gate;
     return (this.db.prepare('SELECT * FROM journal WHERE replacement_id = ? ORDER BY id').all(replacementId) as Row[]).map(toJournal);
   }
 
   // --- cycles --------------------------------------------------------------------------------------
 
-  startCycle(now = Date.now()): number {
+  async startCycle(now = Date.now()): Promise<number> {
+    while (this.blocked()) await this.gate;
     return Number(this.db.prepare('INSERT INTO cycles (started_at) VALUES (?)').run(now).lastInsertRowid);
   }
 
-  finishCycle(id: number, outcome: string, exitCode: number, summary: Record<string, unknown>, now = Date.now()): void {
+  async finishCycle(id: number, outcome: string, exitCode: number, summary: Record<string, unknown>, now = Date.now()): Promise<void> {
+    while (this.blocked()) await this.gate;
     this.db.prepare('UPDATE cycles SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?').run(now, outcome, exitCode, JSON.stringify(summary), id);
   }
 
-  recentCycles(limit = 10): Array<{ id: number; startedAt: number; finishedAt: number | null; outcome: string | null; exitCode: number | null; summary: Record<string, unknown> | null }> {
+  async recentCycles(limit = 10): Promise<CycleRow[]> {
+    while (this.blocked()) await this.gate;
     return (this.db.prepare('SELECT * FROM cycles ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map((r) => ({
       id: r['id'] as number,
       startedAt: r['started_at'] as number,
@@ -871,8 +716,74 @@ export class StateStore implements EvidenceStore {
     }));
   }
 
-  lastFinishedCycle(): { finishedAt: number; outcome: string } | null {
+  async lastFinishedCycle(): Promise<{ finishedAt: number; outcome: string } | null> {
+    while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT finished_at, outcome FROM cycles WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1').get() as Row | undefined;
     return r ? { finishedAt: r['finished_at'] as number, outcome: r['outcome'] as string } : null;
+  }
+}
+
+/**
+ * Named leases in the file. One machine shares a file, so its clock is the store's clock; the
+ * token rises whenever the holder changes and never falls (a released row keeps it).
+ */
+class SqliteLeases implements LeasesPort {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly blocked: () => boolean,
+    private readonly gate: () => Promise<void> | null,
+  ) {}
+
+  private async wait(): Promise<void> {
+    while (this.blocked()) await this.gate();
+  }
+
+  async claim(name: string, owner: string, ttlMs: number): Promise<Fence | null> {
+    await this.wait();
+    const now = Date.now();
+    const r = this.db
+      .prepare(
+        `INSERT INTO leases (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
+         ON CONFLICT (name) DO UPDATE SET token = leases.token + CASE WHEN leases.owner IS excluded.owner THEN 0 ELSE 1 END,
+           owner = excluded.owner, expires_at = excluded.expires_at
+         WHERE leases.owner IS NULL OR leases.owner = excluded.owner OR leases.expires_at < ?
+         RETURNING token`,
+      )
+      .get(name, owner, now + ttlMs, now) as Row | undefined;
+    return r ? { owner, token: r['token'] as number } : null;
+  }
+
+  async renew(owner: string, ttlMs: number): Promise<string[]> {
+    await this.wait();
+    const now = Date.now();
+    return (this.db.prepare('UPDATE leases SET expires_at = ? WHERE owner = ? AND expires_at >= ? RETURNING name').all(now + ttlMs, owner, now) as Row[]).map((r) => r['name'] as string);
+  }
+
+  async check(name: string, fence: Fence): Promise<void> {
+    await this.wait();
+    const r = this.db.prepare('SELECT owner, token, expires_at FROM leases WHERE name = ?').get(name) as Row | undefined;
+    if (!r || r['owner'] !== fence.owner || r['token'] !== fence.token || (r['expires_at'] as number) < Date.now()) {
+      throw new LeaseLostError(`lease ${name}: held by ${String(r?.['owner'] ?? 'nobody')} (token ${String(r?.['token'])}), not ${fence.owner} (token ${fence.token})`);
+    }
+  }
+
+  async release(name: string, owner: string): Promise<void> {
+    await this.wait();
+    this.db.prepare('UPDATE leases SET owner = NULL, expires_at = NULL WHERE name = ? AND owner = ?').run(name, owner);
+  }
+
+  async releaseAll(owner: string): Promise<number> {
+    await this.wait();
+    return this.db.prepare('UPDATE leases SET owner = NULL, expires_at = NULL WHERE owner = ?').run(owner).changes;
+  }
+
+  async held(owner: string): Promise<LeaseRow[]> {
+    await this.wait();
+    return (this.db.prepare('SELECT name, owner, token, expires_at FROM leases WHERE owner = ? AND expires_at >= ? ORDER BY name').all(owner, Date.now()) as Row[]).map((r) => ({
+      name: r['name'] as string,
+      owner: r['owner'] as string,
+      token: r['token'] as number,
+      expiresAt: r['expires_at'] as number,
+    }));
   }
 }
