@@ -40,6 +40,11 @@ export interface AuditOptions {
   signal?: AbortSignal;
   /** the previous cycle's scopes, by scopeKey (a daemon's): what their facts still hold is not worked out again */
   previous?: ReadonlyMap<string, ScopeAudit>;
+  /**
+   * Which of the scopes this process audits (a replica's: those it holds a lease on); default: all.
+   * The others are another replica's: this audit neither reads nor reports them.
+   */
+  claimScopes?: (scopes: Scope[]) => Promise<Scope[]>;
 }
 
 /** One scope's verdicts, with the facts behind them and whether its evidence was read in full. */
@@ -121,7 +126,8 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
     opts.pool.setAccounts(accounts.accounts);
     await opts.store.adoptLegacyRows(accounts.ownAccountId);
   }
-  const scopes = accounts ? scopesOf(inputs, accounts.accounts.map((a) => a.id)) : [];
+  const all = accounts ? scopesOf(inputs, accounts.accounts.map((a) => a.id)) : [];
+  const scopes = opts.claimScopes ? await opts.claimScopes(all) : all;
   const limit = pLimit(opts.concurrency ?? inputs.config.concurrency);
   const trailRegion = inputs.config.sources.s3.region ?? inputs.regions[0] ?? 'us-east-1';
   const audited = await Promise.all(

@@ -1,7 +1,7 @@
 import { ownIdentity } from './accounts/resolve.js';
 import { runAudit, type AuditInputs, type ScopeAudit } from './audit.js';
 import type { ClientPool } from './collect/clients.js';
-import { scopeKey } from './core/facts.js';
+import { scopeKey, type Scope } from './core/facts.js';
 import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
 import { describeError } from './errors.js';
 import type { SlackOutcome } from './daemon/metrics.js';
@@ -42,6 +42,13 @@ export interface CycleOptions {
   hooks?: CycleHooks;
   /** the previous cycle's scopes (a daemon's), carried over where their facts still hold */
   previous?: ReadonlyMap<string, ScopeAudit>;
+  /**
+   * A replica's share of the scopes, under leases: which to audit, and whether it still holds one once
+   * audited (a scope whose lease passed to another replica meanwhile is that replica's to decide).
+   */
+  scopeLeases?: { claim(scopes: Scope[]): Promise<Scope[]>; holds(scope: Scope): Promise<boolean> };
+  /** who this process is in the leases it takes (the outbox's); default: one name per process */
+  owner?: string;
 }
 
 export interface CycleResult {
@@ -101,6 +108,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       signal: opts.signal,
       // A dry run's evidence log is read afresh into memory: nothing of a previous cycle matches it.
       previous: opts.dryRun ? undefined : opts.previous,
+      claimScopes: opts.scopeLeases?.claim.bind(opts.scopeLeases),
     }).finally(async () => {
       if (evidence !== store) await evidence.close();
     });
@@ -109,7 +117,16 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       if (cycleId !== null) await store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
       return { report, scopes, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
     }
-    const results = scopes.flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
+    // A scope whose lease passed to another replica during the audit is that replica's: nothing of it is recorded here.
+    const lost = new Set<string>();
+    if (opts.scopeLeases) {
+      for (const s of scopes) {
+        if (await opts.scopeLeases.holds(s)) continue;
+        lost.add(scopeKey(s));
+        logger.warn({ scope: scopeKey(s) }, 'the lease on this scope passed to another replica during the audit: its verdicts are left to that replica');
+      }
+    }
+    const results = scopes.filter((r) => !lost.has(scopeKey(r))).flatMap((r) => r.results.map((result) => ({ result, regionComplete: r.complete })));
     const reported = new Map(report.instances.map((i) => [i.instanceId, i]));
 
     const verdicts = results.map(({ result }) => verdictInputOf(result));
@@ -194,7 +211,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       if (row) replacements.push(row);
     }
 
-    const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack);
+    const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack, opts.owner);
     const exitCode = exitCodeOf(report);
     if (cycleId !== null) await store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
     return { report, scopes, plan, exitCode, replacements, outbox };

@@ -48,6 +48,8 @@ export async function judgePushed(opts: {
   transport: Transport;
   logger: Logger;
   now?: number;
+  /** who this process is in the leases it takes (the outbox's) */
+  owner?: string;
   onSlack?: (outcome: SlackOutcome) => void;
 }): Promise<PushedResult> {
   const now = opts.now ?? Date.now();
@@ -81,6 +83,6 @@ export async function judgePushed(opts: {
     return newlyTainted;
   });
   opts.logger.info({ tainted: verdicts.map((v) => v.instanceId), alerted }, 'pushed events judged');
-  const outbox = await drainOutbox(opts.store, opts.transport, opts.logger, opts.onSlack);
+  const outbox = await drainOutbox(opts.store, opts.transport, opts.logger, opts.onSlack, opts.owner);
   return { tainted: verdicts.map((v) => v.instanceId), alerted, outbox };
 }

@@ -14,6 +14,7 @@ import { isStale, schedulePeriodMs, startSchedule, validateSchedule } from '../d
 import { describeError, InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createPool, openStore, transportFromEnv } from './shared.js';
+import { REPLICA_LEASE_PREFIX, ScopeLeases } from '../daemon/scope-leases.js';
 
 /** Long polling: a receive waits this long for a message, the most SQS allows. */
 const LONG_POLL_SECONDS = 20;
@@ -62,6 +63,17 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   let loadedInputs = firstInputs(inputs);
   const store = await openStore(flags.state);
   const metrics = createMetrics();
+  /** this replica: the owner of every lease it takes (scopes, itself, the outbox, replacements) */
+  const owner = driverName();
+  const leaseTtlMs = inputs.config.leaseTtl;
+  const scopeLeases = new ScopeLeases(store, owner, leaseTtlMs, {
+    onTakeover: (scope, from) => {
+      metrics.leaseTakeovers.inc({ kind: 'audit' });
+      logger.warn({ scope: scopeKey(scope), from }, 'scope taken over from a replica whose lease expired');
+    },
+  });
+  let leasesHeld: string[] = [];
+  let replacementsHeld = 0;
   const pool = await createPool(metrics.onAwsCall);
   /** the last cycle's scopes: pushed events are judged against them between cycles */
   let lastScopes = new Map<string, ScopeAudit>();
@@ -78,14 +90,17 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     replacer,
     clientsFor: pool.get,
     logger,
-    owner: driverName(),
-    leaseTtlMs: inputs.config.leaseTtl,
+    owner,
+    leaseTtlMs,
+    onTakeover: () => metrics.leaseTakeovers.inc({ kind: 'replacement' }),
     onTurn: async (inFlight) => {
       metrics.setInFlight(inFlight.map((r) => r.step));
+      replacementsHeld = inFlight.filter((r) => r.leaseOwner === owner).length;
+      metrics.setLeasesHeld(leasesHeld, replacementsHeld);
       // A replacement's progress goes to its Slack thread now, not at the next cycle.
       if (noticesQueued) {
         noticesQueued = false;
-        await drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }));
+        await drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }), owner);
       }
     },
   });
@@ -97,12 +112,20 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   let lastFinished: number | null = null;
 
   const health = async () => {
+    const storeInfo = { kind: store.kind, location: store.location };
     try {
       await store.check();
     } catch (err) {
-      return { ok: false, reason: describeError(err) };
+      return { ok: false, reason: describeError(err), details: { store: storeInfo } };
     }
-    const details = { lastCycleAt: lastFinished === null ? null : new Date(lastFinished).toISOString(), startedAt: new Date(startedAt).toISOString() };
+    const details = {
+      lastCycleAt: lastFinished === null ? null : new Date(lastFinished).toISOString(),
+      startedAt: new Date(startedAt).toISOString(),
+      store: storeInfo,
+      replica: owner,
+      leases: leasesHeld.filter((n) => !n.startsWith(REPLICA_LEASE_PREFIX)),
+      replacementsDriven: replacementsHeld,
+    };
     if (isStale(lastFinished, startedAt, period, Date.now())) {
       return { ok: false, reason: lastFinished === null ? 'no cycle has finished yet' : `the last cycle finished at ${details.lastCycleAt}: too long ago`, details };
     }
@@ -133,6 +156,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         since: flags.since,
         signal: stopping.signal,
         previous: lastScopes,
+        scopeLeases,
+        owner,
         hooks: { onReplacement: (outcome) => metrics.replacements.inc({ outcome }), onSlack: (outcome) => metrics.slack.inc({ outcome }) },
       });
       if (stopping.signal.aborted) {
@@ -149,7 +174,9 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       const byDetector: Record<string, number> = {};
       for (const i of result.report.instances) for (const f of i.findings) byDetector[f.detector] = (byDetector[f.detector] ?? 0) + 1;
       metrics.setFindings(byDetector);
-      logger.info({ startedAt: result.report.startedAt, summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox, carriedOver: result.scopes.filter((s) => s.judge?.carried).length }, 'cycle finished');
+      leasesHeld = (await store.leases.held(owner)).map((l) => l.name);
+      metrics.setLeasesHeld(leasesHeld, replacementsHeld);
+      logger.info({ startedAt: result.report.startedAt, scopes: result.scopes.map((s) => scopeKey(s)), summary: result.report.summary, complete: result.report.complete, replacements: result.replacements.length, outbox: result.outbox, carriedOver: result.scopes.filter((s) => s.judge?.carried).length }, 'cycle finished');
     } catch (err) {
       metrics.cycles.inc({ outcome: 'failed' });
       logger.error({ err: describeError(err) }, 'cycle failed');
@@ -187,7 +214,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
         metrics.queueMessages.inc({ outcome: 'failed' }, r.failed);
         metrics.pushedEvents.inc(r.ingested.length);
         if (r.ingested.length > 0) {
-          await judgePushed({ activities: r.ingested, scopes: lastScopes, inputs, store, transport, logger, onSlack: (outcome) => metrics.slack.inc({ outcome }) });
+          await judgePushed({ activities: r.ingested, scopes: lastScopes, inputs, store, transport, logger, owner, onSlack: (outcome) => metrics.slack.inc({ outcome }) });
         }
       } catch (err) {
         if (stopping.signal.aborted) break;
@@ -198,8 +225,21 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     }
   };
 
+  // Alive before the first cycle, and kept so every third of the TTL: the other replicas count this one
+  // in their share, and the scopes it audits stay its own while it lives.
+  const beat = async () => {
+    try {
+      leasesHeld = await scopeLeases.heartbeat();
+      metrics.setLeasesHeld(leasesHeld, replacementsHeld);
+    } catch (err) {
+      logger.warn({ err: describeError(err) }, 'leases could not be renewed');
+    }
+  };
+  await beat();
+  const heartbeat = setInterval(() => void beat(), Math.max(1000, Math.floor(leaseTtlMs / 3)));
+
   const server = await startHttpServer({ host: listen.host, port: listen.port, health, registry: metrics.registry, logger });
-  logger.info({ listen: server.url, schedule: flags.schedule, state: flags.state }, 'pristine daemon started');
+  logger.info({ listen: server.url, schedule: flags.schedule, state: store.location, store: store.kind, replica: owner }, 'pristine daemon started');
   const schedule = startSchedule(flags.schedule, guarded, logger);
   void guarded();
   const consumers = inputs.config.sources.queues.map((url) => consume(url));
@@ -228,6 +268,10 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   await schedule.stop();
   if (running) await running;
   await Promise.all([...consumers, driving]);
+  clearInterval(heartbeat);
+  // A clean stop lets go of every lease at once: another replica takes the scopes at its next cycle.
+  const released = await scopeLeases.releaseAll().catch(() => 0);
+  logger.info({ released }, 'leases released');
   await server.close();
   pool.destroy();
   await store.close();

@@ -12,6 +12,7 @@ const SLACK_OUTCOMES: readonly SlackOutcome[] = ['sent', 'failed', 'dropped', 'u
 const VERDICTS: readonly (keyof VerdictCounts)[] = ['pristine', 'tainted', 'unknown'];
 
 /** An audit cycle lasts from seconds (a small fleet) to tens of minutes (a large one, CloudTrail-paced). */
+export const LEASE_KINDS = ['audit', 'replica', 'outbox', 'replacement'] as const;
 export const CYCLE_DURATION_BUCKETS = [5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800];
 
 export interface Metrics {
@@ -32,6 +33,12 @@ export interface Metrics {
   queueMessages: Counter<'outcome'>;
   /** CloudTrail events the queues brought that the evidence log did not hold */
   pushedEvents: Counter;
+  /** leases this replica holds, by kind (audit, replica, outbox, replacement) */
+  leasesHeld: Gauge<'kind'>;
+  /** leases taken over from a replica whose lease expired (it died or hung), by kind */
+  leaseTakeovers: Counter<'kind'>;
+  /** Sets one series per kind of lease from the names held (`audit:…`, `replica:…`), plus replacements. */
+  setLeasesHeld(names: readonly string[], replacements: number): void;
   /** Sets all three verdict series at once (one cycle's counts). */
   setVerdicts(counts: VerdictCounts): void;
   /** Sets one series per detector; a detector seen in an earlier cycle but absent now goes to 0. */
@@ -116,6 +123,22 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   const seenSteps = new Set<string>();
+  const leasesHeld = new Gauge({
+    name: 'pristine_leases_held',
+    help: 'Leases this replica holds, by kind: audit (an account and region), replica (itself), outbox, replacement.',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+  const leaseTakeovers = new Counter({
+    name: 'pristine_lease_takeovers_total',
+    help: 'Leases taken over from a replica whose lease expired (it died or hung), by kind.',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+  for (const kind of LEASE_KINDS) {
+    leasesHeld.set({ kind }, 0);
+    leaseTakeovers.inc({ kind }, 0);
+  }
 
   for (const outcome of CYCLE_OUTCOMES) cycles.inc({ outcome }, 0);
   for (const outcome of REPLACEMENT_OUTCOMES) replacements.inc({ outcome }, 0);
@@ -137,6 +160,17 @@ export function createMetrics(): Metrics {
     queueMessages,
     pushedEvents,
     replacementsInFlight,
+    leasesHeld,
+    leaseTakeovers,
+    setLeasesHeld(names: readonly string[], replacements: number): void {
+      const counts = new Map<string, number>(LEASE_KINDS.map((k) => [k, 0]));
+      for (const n of names) {
+        const kind = n.slice(0, n.indexOf(':') > 0 ? n.indexOf(':') : n.length);
+        if (counts.has(kind)) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+      }
+      counts.set('replacement', replacements);
+      for (const [kind, n] of counts) leasesHeld.set({ kind }, n);
+    },
     setInFlight(steps: readonly string[]): void {
       const counts = new Map<string, number>();
       for (const s of steps) counts.set(s, (counts.get(s) ?? 0) + 1);

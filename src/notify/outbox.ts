@@ -1,7 +1,10 @@
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SlackOutcome } from '../daemon/metrics.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type StateStore } from '../state/ports.js';
+import { OUTBOX_LEASE } from '../state/records.js';
+import { driverName } from '../respond/worker.js';
 import { NotifyError, RenderError } from './slack-transport.js';
 import type { Transport } from './types.js';
 
@@ -19,14 +22,43 @@ const draining = new WeakMap<StateStore, Promise<unknown>>();
  * Sends what waits in the outbox, oldest first; a drain that starts while another runs on the same
  * store waits for it, then sends what is left.
  */
-export function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void): Promise<DrainResult> {
+export function drainOutbox(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void, owner = PROCESS_OWNER): Promise<DrainResult> {
   const before = draining.get(store) ?? Promise.resolve();
   const run = before.then(
-    () => drainNow(store, transport, logger, onOutcome),
-    () => drainNow(store, transport, logger, onOutcome),
+    () => drainLeased(store, transport, logger, onOutcome, owner),
+    () => drainLeased(store, transport, logger, onOutcome, owner),
   );
   draining.set(store, run.catch(() => undefined));
   return run;
+}
+
+/** Who this process is, as the outbox's lease holder. */
+const PROCESS_OWNER = driverName();
+/** The outbox lease lasts this long unless renewed (before every message): a sender killed mid-drain holds it no longer. */
+export const OUTBOX_LEASE_TTL_MS = 30_000;
+/** How long a drain waits for another replica's drain to end before leaving the rest to the next one. */
+const OUTBOX_WAIT_MS = 10_000;
+
+/**
+ * Sends under the outbox lease: one replica sends at a time, so no message goes out twice and a thread's
+ * replies keep their order. A drain that cannot get the lease within OUTBOX_WAIT_MS sends nothing: what
+ * waits is sent by the holder, or by the next drain.
+ */
+async function drainLeased(store: StateStore, transport: Transport, logger: Logger, onOutcome: ((o: SlackOutcome) => void) | undefined, owner: string): Promise<DrainResult> {
+  const deadline = Date.now() + OUTBOX_WAIT_MS;
+  while ((await store.leases.claim(OUTBOX_LEASE, owner, OUTBOX_LEASE_TTL_MS)) === null) {
+    if (Date.now() >= deadline) {
+      const pending = (await store.outboxStats()).pending;
+      logger.info({ pending }, 'another replica is sending the outbox: what waits is left to it');
+      return { sent: 0, failed: 0, dropped: 0, pending };
+    }
+    await sleep(250);
+  }
+  try {
+    return await drainNow(store, transport, logger, onOutcome, () => store.leases.claim(OUTBOX_LEASE, owner, OUTBOX_LEASE_TTL_MS).then((f) => f !== null));
+  } finally {
+    await store.leases.release(OUTBOX_LEASE, owner).catch(() => undefined);
+  }
 }
 
 /** A message Slack keeps refusing for this many attempts is given up on, loudly. */
@@ -39,10 +71,16 @@ export const MAX_ATTEMPTS = 24;
  * cannot be read or rendered, and one still refused after MAX_ATTEMPTS are dropped with their error
  * kept, so none can block the queue.
  */
-async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome?: (o: SlackOutcome) => void): Promise<DrainResult> {
+async function drainNow(store: StateStore, transport: Transport, logger: Logger, onOutcome: ((o: SlackOutcome) => void) | undefined, stillHeld: () => Promise<boolean>): Promise<DrainResult> {
   const result: DrainResult = { sent: 0, failed: 0, dropped: 0, pending: 0 };
   const pending = await store.pending();
   for (const [n, m] of pending.entries()) {
+    // Claim before send: a drain whose lease passed to another replica stops; the rest is that one's.
+    if (!(await stillHeld())) {
+      result.pending = pending.length - n;
+      logger.warn({ waiting: result.pending }, 'the outbox lease passed to another replica: it sends the rest');
+      break;
+    }
     if (m.notice === null) {
       await store.markDropped(m.id, `stored notice cannot be read: ${m.unreadable ?? 'unknown'}`);
       result.dropped++;

@@ -40,6 +40,8 @@ export interface WorkerDeps {
   parallel?: number;
   /** after each turn, what is in flight (for metrics, and to send the notices the turn queued) */
   onTurn?: (inFlight: readonly ReplacementRow[]) => void | Promise<void>;
+  /** a replacement taken over from a driver that died or whose lease expired */
+  onTakeover?: (row: ReplacementRow) => void;
 }
 
 export interface TurnSummary {
@@ -77,7 +79,10 @@ export class ReplacementWorker {
       const takeOver = deadLocalDriver(row.leaseOwner) ? row.leaseOwner : null;
       const fence = await store.claimReplacement(row.id, owner, leaseTtlMs, takeOver);
       if (!fence) continue;
-      if (row.leaseOwner && row.leaseOwner !== owner) logger.warn({ replacement: row.id, from: row.leaseOwner, reason: takeOver ? 'its driver died' : 'its lease expired' }, 'replacement taken over');
+      if (row.leaseOwner && row.leaseOwner !== owner) {
+        logger.warn({ replacement: row.id, from: row.leaseOwner, reason: takeOver ? 'its driver died' : 'its lease expired' }, 'replacement taken over');
+        this.deps.onTakeover?.(row);
+      }
       claimed.push({ row: (await store.replacement(row.id)) as ReplacementRow, fence });
     }
     const polls = new PollCache(this.deps.clientsFor);

@@ -229,8 +229,11 @@ export interface CyclesPort {
  * clocks of two machines.
  */
 export interface LeasesPort {
-  /** Takes or renews the lease for `ttlMs`: null when another owner holds it unexpired. */
-  claim(name: string, owner: string, ttlMs: number): Promise<Fence | null>;
+  /**
+   * Takes or renews the lease for `ttlMs`: null when another owner holds it unexpired, unless that owner
+   * is `takeOverFrom` (a process known dead).
+   */
+  claim(name: string, owner: string, ttlMs: number, takeOverFrom?: string | null): Promise<Fence | null>;
   /** Extends every lease this owner holds; returns the names it still holds. */
   renew(owner: string, ttlMs: number): Promise<string[]>;
   /** Throws LeaseLostError unless the fence still holds the lease. */
@@ -239,6 +242,16 @@ export interface LeasesPort {
   /** Lets go of every lease this owner holds (a clean stop): another replica may take them at once. */
   releaseAll(owner: string): Promise<number>;
   held(owner: string): Promise<LeaseRow[]>;
+  /** Every lease whose name starts with `prefix`, held or not, and whether it is live now (by the store's clock). */
+  list(prefix: string): Promise<LeaseState[]>;
+}
+
+/** A lease as it stands: its last owner (null once let go) and whether it is unexpired. */
+export interface LeaseState {
+  name: string;
+  owner: string | null;
+  token: number;
+  live: boolean;
 }
 
 export interface StateStore extends EvidencePort, VerdictsPort, OutboxPort, ReplacementsPort, CyclesPort {

@@ -310,4 +310,44 @@ describe('drainOutbox: nothing blocks the queue for good', () => {
     expect(after).toMatchObject({ sent: 1 });
     expect(transport.sent.map((s) => s.message)).toEqual(['m2']);
   });
+
+  it('two replicas draining one outbox at once send each message exactly once, in order', async () => {
+    // Prepare: a second connection to the same file is a second replica, with a name of its own
+    const other = SqliteStateStore.open(path.join(dir, 'state.db'));
+    try {
+      const slow = new (class extends FakeTransport {
+        override async send(input: { channel: string; notice: Notice; threadTs?: string | null }) {
+          await new Promise((r) => setTimeout(r, 5));
+          return super.send(input);
+        }
+      })();
+      for (let n = 0; n < 20; n++) await store.enqueue('#ops', progress(`m${n}`));
+
+      // Act
+      const [a, b] = await Promise.all([drainOutbox(store, slow, logger, undefined, 'host:1:a'), drainOutbox(other, slow, logger, undefined, 'host:2:b')]);
+
+      // Assess
+      expect(slow.sent.map((m) => m.message)).toEqual(Array.from({ length: 20 }, (_, n) => `m${n}`));
+      expect(a.sent + b.sent).toBe(20);
+      expect(await store.outboxStats()).toEqual({ pending: 0, sent: 20, dropped: 0 });
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('sends nothing while another replica holds the outbox, and leaves what waits to it', async () => {
+    // Prepare
+    await store.enqueue('#ops', progress('m1'));
+    await store.leases.claim('outbox', 'host:9:holder', 60_000);
+    const transport = new FakeTransport();
+
+    // Act
+    const started = Date.now();
+    const result = await drainOutbox(store, transport, logger, undefined, 'host:1:a');
+
+    // Assess
+    expect(result).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 1 });
+    expect(transport.sent).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
+  }, 20_000);
 });

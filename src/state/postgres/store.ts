@@ -8,6 +8,7 @@ import type { DigestRecord, TrailFileRecord } from '../../evidence/store-port.js
 import type { Notice } from '../../notify/types.js';
 import {
   LeaseLostError,
+  type LeaseState,
   StoreError,
   type CycleRow,
   type Fence,
@@ -664,14 +665,14 @@ function fromOn(sorted: readonly Activity[], from: number): Activity[] {
 class PostgresLeases implements LeasesPort {
   constructor(private readonly q: (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>) {}
 
-  async claim(name: string, owner: string, ttlMs: number): Promise<Fence | null> {
+  async claim(name: string, owner: string, ttlMs: number, takeOverFrom: string | null = null): Promise<Fence | null> {
     const r = await this.q(
       `INSERT INTO leases (name, owner, token, expires_at) VALUES ($1, $2, 1, pristine_now_ms() + $3)
        ON CONFLICT (name) DO UPDATE SET token = leases.token + CASE WHEN leases.owner IS NOT DISTINCT FROM excluded.owner THEN 0 ELSE 1 END,
          owner = excluded.owner, expires_at = excluded.expires_at
-       WHERE leases.owner IS NULL OR leases.owner = excluded.owner OR leases.expires_at < pristine_now_ms()
+       WHERE leases.owner IS NULL OR leases.owner = excluded.owner OR leases.expires_at < pristine_now_ms() OR leases.owner = $4
        RETURNING token`,
-      [name, owner, ttlMs],
+      [name, owner, ttlMs, takeOverFrom],
     );
     const row = r.rows[0];
     return row ? { owner, token: Number(row['token']) } : null;
@@ -700,5 +701,13 @@ class PostgresLeases implements LeasesPort {
   async held(owner: string): Promise<LeaseRow[]> {
     const r = await this.q('SELECT name, owner, token, expires_at FROM leases WHERE owner = $1 AND expires_at >= pristine_now_ms() ORDER BY name', [owner]);
     return r.rows.map((x) => ({ name: x['name'] as string, owner: x['owner'] as string, token: Number(x['token']), expiresAt: Number(x['expires_at']) }));
+  }
+
+  async list(prefix: string): Promise<LeaseState[]> {
+    const r = await this.q(
+      `SELECT name, owner, token, owner IS NOT NULL AND expires_at >= pristine_now_ms() AS live FROM leases WHERE left(name, $1) = $2 ORDER BY name`,
+      [prefix.length, prefix],
+    );
+    return r.rows.map((x) => ({ name: x['name'] as string, owner: (x['owner'] as string | null) ?? null, token: Number(x['token']), live: x['live'] === true }));
   }
 }

@@ -10,6 +10,7 @@ import type { DigestRecord, TrailFileRecord } from '../../evidence/store-port.js
 import type { Notice } from '../../notify/types.js';
 import {
   LeaseLostError,
+  type LeaseState,
   StoreError,
   type CycleRow,
   type Fence,
@@ -738,7 +739,7 @@ class SqliteLeases implements LeasesPort {
     while (this.blocked()) await this.gate();
   }
 
-  async claim(name: string, owner: string, ttlMs: number): Promise<Fence | null> {
+  async claim(name: string, owner: string, ttlMs: number, takeOverFrom: string | null = null): Promise<Fence | null> {
     await this.wait();
     const now = Date.now();
     const r = this.db
@@ -746,10 +747,10 @@ class SqliteLeases implements LeasesPort {
         `INSERT INTO leases (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
          ON CONFLICT (name) DO UPDATE SET token = leases.token + CASE WHEN leases.owner IS excluded.owner THEN 0 ELSE 1 END,
            owner = excluded.owner, expires_at = excluded.expires_at
-         WHERE leases.owner IS NULL OR leases.owner = excluded.owner OR leases.expires_at < ?
+         WHERE leases.owner IS NULL OR leases.owner = excluded.owner OR leases.expires_at < ? OR leases.owner = ?
          RETURNING token`,
       )
-      .get(name, owner, now + ttlMs, now) as Row | undefined;
+      .get(name, owner, now + ttlMs, now, takeOverFrom) as Row | undefined;
     return r ? { owner, token: r['token'] as number } : null;
   }
 
@@ -784,6 +785,17 @@ class SqliteLeases implements LeasesPort {
       owner: r['owner'] as string,
       token: r['token'] as number,
       expiresAt: r['expires_at'] as number,
+    }));
+  }
+
+  async list(prefix: string): Promise<LeaseState[]> {
+    await this.wait();
+    const now = Date.now();
+    return (this.db.prepare(`SELECT name, owner, token, expires_at FROM leases WHERE substr(name, 1, ?) = ? ORDER BY name`).all(prefix.length, prefix) as Row[]).map((r) => ({
+      name: r['name'] as string,
+      owner: (r['owner'] as string | null) ?? null,
+      token: r['token'] as number,
+      live: r['owner'] !== null && ((r['expires_at'] as number | null) ?? 0) >= now,
     }));
   }
 }
