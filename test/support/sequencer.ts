@@ -11,6 +11,7 @@ const LONGEST_FIRST = [
   'evidence-evasion',
   'audit-failures',
   'event-sources',
+  'replicas-postgres',
   'replace-faithful',
   'run-enforce',
   'daemon',
