@@ -909,3 +909,40 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
     });
   });
 });
+
+describe.skipIf('missing' in pg)(`PostgreSQL only${'missing' in pg ? ` (skipped: ${pg.missing})` : ''}`, () => {
+  const serverUrl = 'missing' in pg ? '' : pg.url;
+
+  it('migrates once when replicas start together: the schema is current and every replica works', async () => {
+    const url = await freshDatabase(serverUrl);
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openStateStore(url)));
+    opened.push(...stores);
+    expect(await Promise.all(stores.map((s) => s.meta('schema_version')))).toEqual(['1', '1', '1', '1']);
+    await stores[0]!.setMeta('k', 'v');
+    expect(await stores[3]!.meta('k')).toBe('v');
+  });
+
+  it('refuses a database a newer pristine wrote, and changes nothing', async () => {
+    const url = await freshDatabase(serverUrl);
+    const s = await openStateStore(url);
+    await s.setMeta('schema_version', '99');
+    await s.close();
+    await expect(openStateStore(url)).rejects.toThrow(/newer pristine \(schema 99\); this one knows 1/);
+    const again = new (await import('pg')).default.Client({ connectionString: url });
+    await again.connect();
+    try {
+      expect((await again.query(`SELECT value FROM meta WHERE key = 'schema_version'`)).rows).toEqual([{ value: '99' }]);
+    } finally {
+      await again.end();
+    }
+  });
+
+  it('says which database it cannot reach, without its password', async () => {
+    const u = new URL(serverUrl);
+    u.port = '1'; // nothing listens there
+    u.password = 's3cret';
+    const act = openStateStore(u.toString());
+    await expect(act).rejects.toThrow(/state store postgres:\/\/pristine:\*\*\*@127\.0\.0\.1:1\/postgres cannot be used/);
+    await expect(openStateStore(u.toString())).rejects.not.toThrow(/s3cret/);
+  });
+});

@@ -177,4 +177,12 @@ leaseTtl: ${LEASE_TTL_MS / 1000}s
     expect(await owned()).toBe(0);
     expect((await db.query('SELECT count(*)::int AS n FROM replacements WHERE lease_owner LIKE $1', [`%:${survivor.pid}:%`])).rows[0]).toEqual({ n: 0 });
   });
+
+  it('pristine status reads the shared state from PRISTINE_STATE_URL', async () => {
+    const r = await s.run(['status', '--format', 'json'], { PRISTINE_STATE_URL: url });
+    expect(r.code).toBe(0);
+    const status = JSON.parse(r.stdout) as { inFlight: unknown[]; recentReplacements: Array<{ oldInstanceId: string; status: string }> };
+    expect(status.inFlight).toEqual([]);
+    expect(status.recentReplacements.filter((x) => x.status === 'done').map((x) => x.oldInstanceId).sort()).toEqual([...tainted.values()].map((t) => t.instanceId).sort());
+  });
 });

@@ -186,13 +186,22 @@ export class PostgresStateStore implements StateStore {
   }
 
   async check(): Promise<void> {
+    // A health probe must answer quickly: a database that does not answer within 3 s is unusable now.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
+    });
     try {
-      await this.transaction(async () => {
+      const write = this.transaction(async () => {
         await this.q(`SET LOCAL statement_timeout = 2000`);
         await this.q(`INSERT INTO meta (key, value) VALUES ('health_checked_at', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(Date.now())]);
       });
+      write.catch(() => undefined); // when the timeout answers first
+      await Promise.race([write, timeout]);
     } catch (err) {
       throw new StoreError(`state store unusable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
     }
   }
 
