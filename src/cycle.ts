@@ -1,5 +1,5 @@
 import { ownIdentity } from './accounts/resolve.js';
-import { runAudit, type AuditInputs, type ScopeAudit } from './audit.js';
+import { runAudit, type AuditInputs, type AuditResult, type ScopeAudit } from './audit.js';
 import type { ClientPool } from './collect/clients.js';
 import { scopeKey, type Scope } from './core/facts.js';
 import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
@@ -60,6 +60,8 @@ export interface CycleResult {
   exitCode: number;
   replacements: ReplacementRow[];
   outbox: DrainResult | null;
+  /** every account the audit resolved, whichever replica audits its scopes (the event queues take them all in) */
+  accountIds: string[];
 }
 
 /**
@@ -99,7 +101,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
 
     // A dry run writes nothing: its evidence log lives in memory, read afresh from AWS.
     const evidence = opts.dryRun ? SqliteStateStore.open(':memory:') : store;
-    const { report, scopes } = await runAudit(inputs, {
+    const { report, scopes, accounts } = await runAudit(inputs, {
       since: opts.since,
       logger,
       store: evidence,
@@ -115,7 +117,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     if (opts.signal?.aborted) {
       // Stopping: what was read is partial. Record nothing, decide nothing; the next start begins afresh.
       if (cycleId !== null) await store.finishCycle(cycleId, 'interrupted', 3, { interrupted: true });
-      return { report, scopes, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null };
+      return { report, scopes, plan: { decisions: [], replace: [], breakers: [] }, exitCode: 3, replacements, outbox: null, accountIds: accountIdsOf(accounts) };
     }
     // A scope whose lease passed to another replica during the audit is that replica's: nothing of it is recorded here.
     const lost = new Set<string>();
@@ -190,13 +192,13 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       plan = makePlan({ ...planInput, blocked });
     }
 
-    if (opts.dryRun) return { report, scopes, plan, exitCode: exitCodeOf(report), replacements, outbox: null };
+    if (opts.dryRun) return { report, scopes, plan, exitCode: exitCodeOf(report), replacements, outbox: null, accountIds: accountIdsOf(accounts) };
 
     // The verdicts and what is news in them (taints never alerted, new evidence on ones that were) in one
     // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
     // progress threads under them.
     await store.transaction(async () => {
-      const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts);
+      const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, scopes.filter((r) => !lost.has(scopeKey(r))));
       await enqueueBreakers(store, policies, plan.breakers, startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
     });
@@ -214,12 +216,14 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack, opts.owner);
     const exitCode = exitCodeOf(report);
     if (cycleId !== null) await store.finishCycle(cycleId, outcomeOf(exitCode), exitCode, { ...report.summary, complete: report.complete, replaced: replacements.length });
-    return { report, scopes, plan, exitCode, replacements, outbox };
+    return { report, scopes, plan, exitCode, replacements, outbox, accountIds: accountIdsOf(accounts) };
   } catch (err) {
     if (cycleId !== null) await store.finishCycle(cycleId, 'failed', 3, { error: describeError(err) });
     throw err;
   }
 }
+
+const accountIdsOf = (accounts: AuditResult['accounts']) => accounts?.accounts.map((a) => a.id) ?? [];
 
 export function outcomeOf(exitCode: number): 'ok' | 'tainted' | 'incomplete' | 'failed' {
   return exitCode === 0 ? 'ok' : exitCode === 1 ? 'tainted' : exitCode === 3 ? 'incomplete' : 'failed';

@@ -167,7 +167,9 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       lastFinished = Date.now();
       worker.wake();
       lastScopes = new Map(result.scopes.map((s) => [scopeKey(s), s]));
-      auditedAccounts = new Set(result.scopes.map((s) => s.accountId));
+      // Every account of the deployment, not only those of this replica's scopes: what the queues bring goes into
+      // the shared log, and the replica auditing its scope judges it.
+      auditedAccounts = new Set(result.accountIds);
       metrics.cycles.inc({ outcome: outcomeOf(result.exitCode) });
       metrics.lastCycle.set(lastFinished / 1000);
       metrics.setVerdicts(result.report.summary);

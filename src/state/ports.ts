@@ -1,3 +1,4 @@
+import type { Scope } from '../core/facts.js';
 import type { EvidenceStore } from '../evidence/store-port.js';
 import type { Notice } from '../notify/types.js';
 
@@ -159,17 +160,18 @@ export type EvidencePort = EvidenceStore;
 
 export interface VerdictsPort {
   /**
-   * Records a cycle's verdicts. Returns the instances whose taint is new (not alerted before), and
-   * per already-alerted instance the findings not seen before.
+   * Records verdicts, and that the `audited` scopes were audited in full at `now` (a cycle's scopes; none
+   * for events pushed between cycles). Returns the instances whose taint is new (not alerted before),
+   * and per already-alerted instance the findings not seen before.
    */
-  recordVerdicts(now: number, verdicts: readonly VerdictInput[]): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }>;
+  recordVerdicts(now: number, verdicts: readonly VerdictInput[], audited?: readonly Scope[]): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }>;
   instance(instanceId: string): Promise<InstanceRow | null>;
   /**
    * Records that the instance's taint was alerted by this outbox message, only when no alert was
    * recorded before: false when one was (another replica alerted it first; its message stands).
    */
   setAlert(instanceId: string, outboxId: number): Promise<boolean>;
-  /** Tainted instances seen in the last cycle that have not been replaced. */
+  /** Tainted instances seen in the last audit of their scope (whichever replica audited it) and not replaced. */
   openFindings(): Promise<OpenFinding[]>;
   /** Rows written before pristine knew accounts (schema 1) are adopted into this account. */
   adoptLegacyRows(accountId: string): Promise<number>;

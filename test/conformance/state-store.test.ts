@@ -213,6 +213,24 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(i1.findings[0]).toEqual({ ...finding('early', { at: T0 - 50 * MIN }), firstSeen: T0 + 10 * MIN, lastSeen: T0 + 10 * MIN });
     });
 
+    it('lists the open findings of every scope as of its own last audit, whichever replica audited it', async () => {
+      // Prepare: replica a audits us-east-1, replica b eu-west-1 later
+      const a = await open();
+      const b = await reopen();
+      const eu = (id: string, v: string, f: FindingInput[] = []) => ({ ...verdict(id, v, f), region: 'eu-west-1' });
+      await a.recordVerdicts(T0, [verdict('i-us-gone', 'tainted', [finding('x')])], [US]);
+      await a.recordVerdicts(T0 + 5 * MIN, [verdict('i-us', 'tainted', [finding('a')])], [US]);
+      await b.recordVerdicts(T0 + 7 * MIN, [eu('i-eu', 'tainted', [finding('b')])], [EU]);
+      // An event pushed between cycles does not make its scope's other instances stale.
+      await b.recordVerdicts(T0 + 8 * MIN, [verdict('i-us-pushed', 'tainted', [finding('c')])]);
+
+      // Act
+      const listed = (await a.openFindings()).map((i) => i.instanceId).sort();
+
+      // Assess
+      expect(listed).toEqual(['i-eu', 'i-us', 'i-us-pushed']);
+    });
+
     it('orders open findings by when the instance was first tainted', async () => {
       // Prepare
       const s = await open();

@@ -61,6 +61,8 @@ CREATE TABLE cycles (
   id BIGSERIAL PRIMARY KEY, started_at BIGINT NOT NULL, finished_at BIGINT, outcome TEXT, exit_code INTEGER, summary TEXT);
 -- A lease row stays when let go (owner NULL), so its fencing token only ever rises.
 CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT, token BIGINT NOT NULL, expires_at BIGINT);
+-- When each scope was last audited in full, by whichever replica: its instances seen then are current.
+CREATE TABLE scope_audits (account_id TEXT NOT NULL, region TEXT NOT NULL, audited_at BIGINT NOT NULL, PRIMARY KEY (account_id, region));
 `,
   },
 ];

@@ -413,7 +413,7 @@ export class PostgresStateStore implements StateStore {
 
   // --- verdicts and findings -------------------------------------------------------------------
 
-  async recordVerdicts(now: number, verdicts: readonly VerdictInput[]): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }> {
+  async recordVerdicts(now: number, verdicts: readonly VerdictInput[], audited: readonly Scope[] = []): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }> {
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
     await this.transaction(async () => {
@@ -446,6 +446,12 @@ export class PostgresStateStore implements StateStore {
           else if (fresh.length > 0) newFindings.set(v.instanceId, fresh);
         }
       }
+      for (const s of audited) {
+        await this.q(
+          'INSERT INTO scope_audits (account_id, region, audited_at) VALUES ($1, $2, $3) ON CONFLICT (account_id, region) DO UPDATE SET audited_at = excluded.audited_at',
+          [s.accountId, s.region, now],
+        );
+      }
     });
     return { newlyTainted, newFindings };
   }
@@ -462,8 +468,9 @@ export class PostgresStateStore implements StateStore {
   async openFindings(): Promise<OpenFinding[]> {
     const rows = (
       await this.q(
-        `SELECT i.* FROM instances i WHERE i.verdict = 'tainted'
-           AND i.last_seen >= COALESCE((SELECT max(started_at) FROM cycles WHERE finished_at IS NOT NULL), (SELECT max(last_seen) FROM instances))
+        `SELECT i.* FROM instances i LEFT JOIN scope_audits a ON a.account_id = i.account_id AND a.region = i.region
+         WHERE i.verdict = 'tainted'
+           AND i.last_seen >= COALESCE(a.audited_at, (SELECT max(started_at) FROM cycles WHERE finished_at IS NOT NULL), (SELECT max(last_seen) FROM instances))
            AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_instance_id = i.instance_id AND r.status = 'done')
          ORDER BY i.tainted_since`,
       )

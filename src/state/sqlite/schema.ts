@@ -101,10 +101,12 @@ CREATE UNIQUE INDEX replacements_uuid ON replacements (uuid);
   },
   {
     to: 3,
-    what: 'named leases (scope audits, the outbox, event queues) for several replicas',
+    what: 'named leases (scope audits, the outbox) and the time each scope was last audited, for several replicas',
     sql: `
 -- A lease row stays when let go (owner NULL), so its fencing token only ever rises.
 CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER);
+-- When each scope was last audited in full, by whichever replica: its instances seen then are current.
+CREATE TABLE scope_audits (account_id TEXT NOT NULL, region TEXT NOT NULL, audited_at INTEGER NOT NULL, PRIMARY KEY (account_id, region));
 `,
   },
 ];

@@ -422,7 +422,7 @@ export class SqliteStateStore implements StateStore {
    * Records this cycle's verdicts. Returns the instances whose taint is new (not alerted before),
    * and per already-alerted instance the findings not seen before.
    */
-  async recordVerdicts(now: number, verdicts: readonly VerdictInput[]): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }> {
+  async recordVerdicts(now: number, verdicts: readonly VerdictInput[], audited: readonly Scope[] = []): Promise<{ newlyTainted: string[]; newFindings: Map<string, string[]> }> {
     while (this.blocked()) await this.gate;
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
@@ -450,6 +450,8 @@ export class SqliteStateStore implements StateStore {
         if (tainted && (before?.['alert_outbox_id'] ?? null) === null) newlyTainted.push(v.instanceId);
         else if (tainted && fresh.length > 0) newFindings.set(v.instanceId, fresh);
       }
+      const put = this.db.prepare('INSERT INTO scope_audits (account_id, region, audited_at) VALUES (?, ?, ?) ON CONFLICT (account_id, region) DO UPDATE SET audited_at = excluded.audited_at');
+      for (const s of audited) put.run(s.accountId, s.region, now);
     });
     return { newlyTainted, newFindings };
   }
@@ -470,8 +472,9 @@ export class SqliteStateStore implements StateStore {
     while (this.blocked()) await this.gate;
     const rows = this.db
       .prepare(
-        `SELECT i.* FROM instances i WHERE i.verdict = 'tainted'
-           AND i.last_seen >= COALESCE((SELECT max(started_at) FROM cycles WHERE finished_at IS NOT NULL), (SELECT max(last_seen) FROM instances))
+        `SELECT i.* FROM instances i LEFT JOIN scope_audits a ON a.account_id = i.account_id AND a.region = i.region
+         WHERE i.verdict = 'tainted'
+           AND i.last_seen >= COALESCE(a.audited_at, (SELECT max(started_at) FROM cycles WHERE finished_at IS NOT NULL), (SELECT max(last_seen) FROM instances))
          AND NOT EXISTS (SELECT 1 FROM replacements r WHERE r.old_instance_id = i.instance_id AND r.status = 'done')
          ORDER BY i.tainted_since`,
       )
