@@ -13,7 +13,7 @@ import { exitCodeOf, type Report, type ReportInstance } from './report/model.js'
 import { readPlacement, type InstancePlacement } from './respond/placement.js';
 import { Replacer, candidateFor, type Candidate } from './respond/replacement.js';
 import { drainQueues } from './evidence/queues.js';
-import { type StateStore, type ReplacementRow } from './state/ports.js';
+import { LeaseLostError, type StateStore, type ReplacementRow } from './state/ports.js';
 import { verdictInputOf } from './state/records.js';
 import { SqliteStateStore } from './state/sqlite/store.js';
 
@@ -198,6 +198,12 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
     // progress threads under them.
     await store.transaction(async () => {
+      // Fenced: a scope whose lease passed to another replica since the check above records nothing (the
+      // cycle fails, and the next one decides again).
+      for (const s of opts.scopeLeases ? scopes : []) {
+        if (lost.has(scopeKey(s)) || (await opts.scopeLeases?.holds(s))) continue;
+        throw new LeaseLostError(`the lease on ${scopeKey(s)} passed to another replica during the cycle`);
+      }
       const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, scopes.filter((r) => !lost.has(scopeKey(r))));
       await enqueueBreakers(store, policies, plan.breakers, startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);

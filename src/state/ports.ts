@@ -238,7 +238,10 @@ export interface LeasesPort {
   claim(name: string, owner: string, ttlMs: number, takeOverFrom?: string | null): Promise<Fence | null>;
   /** Extends every lease this owner holds; returns the names it still holds. */
   renew(owner: string, ttlMs: number): Promise<string[]>;
-  /** Throws LeaseLostError unless the fence still holds the lease. */
+  /**
+   * Throws LeaseLostError unless the fence still holds the lease. Inside a transaction, the lease stays
+   * the fence's until the transaction ends: the writes it fences are the holder's or none.
+   */
   check(name: string, fence: Fence): Promise<void>;
   release(name: string, owner: string): Promise<void>;
   /** Lets go of every lease this owner holds (a clean stop): another replica may take them at once. */

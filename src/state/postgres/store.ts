@@ -700,7 +700,8 @@ class PostgresLeases implements LeasesPort {
   }
 
   async check(name: string, fence: Fence): Promise<void> {
-    const r = (await this.q('SELECT owner, token, expires_at >= pristine_now_ms() AS live FROM leases WHERE name = $1', [name])).rows[0];
+    // FOR UPDATE: inside a transaction, the lease cannot pass to another holder before the writes it fences commit.
+    const r = (await this.q('SELECT owner, token, expires_at >= pristine_now_ms() AS live FROM leases WHERE name = $1 FOR UPDATE', [name])).rows[0];
     if (!r || r['owner'] !== fence.owner || Number(r['token']) !== fence.token || r['live'] !== true) {
       throw new LeaseLostError(`lease ${name}: held by ${String(r?.['owner'] ?? 'nobody')} (token ${String(r?.['token'])}), not ${fence.owner} (token ${fence.token})`);
     }
