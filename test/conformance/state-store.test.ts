@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Activity } from '../../src/core/facts.js';
 import type { Notice } from '../../src/notify/types.js';
 import { openStateStore } from '../../src/state/open.js';
 import { LeaseLostError, type FindingInput, type StateStore, type VerdictInput } from '../../src/state/ports.js';
 import { redactUrl } from '../../src/state/postgres/store.js';
 import { freshDatabase, testPostgres } from '../support/postgres.js';
+import { sessionActivity } from '../support/state.js';
 
 interface Backend {
   name: 'sqlite' | 'postgres';
@@ -67,22 +67,7 @@ function progress(message: string): Notice {
   return { type: 'progress', instanceId: 'i-0abc', step: 'launch', outcome: 'started', message };
 }
 
-function activity(id: string, at: number, region = 'us-east-1'): Activity {
-  return {
-    id,
-    kind: 'interactive-session',
-    source: 'cloudtrail',
-    eventSource: 'ssm.amazonaws.com',
-    eventName: 'StartSession',
-    at,
-    region,
-    accountId: ACCOUNT,
-    actor: { arn: 'arn:aws:sts::111122223333:assumed-role/Admin/alice', identities: ['arn:aws:iam::111122223333:role/Admin'] },
-    instanceIds: ['i-0abc'],
-    sessionId: `alice-${id}`,
-    detail: { document: 'SSM-SessionManagerRunShell' },
-  };
-}
+const activity = sessionActivity;
 
 const replacementOf = (oldInstanceId: string) => ({
   oldInstanceId,

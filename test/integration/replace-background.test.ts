@@ -9,6 +9,7 @@ import { SetDesiredCapacityCommand, DescribeAutoScalingGroupsCommand } from '@aw
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from '../support/daemon.js';
+import { until } from '../support/until.js';
 import { readFixtureJson, repoRoot } from '../support/fixtures.js';
 import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched } from '../support/scenario.js';
 
@@ -34,19 +35,6 @@ function replacementOf(statePath: string, oldId: string): { id: number; step: st
     return db.prepare('SELECT id, step, status, lease_owner FROM replacements WHERE old_instance_id = ?').get(oldId) as never;
   } finally {
     db.close();
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not there yet
-    }
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
   }
 }
 

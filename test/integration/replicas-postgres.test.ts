@@ -7,6 +7,7 @@ import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon } from '../support/daemon.js';
+import { until } from '../support/until.js';
 import { freshDatabase, testPostgres } from '../support/postgres.js';
 import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched, type Place } from '../support/scenario.js';
 
@@ -30,19 +31,6 @@ policies:
 
 const PLACES: Place[] = [{}, { region: EU }, { account: LISTED }, { account: LISTED, region: EU }];
 const where = (p: Place) => `${p.account ?? ACCOUNT}/${p.region ?? REGION}`;
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not there yet
-    }
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const pgServer = testPostgres();
 

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Activity } from '../../src/core/facts.js';
 import { StoreError } from '../../src/state/ports.js';
 import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 import { SCHEMA_VERSION } from '../../src/state/sqlite/schema.js';
 import { fixturePath } from '../support/fixtures.js';
+import { sessionActivity } from '../support/state.js';
 
 let dir: string;
 let file: string;
@@ -35,22 +35,7 @@ const ACCOUNT = '111122223333';
 const US = { accountId: ACCOUNT, region: 'us-east-1' };
 const MIN = 60_000;
 
-function activity(id: string, at: number, region = 'us-east-1'): Activity {
-  return {
-    id,
-    kind: 'interactive-session',
-    source: 'cloudtrail',
-    eventSource: 'ssm.amazonaws.com',
-    eventName: 'StartSession',
-    at,
-    region,
-    accountId: ACCOUNT,
-    actor: { arn: 'arn:aws:sts::111122223333:assumed-role/Admin/alice', identities: ['arn:aws:iam::111122223333:role/Admin'] },
-    instanceIds: ['i-0abc'],
-    sessionId: `alice-${id}`,
-    detail: { document: 'SSM-SessionManagerRunShell' },
-  };
-}
+const activity = sessionActivity;
 
 describe('SqliteStateStore: the file', () => {
   it('creates the directory and the database, in WAL mode', async () => {

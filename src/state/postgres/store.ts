@@ -21,14 +21,13 @@ import {
   type OpenFinding,
   type OutboxRow,
   type ReplacementRow,
-  type ReplacementStatus,
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
 import { mergeActivity, readNotice } from '../records.js';
+import { num, toInstance, toJournal, toReplacement, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
-type Row = Record<string, unknown>;
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 /** BIGINT (epoch ms, ids) as numbers: every value pristine stores fits in 2^53. */
@@ -40,60 +39,6 @@ const types = {
 
 /** Rows per statement when writing many (verdicts, activities). */
 const BATCH = 2000;
-
-const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
-function toReplacement(r: Row): ReplacementRow {
-  return {
-    id: Number(r['id']),
-    uuid: r['uuid'] as string,
-    nextPollAt: num(r['next_poll_at']),
-    waitingFor: (r['waiting_for'] as string | null) ?? null,
-    leaseOwner: (r['lease_owner'] as string | null) ?? null,
-    leaseExpiresAt: num(r['lease_expires_at']),
-    leaseToken: Number(r['lease_token'] ?? 0),
-    oldInstanceId: r['old_instance_id'] as string,
-    accountId: (r['account_id'] as string | null) ?? null,
-    region: r['region'] as string,
-    policy: r['policy'] as string,
-    imageId: r['image_id'] as string,
-    status: r['status'] as ReplacementStatus,
-    step: r['step'] as string,
-    newInstanceId: (r['new_instance_id'] as string | null) ?? null,
-    data: JSON.parse(r['data'] as string) as Record<string, unknown>,
-    alertOutboxId: num(r['alert_outbox_id']),
-    startedAt: Number(r['started_at']),
-    updatedAt: Number(r['updated_at']),
-    finishedAt: num(r['finished_at']),
-    error: (r['error'] as string | null) ?? null,
-  };
-}
-
-function toJournal(r: Row): JournalRow {
-  return {
-    id: Number(r['id']),
-    replacementId: Number(r['replacement_id']),
-    step: r['step'] as string,
-    phase: r['phase'] as JournalRow['phase'],
-    at: Number(r['at']),
-    detail: r['detail'] ? (JSON.parse(r['detail'] as string) as Record<string, unknown>) : null,
-  };
-}
-
-function toInstance(r: Row): InstanceRow {
-  return {
-    instanceId: r['instance_id'] as string,
-    accountId: (r['account_id'] as string | null) ?? null,
-    region: r['region'] as string,
-    policy: r['policy'] as string,
-    name: (r['name'] as string | null) ?? null,
-    verdict: r['verdict'] as string,
-    firstSeen: Number(r['first_seen']),
-    lastSeen: Number(r['last_seen']),
-    taintedSince: num(r['tainted_since']),
-    alertOutboxId: num(r['alert_outbox_id']),
-  };
-}
 
 /** The URL without its password, for logs and errors. */
 export function redactUrl(url: string): string {

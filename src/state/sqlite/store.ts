@@ -23,69 +23,15 @@ import {
   type OpenFinding,
   type OutboxRow,
   type ReplacementRow,
-  type ReplacementStatus,
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
 import { mergeActivity, readNotice } from '../records.js';
+import { toInstance, toJournal, toReplacement, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
 /** The store whose transaction the running code is inside, if any. */
 const inTransaction = new AsyncLocalStorage<SqliteStateStore>();
-
-type Row = Record<string, unknown>;
-
-function toReplacement(r: Row): ReplacementRow {
-  return {
-    id: r['id'] as number,
-    uuid: r['uuid'] as string,
-    nextPollAt: (r['next_poll_at'] as number | null) ?? null,
-    waitingFor: (r['waiting_for'] as string | null) ?? null,
-    leaseOwner: (r['lease_owner'] as string | null) ?? null,
-    leaseExpiresAt: (r['lease_expires_at'] as number | null) ?? null,
-    leaseToken: (r['lease_token'] as number | null) ?? 0,
-    oldInstanceId: r['old_instance_id'] as string,
-    accountId: (r['account_id'] as string | null) ?? null,
-    region: r['region'] as string,
-    policy: r['policy'] as string,
-    imageId: r['image_id'] as string,
-    status: r['status'] as ReplacementStatus,
-    step: r['step'] as string,
-    newInstanceId: (r['new_instance_id'] as string | null) ?? null,
-    data: JSON.parse(r['data'] as string) as Record<string, unknown>,
-    alertOutboxId: (r['alert_outbox_id'] as number | null) ?? null,
-    startedAt: r['started_at'] as number,
-    updatedAt: r['updated_at'] as number,
-    finishedAt: (r['finished_at'] as number | null) ?? null,
-    error: (r['error'] as string | null) ?? null,
-  };
-}
-
-function toJournal(r: Row): JournalRow {
-  return {
-    id: r['id'] as number,
-    replacementId: r['replacement_id'] as number,
-    step: r['step'] as string,
-    phase: r['phase'] as JournalRow['phase'],
-    at: r['at'] as number,
-    detail: r['detail'] ? (JSON.parse(r['detail'] as string) as Record<string, unknown>) : null,
-  };
-}
-
-function toInstance(r: Row): InstanceRow {
-  return {
-    instanceId: r['instance_id'] as string,
-    accountId: (r['account_id'] as string | null) ?? null,
-    region: r['region'] as string,
-    policy: r['policy'] as string,
-    name: (r['name'] as string | null) ?? null,
-    verdict: r['verdict'] as string,
-    firstSeen: r['first_seen'] as number,
-    lastSeen: r['last_seen'] as number,
-    taintedSince: (r['tainted_since'] as number | null) ?? null,
-    alertOutboxId: (r['alert_outbox_id'] as number | null) ?? null,
-  };
-}
 
 /**
  * pristine's memory between cycles, in one SQLite file (WAL): verdicts and findings, what was
