@@ -690,6 +690,16 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
     });
   });
 
+  describe('rows an older pristine wrote', () => {
+    it('has none to adopt in a new store', async () => {
+      const s = await open();
+      await s.recordVerdicts(T0, [verdict('i-1', 'tainted')], [US]);
+      expect(await s.hasLegacyRows()).toBe(false);
+      expect(await s.adoptLegacyRows(ACCOUNT)).toBe(0);
+      expect((await s.instance('i-1'))?.accountId).toBe(ACCOUNT);
+    });
+  });
+
   describe('transactions', () => {
     it('rolls back every write of a transaction that throws', async () => {
       const s = await open();
@@ -792,6 +802,20 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(await s.claimReplacement(r.id, 'host:3:c', 60_000)).toEqual({ owner: 'host:3:c', token: 3 });
     });
 
+    it('lets go of one lease when its replacement is over: no driver, no next turn; the last journal entry is the latest', async () => {
+      const s = await open();
+      const r = (await s.createReplacement(replacementOf('i-1'), T0))!;
+      const fence = (await s.claimReplacement(r.id, 'host:1:a', 60_000))!;
+      await s.journal(r.id, 'launch', 'begin', {}, T0 + 1, fence);
+      await s.journal(r.id, 'launch', 'end', {}, T0 + 2, fence);
+      await s.releaseLease(r.id, 'host:2:not-the-holder');
+      expect(await s.replacement(r.id)).toMatchObject({ leaseOwner: 'host:1:a' });
+      await s.releaseLease(r.id, 'host:1:a');
+      expect(await s.replacement(r.id)).toMatchObject({ leaseOwner: null, leaseExpiresAt: null, nextPollAt: null, waitingFor: null });
+      expect(await s.lastJournal(r.id)).toMatchObject({ step: 'launch', phase: 'end', at: T0 + 2 });
+      expect(await s.lastJournal(999)).toBeNull();
+    });
+
     it('extends every lease of an owner on renewal', async () => {
       const s = await open();
       const r = (await s.createReplacement(replacementOf('i-1'), T0))!;
@@ -843,6 +867,22 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       await s.leases.check('outbox', b2);
       // The first owner coming back does not get it while the second holds it.
       expect(await s.leases.claim('outbox', 'host:1:a', 60_000)).toBeNull();
+    });
+
+    it('lists the leases of a kind as they stand: their owner, and whether they are live', async () => {
+      const s = await open();
+      await s.leases.claim('audit:a', 'host:1:a', 60_000);
+      await s.leases.claim('audit:b', 'host:2:b', 100);
+      await s.leases.claim('audit:c', 'host:1:a', 60_000);
+      await s.leases.release('audit:c', 'host:1:a');
+      await s.leases.claim('replica:host:1:a', 'host:1:a', 60_000);
+      await sleep(200);
+      expect(await s.leases.list('audit:')).toEqual([
+        { name: 'audit:a', owner: 'host:1:a', token: 1, live: true },
+        { name: 'audit:b', owner: 'host:2:b', token: 1, live: false },
+        { name: 'audit:c', owner: null, token: 1, live: false },
+      ]);
+      expect((await s.leases.list('replica:')).map((l) => l.name)).toEqual(['replica:host:1:a']);
     });
 
     it('renews only what the owner still holds, and a clean stop lets go of everything at once', async () => {
