@@ -35,7 +35,7 @@ export const Config = z
     sources: SourcesConfig,
     /** how many (account, region) scopes are read side by side */
     concurrency: z.number().int().min(1).max(64).default(8),
-    /** a replacement's driver that stops renewing its lease (it died, or hangs) loses it after this */
+    /** a replica (or a replacement's driver) that stops renewing its leases (it died, or hangs) loses them after this */
     leaseTtl: Duration.prefault('60s'),
   })
   .superRefine((c, ctx) => {
