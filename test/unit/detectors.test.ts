@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DRIFTS_KEPT, packageDrift } from '../../src/core/detectors/package-drift.js';
 import { evaluateScope, type InstanceResult } from '../../src/core/evaluate.js';
 import type { Activity, ScopeFacts } from '../../src/core/facts.js';
 import type { ManifestIndex } from '../../src/manifest/types.js';
@@ -198,6 +199,34 @@ describe('package-drift', () => {
     expect(f?.evidence['changed']).toEqual([
       { name: 'kernel', from: '6.1.115-126.197.amzn2023, 6.1.119-129.201.amzn2023', to: '6.1.115-126.197.amzn2023, 6.1.119-129.201.amzn2023, 6.1.120-1.amzn2023' },
     ]);
+  });
+
+  it('diffs an inventory once across cycles, and forgets the least recently seen beyond DRIFTS_KEPT', () => {
+    // Prepare: one image of two packages; inventories that add one package each, told apart by fingerprint
+    const m = manifest({ packages: [{ name: 'curl', version: '7.88.1-10', arch: 'amd64' }, { name: 'openssl', version: '3.0.19-1', arch: 'amd64' }] });
+    const options = packageDrift.options.parse({});
+    const drift = (fp: string) => {
+      const inventory = { ...inventorySnapshot(FIXTURE_INSTANCE, FIXTURE_NOW - 60_000, [...m.packages, { name: 'tcpdump', version: '4.99.3-1', arch: 'amd64' }]), fingerprint: fp };
+      const findings = packageDrift.evaluate({ instance: instance(), activities: [], manifest: m, inventory, isGuardTag: () => false, now: FIXTURE_NOW }, options);
+      return findings[0]!.evidence;
+    };
+
+    // Act
+    const first = drift('fp-0');
+    const sameCycle = drift('fp-0');
+    const secondBefore = drift('fp-1');
+    for (let n = 2; n < DRIFTS_KEPT; n++) drift(`fp-${n}`);
+    const stillKept = drift('fp-0'); // seen again: the most recent now
+    drift(`fp-${DRIFTS_KEPT}`); // one beyond: the least recently seen (fp-1) goes
+    const afterOverflow = drift('fp-0');
+    const forgotten = drift('fp-1');
+
+    // Assess: the same evidence object while kept; a diff made again (equal, not the same) once forgotten
+    expect(sameCycle).toBe(first);
+    expect(stillKept).toBe(first);
+    expect(afterOverflow).toBe(first);
+    expect(forgotten).toEqual(secondBefore);
+    expect(forgotten).not.toBe(secondBefore);
   });
 
   it('is unknown, not pristine, when SSM has no inventory for the instance', () => {

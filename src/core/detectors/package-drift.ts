@@ -121,9 +121,12 @@ interface Drift {
 /**
  * Each distinct (manifest, ignore globs, inventory fingerprint) is diffed once, and its finding's
  * summary and evidence are shared by every instance that has it: in this cycle and the next ones, as
- * long as the manifest and the policy stay loaded.
+ * long as the manifest and the policy stay loaded. The fingerprints least recently seen are forgotten
+ * beyond DRIFTS_KEPT per (manifest, ignore list): a daemon whose inventories keep changing does not
+ * keep every diff it ever made.
  */
 const drifts = new WeakMap<Manifest, WeakMap<readonly string[], Map<string, Drift | null>>>();
+export const DRIFTS_KEPT = 10_000;
 function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: string, packages: readonly Package[]): Drift | null {
   let byIgnore = drifts.get(manifest);
   if (!byIgnore) {
@@ -136,7 +139,12 @@ function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: str
     byIgnore.set(ignore, byFingerprint);
   }
   const known = byFingerprint.get(fingerprint);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    // Seen again: now the most recent (a Map iterates in insertion order).
+    byFingerprint.delete(fingerprint);
+    byFingerprint.set(fingerprint, known);
+    return known;
+  }
   const diff = diffList(baselineOf(manifest), packages, cachedAnyGlob(ignore));
   const count = diff.added.length + diff.removed.length + diff.changed.length;
   const drift =
@@ -148,6 +156,7 @@ function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: str
           evidence: { imageId: manifest.imageId, manifest: manifest.file, ...diff },
         };
   byFingerprint.set(fingerprint, drift);
+  if (byFingerprint.size > DRIFTS_KEPT) byFingerprint.delete(byFingerprint.keys().next().value as string);
   return drift;
 }
 
