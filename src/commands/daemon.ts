@@ -233,6 +233,11 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     try {
       leasesHeld = await scopeLeases.heartbeat();
       metrics.setLeasesHeld(leasesHeld, replacementsHeld);
+      // A replica died (its leases expired) or joined: take over or hand over its share now, not at the next tick.
+      if (!running && !stopping.signal.aborted && (await scopeLeases.shouldRebalance())) {
+        logger.info('scopes to take over or to hand over: a cycle now');
+        void guarded();
+      }
     } catch (err) {
       logger.warn({ err: describeError(err) }, 'leases could not be renewed');
     }

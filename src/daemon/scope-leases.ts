@@ -42,6 +42,8 @@ export function planScopeClaims(input: { scopes: readonly Scope[]; leases: reado
  */
 export class ScopeLeases {
   private readonly fences = new Map<string, Fence>();
+  /** the scopes of the deployment, as the last cycle found them */
+  private scopes: readonly Scope[] = [];
 
   constructor(
     private readonly store: StateStore,
@@ -60,11 +62,8 @@ export class ScopeLeases {
   /** The scopes this replica audits this cycle, in the order given: claimed (or kept) under a lease. */
   async claim(scopes: readonly Scope[]): Promise<Scope[]> {
     await this.heartbeat();
-    // A process of this host that died (a crash, then a restart) holds nothing: its leases are free now.
-    const dead = (l: LeaseState) => l.owner !== null && l.owner !== this.owner && this.isDead(l.owner);
-    const replicas = (await this.store.leases.list(REPLICA_LEASE_PREFIX)).filter((l) => l.live && !dead(l)).length;
-    const leases = (await this.store.leases.list(AUDIT_LEASE_PREFIX)).map((l) => (dead(l) ? { ...l, live: false } : l));
-    const plan = planScopeClaims({ scopes, leases, me: this.owner, replicas });
+    this.scopes = scopes;
+    const { plan, leases } = await this.plan(scopes);
     for (const s of plan.release) {
       await this.store.leases.release(scopeLease(s), this.owner);
       this.fences.delete(scopeKey(s));
@@ -88,6 +87,26 @@ export class ScopeLeases {
       if (previous?.owner && previous.owner !== this.owner) this.hooks.onTakeover?.(s, previous.owner);
     }
     return scopes.filter((s) => held.has(scopeKey(s)));
+  }
+
+  /** What this replica would keep, let go and try now, from the leases as they stand. */
+  private async plan(scopes: readonly Scope[]): Promise<{ plan: ReturnType<typeof planScopeClaims>; leases: LeaseState[] }> {
+    // A process of this host that died (a crash, then a restart) holds nothing: its leases are free now.
+    const dead = (l: LeaseState) => l.owner !== null && l.owner !== this.owner && this.isDead(l.owner);
+    const replicas = (await this.store.leases.list(REPLICA_LEASE_PREFIX)).filter((l) => l.live && !dead(l)).length;
+    const leases = (await this.store.leases.list(AUDIT_LEASE_PREFIX)).map((l) => (dead(l) ? { ...l, live: false } : l));
+    return { plan: planScopeClaims({ scopes, leases, me: this.owner, replicas }), leases };
+  }
+
+  /**
+   * Whether the leases moved since the last cycle so that this replica has scopes to take (a replica
+   * died and its leases expired, or one let go) or to let go (a replica joined): then a cycle should
+   * run now rather than at the next tick of the schedule.
+   */
+  async shouldRebalance(): Promise<boolean> {
+    if (this.scopes.length === 0) return false;
+    const { plan } = await this.plan(this.scopes);
+    return plan.release.length > 0 || (plan.keep.length < plan.share && plan.candidates.length > 0);
   }
 
   /** Whether this replica still holds the scope (its lease did not pass to another meanwhile). */

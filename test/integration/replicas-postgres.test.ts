@@ -1,7 +1,8 @@
 // Two `pristine daemon` replicas on one PostgreSQL, enforce mode, four (account, region) scopes with a
 // tainted instance each: every taint alerted once, every tainted instance replaced once, the scopes
 // split between the two; one replica SIGKILLed mid-replacement and the other finishing it within the
-// lease's TTL plus a poll; SIGTERM letting go of every lease at once. The real daemon against moto, the
+// lease's TTL plus a poll, and taking over its scopes without waiting for its schedule; SIGTERM letting
+// go of every lease at once. The real daemon against moto, the
 // AWS fake, the Slack stand-in and a throwaway PostgreSQL cluster.
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import pg from 'pg';
@@ -15,7 +16,8 @@ const EU = 'eu-west-1';
 const LISTED = '444455556666';
 const DRAIN_SECONDS = 20;
 const LEASE_TTL_MS = 6_000;
-const EVERY_5_SECONDS = '*/5 * * * * *';
+/** Never within the test: every cycle after the first is one a replica starts because the leases moved. */
+const SCHEDULE_NEVER = '0 0 1 1 *';
 
 const POLICY = `
 policies:
@@ -76,7 +78,7 @@ leaseTtl: ${LEASE_TTL_MS / 1000}s
       s.trail('ssm-start-session', one!.instanceId, one!.launchTime + 1000, MALLORY, place);
     }
     await after(Math.max(...launched.map((l) => l.launchTime)) + 1500);
-    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', url, '--schedule', EVERY_5_SECONDS, '--listen', '127.0.0.1:0'];
+    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', url, '--schedule', SCHEDULE_NEVER, '--listen', '127.0.0.1:0'];
     for (let n = 0; n < 2; n++) daemons.push(new Daemon(args, s.env(s.slackEnv()), s.dir));
   });
 

@@ -125,6 +125,29 @@ describe('ScopeLeases', () => {
     expect(await a.holds(SCOPES[0]!)).toBe(false);
   });
 
+  it('says when to run a cycle before the next tick: a replica joined, or one died and its leases expired', async () => {
+    const [sa, sb] = await twoReplicas();
+    const a = new ScopeLeases(sa, 'host:1:a', 60_000);
+    const b = new ScopeLeases(sb, 'host:2:b', 1500);
+    expect(await a.shouldRebalance()).toBe(false); // no cycle yet: nothing known to balance
+    await a.claim(SCOPES);
+    expect(await a.shouldRebalance()).toBe(false); // alone, it holds its share: all
+
+    await b.heartbeat(); // b joins: a holds more than its share now
+    expect(await a.shouldRebalance()).toBe(true);
+    await a.claim(SCOPES);
+    expect(await b.claim(SCOPES)).toHaveLength(2);
+    expect(await a.shouldRebalance()).toBe(false);
+    expect(await b.shouldRebalance()).toBe(false);
+
+    // b dies: nothing to do until its leases expire, then a takes its scopes at once.
+    expect(await a.shouldRebalance()).toBe(false);
+    await sleep(1700);
+    expect(await a.shouldRebalance()).toBe(true);
+    expect(await a.claim(SCOPES)).toHaveLength(4);
+    expect(await a.shouldRebalance()).toBe(false);
+  });
+
   it("frees at once the leases of a process of this host that died (a crash, then a restart)", async () => {
     const [sa, sb] = await twoReplicas();
     const crashed = new ScopeLeases(sa, 'host:1:dead', 60_000);
