@@ -97,10 +97,13 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       metrics.setInFlight(inFlight.map((r) => r.step));
       replacementsHeld = inFlight.filter((r) => r.leaseOwner === owner).length;
       metrics.setLeasesHeld(leasesHeld, replacementsHeld);
-      // A replacement's progress goes to its Slack thread now, not at the next cycle.
+      // A replacement's progress goes to its Slack thread now, not at the next cycle; the worker does not
+      // wait for it (another replica may hold the outbox for a while: the drain waits for it, the turns go on).
       if (noticesQueued) {
         noticesQueued = false;
-        await drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }), owner);
+        drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }), owner).catch((err: unknown) =>
+          logger.warn({ err: describeError(err) }, 'the outbox could not be sent; it is tried again'),
+        );
       }
     },
   });
