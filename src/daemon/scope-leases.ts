@@ -38,7 +38,8 @@ export function planScopeClaims(input: { scopes: readonly Scope[]; leases: reado
 /**
  * A replica's leases on the (account, region) scopes it audits, and on itself. Expiry is the store's
  * clock's; `heartbeat` (every third of the TTL) keeps them while the replica lives; a replica killed
- * loses them within the TTL and another takes its scopes at its next cycle.
+ * loses them within the TTL, and another takes its scopes at the cycle its heartbeat starts when it
+ * sees them free (`shouldRebalance`).
  */
 export class ScopeLeases {
   private readonly fences = new Map<string, Fence>();

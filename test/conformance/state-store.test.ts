@@ -138,6 +138,15 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(third.newFindings.size).toBe(0);
     });
 
+    it('reports what is newly tainted in the order given (alerts go out in it)', async () => {
+      const s = await open();
+      const r = await s.recordVerdicts(T0, [verdict('i-z', 'tainted', [finding('a')]), verdict('i-a', 'tainted', [finding('a')]), verdict('i-m', 'tainted', [finding('a')])]);
+      expect(r.newlyTainted).toEqual(['i-z', 'i-a', 'i-m']);
+      for (const id of ['i-z', 'i-a', 'i-m']) await s.setAlert(id, await s.enqueue('#ops', progress(id)));
+      const again = await s.recordVerdicts(T0 + MIN, [verdict('i-z', 'tainted', [finding('b')]), verdict('i-a', 'tainted', [finding('b')])]);
+      expect([...again.newFindings.keys()]).toEqual(['i-z', 'i-a']);
+    });
+
     it('never reports pristine or unknown instances', async () => {
       // Prepare
       const s = await open();

@@ -14,7 +14,7 @@ import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched, type Place } 
 
 const EU = 'eu-west-1';
 const LISTED = '444455556666';
-const DRAIN_SECONDS = 20;
+const DRAIN_SECONDS = 40;
 const LEASE_TTL_MS = 6_000;
 /** The longest pause between two polls of a wait step (the worker's default): the dead driver may have set its next turn that far out. */
 const LONGEST_POLL_MS = 15_000;
@@ -92,27 +92,20 @@ leaseTtl: ${LEASE_TTL_MS / 1000}s
     await s?.stop();
   });
 
-  it('splits the four scopes between the two, alerts every taint once, and starts one replacement each', async () => {
-    await until('every tainted instance has a replacement', async () => {
-      for (const t of tainted.values()) if ((await row(t.instanceId)).length === 0) return false;
-      return true;
-    }, 120_000);
-    // Each scope audited by the one replica holding its lease: both have audited some, and together all four.
+  it('splits the four scopes between the two: each audited by the one replica holding its lease', async () => {
     await until('both replicas audited', () => daemons.every((d) => d.withMsg('cycle finished').some((l) => (l['scopes'] as string[]).length > 0)), 60_000);
     const audited = daemons.map((d) => new Set(d.withMsg('cycle finished').flatMap((l) => l['scopes'] as string[])));
     expect(new Set([...audited[0]!, ...audited[1]!])).toEqual(new Set(PLACES.map(where)));
     expect(audited.every((a) => a.size > 0)).toBe(true);
-
-    for (const t of tainted.values()) {
-      const alerts = s.slack.messages.filter((m) => m.thread_ts === null && (m.text ?? '').includes(t.instanceId));
-      expect(alerts, `alerts of ${t.instanceId}`).toHaveLength(1);
-      expect(await row(t.instanceId), `replacements of ${t.instanceId}`).toHaveLength(1);
-    }
   });
 
   it('finishes a replacement whose replica was SIGKILLed mid-drain on the other, within the lease TTL and a poll', async () => {
     await until('the drained replacement waits on the drain', async () => (await row(drained.instanceId))[0]?.step === 'wait-drained', 90_000);
-    const owner = (await row(drained.instanceId))[0]!.lease_owner!;
+    const before = (await row(drained.instanceId))[0]!;
+    // Killed well inside the drain: its driver cannot have finished it first.
+    const drainBegan = (await db.query<{ at: string }>(`SELECT at FROM journal WHERE replacement_id = $1 AND step = 'wait-drained' AND phase = 'begin' ORDER BY id LIMIT 1`, [before.id])).rows[0]!;
+    expect(Date.now() - Number(drainBegan.at), 'time already drained when killed').toBeLessThan((DRAIN_SECONDS - 10) * 1000);
+    const owner = before.lease_owner!;
     const victim = daemons.find((d) => owner.split(':')[1] === String(d.pid));
     expect(victim, `the driver ${owner} is one of the two`).toBeDefined();
     const survivor = daemons.find((d) => d !== victim)!;
@@ -146,6 +139,7 @@ leaseTtl: ${LEASE_TTL_MS / 1000}s
       expect(fresh, `fresh instances for ${t.instanceId} in ${where(t.place)}`).toHaveLength(1);
       expect(await row(t.instanceId)).toHaveLength(1);
     }
+    // Each taint alerted once, whichever replica saw it first.
     for (const t of tainted.values()) {
       const alerts = s.slack.messages.filter((m) => m.thread_ts === null && (m.text ?? '').includes(t.instanceId));
       expect(alerts, `alerts of ${t.instanceId}`).toHaveLength(1);

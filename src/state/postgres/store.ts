@@ -191,7 +191,7 @@ export class PostgresStateStore implements StateStore {
     }
   }
 
-  /** Spans are read and written under a row lock on the scope's kind, so two writers merge, not overwrite. */
+  /** Spans are read and written under a transaction lock on the scope's kind, so two writers merge, not overwrite. */
   private async lockCoverage(scope: Scope, kind: CoverageKind): Promise<void> {
     await this.q('SELECT pg_advisory_xact_lock(hashtext($1))', [`coverage:${scopeKey(scope)}:${kind}`]);
   }
@@ -218,9 +218,11 @@ export class PostgresStateStore implements StateStore {
     const added: Activity[] = [];
     const written: Array<{ a: Activity; seq: number }> = [];
     await this.transaction(async () => {
-      for (const batch of chunks(activities)) {
+      // Rows are locked and written in id order: two replicas writing overlapping events cannot deadlock.
+      const sorted = [...activities].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+      for (const batch of chunks(sorted)) {
         const byId = new Map(batch.map((a) => [a.id, a]));
-        const known = await this.q('SELECT id, body, account_id FROM activities WHERE id = ANY($1::text[]) FOR UPDATE', [[...byId.keys()]]);
+        const known = await this.q('SELECT id, body, account_id FROM activities WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...byId.keys()]]);
         const held = new Map(known.rows.map((r) => [r['id'] as string, r]));
         const fresh = [...byId.values()].filter((a) => !held.has(a.id));
         if (fresh.length > 0) {
@@ -362,7 +364,9 @@ export class PostgresStateStore implements StateStore {
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
     await this.transaction(async () => {
-      for (const batch of chunks(verdicts)) {
+      // Instances are written in id order: a cycle and an event judged by another replica cannot deadlock.
+      const sorted = [...verdicts].sort((x, y) => (x.instanceId < y.instanceId ? -1 : x.instanceId > y.instanceId ? 1 : 0));
+      for (const batch of chunks(sorted)) {
         const ids = batch.map((v) => v.instanceId);
         const alerted = new Map((await this.q('SELECT instance_id, alert_outbox_id FROM instances WHERE instance_id = ANY($1::text[])', [ids])).rows.map((r) => [r['instance_id'] as string, r['alert_outbox_id']]));
         const seen = new Set((await this.q('SELECT instance_id, key FROM findings WHERE instance_id = ANY($1::text[])', [ids])).rows.map((r) => `${r['instance_id'] as string}\0${r['key'] as string}`));
@@ -398,7 +402,10 @@ export class PostgresStateStore implements StateStore {
         );
       }
     });
-    return { newlyTainted, newFindings };
+    // In the order given (alerts go out in it), not the order written.
+    const order = new Map(verdicts.map((v, n) => [v.instanceId, n]));
+    const rank = (id: string) => order.get(id) ?? 0;
+    return { newlyTainted: newlyTainted.sort((a, b) => rank(a) - rank(b)), newFindings: new Map([...newFindings].sort(([a], [b]) => rank(a) - rank(b))) };
   }
 
   async instance(instanceId: string): Promise<InstanceRow | null> {
