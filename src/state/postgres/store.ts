@@ -258,7 +258,9 @@ export class PostgresStateStore implements StateStore {
       c.byId.set(w.a.id, w);
       c.sorted = null;
     }
-    return added;
+    // In the order given, not the order written.
+    const order = new Map(activities.map((a, n) => [a.id, n]));
+    return added.sort((x, y) => (order.get(x.id) ?? 0) - (order.get(y.id) ?? 0));
   }
 
   async activities(scope: Scope, from: number): Promise<Activity[]> {
