@@ -24,8 +24,8 @@ import {
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
-import { mergeActivity, readNotice } from '../records.js';
-import { num, toInstance, toJournal, toReplacement, type Row } from '../rows.js';
+import { mergeActivity } from '../records.js';
+import { toCycle, toDigest, toFinding, toInstance, toJournal, toOutbox, toReplacement, toTrailFile, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
@@ -324,9 +324,7 @@ export class PostgresStateStore implements StateStore {
 
   async trailFile(bucket: string, key: string): Promise<TrailFileRecord | null> {
     const r = (await this.q('SELECT * FROM trail_files WHERE bucket = $1 AND key = $2', [bucket, key])).rows[0];
-    return r
-      ? { bucket, key, accountId: r['account_id'] as string, region: r['region'] as string, sha256: r['sha256'] as string, records: Number(r['records']), readAt: Number(r['read_at']) }
-      : null;
+    return r ? toTrailFile(r) : null;
   }
 
   async recordTrailFile(f: TrailFileRecord): Promise<void> {
@@ -338,18 +336,7 @@ export class PostgresStateStore implements StateStore {
 
   async digest(bucket: string, key: string): Promise<DigestRecord | null> {
     const r = (await this.q('SELECT * FROM digests WHERE bucket = $1 AND key = $2', [bucket, key])).rows[0];
-    return r
-      ? {
-          bucket,
-          key,
-          accountId: r['account_id'] as string,
-          region: r['region'] as string,
-          from: Number(r['from_ms']),
-          to: Number(r['to_ms']),
-          status: r['status'] as DigestRecord['status'],
-          checkedAt: Number(r['checked_at']),
-        }
-      : null;
+    return r ? toDigest(r) : null;
   }
 
   async recordDigest(d: DigestRecord): Promise<void> {
@@ -429,24 +416,13 @@ export class PostgresStateStore implements StateStore {
          ORDER BY i.tainted_since`,
       )
     ).rows;
-    const out: OpenFinding[] = [];
-    for (const r of rows) {
-      const findings = (await this.q('SELECT * FROM findings WHERE instance_id = $1 ORDER BY at NULLS FIRST', [r['instance_id']])).rows;
-      out.push({
-        ...toInstance(r),
-        findings: findings.map((f) => ({
-          key: f['key'] as string,
-          detector: f['detector'] as string,
-          severity: f['severity'] as string,
-          summary: f['summary'] as string,
-          at: num(f['at']),
-          actor: (f['actor'] as string | null) ?? null,
-          firstSeen: Number(f['first_seen']),
-          lastSeen: Number(f['last_seen']),
-        })),
-      });
+    // Their findings in one query, not one per instance.
+    const ids = rows.map((r) => r['instance_id'] as string);
+    const byInstance = new Map<string, OpenFinding['findings']>(ids.map((id) => [id, []]));
+    for (const f of (await this.q('SELECT * FROM findings WHERE instance_id = ANY($1::text[]) ORDER BY instance_id, at NULLS FIRST', [ids])).rows) {
+      byInstance.get(f['instance_id'] as string)?.push(toFinding(f));
     }
-    return out;
+    return rows.map((r) => ({ ...toInstance(r), findings: byInstance.get(r['instance_id'] as string) ?? [] }));
   }
 
   // --- outbox ------------------------------------------------------------------------------------
@@ -457,15 +433,7 @@ export class PostgresStateStore implements StateStore {
   }
 
   async pending(): Promise<OutboxRow[]> {
-    return (await this.q('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id')).rows.map((r) => ({
-      id: Number(r['id']),
-      channel: r['channel'] as string,
-      parentId: num(r['parent_id']),
-      ...readNotice<Notice>(r['notice'] as string),
-      createdAt: Number(r['created_at']),
-      attempts: Number(r['attempts']),
-      lastError: (r['last_error'] as string | null) ?? null,
-    }));
+    return (await this.q('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id')).rows.map(toOutbox);
   }
 
   async sentTs(outboxId: number): Promise<string | null> {
@@ -608,14 +576,7 @@ export class PostgresStateStore implements StateStore {
   }
 
   async recentCycles(limit = 10): Promise<CycleRow[]> {
-    return (await this.q('SELECT * FROM cycles ORDER BY id DESC LIMIT $1', [limit])).rows.map((r) => ({
-      id: Number(r['id']),
-      startedAt: Number(r['started_at']),
-      finishedAt: num(r['finished_at']),
-      outcome: (r['outcome'] as string | null) ?? null,
-      exitCode: num(r['exit_code']),
-      summary: r['summary'] ? (JSON.parse(r['summary'] as string) as Record<string, unknown>) : null,
-    }));
+    return (await this.q('SELECT * FROM cycles ORDER BY id DESC LIMIT $1', [limit])).rows.map(toCycle);
   }
 
   async lastFinishedCycle(): Promise<{ finishedAt: number; outcome: string } | null> {

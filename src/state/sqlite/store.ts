@@ -26,8 +26,8 @@ import {
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
-import { mergeActivity, readNotice } from '../records.js';
-import { toInstance, toJournal, toReplacement, type Row } from '../rows.js';
+import { mergeActivity } from '../records.js';
+import { toCycle, toDigest, toFinding, toInstance, toJournal, toOutbox, toReplacement, toTrailFile, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
 /** The store whose transaction the running code is inside, if any. */
@@ -323,9 +323,7 @@ export class SqliteStateStore implements StateStore {
   async trailFile(bucket: string, key: string): Promise<TrailFileRecord | null> {
     while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM trail_files WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
-    return r
-      ? { bucket, key, accountId: r['account_id'] as string, region: r['region'] as string, sha256: r['sha256'] as string, records: r['records'] as number, readAt: r['read_at'] as number }
-      : null;
+    return r ? toTrailFile(r) : null;
   }
 
   async recordTrailFile(f: TrailFileRecord): Promise<void> {
@@ -338,18 +336,7 @@ export class SqliteStateStore implements StateStore {
   async digest(bucket: string, key: string): Promise<DigestRecord | null> {
     while (this.blocked()) await this.gate;
     const r = this.db.prepare('SELECT * FROM digests WHERE bucket = ? AND key = ?').get(bucket, key) as Row | undefined;
-    return r
-      ? {
-          bucket,
-          key,
-          accountId: r['account_id'] as string,
-          region: r['region'] as string,
-          from: r['from_ms'] as number,
-          to: r['to_ms'] as number,
-          status: r['status'] as DigestRecord['status'],
-          checkedAt: r['checked_at'] as number,
-        }
-      : null;
+    return r ? toDigest(r) : null;
   }
 
   async recordDigest(d: DigestRecord): Promise<void> {
@@ -428,16 +415,7 @@ export class SqliteStateStore implements StateStore {
     const findings = this.db.prepare('SELECT * FROM findings WHERE instance_id = ? ORDER BY at');
     return rows.map((r) => ({
       ...toInstance(r),
-      findings: (findings.all(r['instance_id']) as Row[]).map((f) => ({
-        key: f['key'] as string,
-        detector: f['detector'] as string,
-        severity: f['severity'] as string,
-        summary: f['summary'] as string,
-        at: (f['at'] as number | null) ?? null,
-        actor: (f['actor'] as string | null) ?? null,
-        firstSeen: f['first_seen'] as number,
-        lastSeen: f['last_seen'] as number,
-      })),
+      findings: (findings.all(r['instance_id']) as Row[]).map(toFinding),
     }));
   }
 
@@ -454,15 +432,7 @@ export class SqliteStateStore implements StateStore {
   /** Messages not yet sent, oldest first. */
   async pending(): Promise<OutboxRow[]> {
     while (this.blocked()) await this.gate;
-    return (this.db.prepare('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id').all() as Row[]).map((r) => ({
-      id: r['id'] as number,
-      channel: r['channel'] as string,
-      parentId: (r['parent_id'] as number | null) ?? null,
-      ...readNotice(r['notice'] as string),
-      createdAt: r['created_at'] as number,
-      attempts: r['attempts'] as number,
-      lastError: (r['last_error'] as string | null) ?? null,
-    }));
+    return (this.db.prepare('SELECT * FROM outbox WHERE sent_at IS NULL AND dropped_at IS NULL ORDER BY id').all() as Row[]).map(toOutbox);
   }
 
   /** The Slack ts of a sent message; null while it waits in the outbox. */
@@ -656,14 +626,7 @@ export class SqliteStateStore implements StateStore {
 
   async recentCycles(limit = 10): Promise<CycleRow[]> {
     while (this.blocked()) await this.gate;
-    return (this.db.prepare('SELECT * FROM cycles ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map((r) => ({
-      id: r['id'] as number,
-      startedAt: r['started_at'] as number,
-      finishedAt: (r['finished_at'] as number | null) ?? null,
-      outcome: (r['outcome'] as string | null) ?? null,
-      exitCode: (r['exit_code'] as number | null) ?? null,
-      summary: r['summary'] ? (JSON.parse(r['summary'] as string) as Record<string, unknown>) : null,
-    }));
+    return (this.db.prepare('SELECT * FROM cycles ORDER BY id DESC LIMIT ?').all(limit) as Row[]).map(toCycle);
   }
 
   async lastFinishedCycle(): Promise<{ finishedAt: number; outcome: string } | null> {
