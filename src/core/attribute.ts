@@ -190,6 +190,9 @@ export class Attributor {
   private readonly where = new Map<string, readonly string[]>();
   /** activities only SSM's session history knows, by session: dropped when CloudTrail's record of the session arrives */
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
+  /** instance id -> the change (a count) that last touched its list: what was judged from the list before still holds */
+  private readonly changed = new Map<string, number>();
+  private changes = 0;
 
   /**
    * `irrelevant`: an activity no verdict can depend on (no policy of the scope could find anything in
@@ -275,7 +278,10 @@ export class Attributor {
         for (const { instanceId, activity } of this.historyOnly.get(a.sessionId) ?? []) {
           const list = this.byInstance.get(instanceId);
           const at = list ? list.indexOf(activity) : -1;
-          if (list && at >= 0) list.splice(at, 1);
+          if (list && at >= 0) {
+            list.splice(at, 1);
+            this.changed.set(instanceId, ++this.changes);
+          }
         }
         this.historyOnly.delete(a.sessionId);
       }
@@ -367,6 +373,7 @@ export class Attributor {
         const list = this.byInstance.get(id);
         if (list) insertByTime(list, activity);
         else this.byInstance.set(id, [activity]);
+        this.changed.set(id, ++this.changes);
       } else push(this.byInstance, id, activity);
       if (a.source === 'ssm-sessions' && a.sessionId) push(this.historyOnly, a.sessionId, { instanceId: id, activity });
     }
@@ -374,6 +381,15 @@ export class Attributor {
 
   /** Bumped whenever a broadcast is made or gains an activity. */
   broadcastVersion = 0;
+
+  /**
+   * When the instance's own list last changed after the attributor was made (0: never): equal
+   * numbers mean the same activities in the same order. (What reached it through a broadcast is told
+   * by `broadcastVersion`.)
+   */
+  changedAt(instanceId: string): number {
+    return this.changed.get(instanceId) ?? 0;
+  }
 
   /** The broadcast of this list of instances (ids not in the scope are never judged, so they are left out). */
   private broadcastFor(ids: readonly string[]): Broadcast {

@@ -1,10 +1,10 @@
-import type { ManifestIndex } from '../manifest/types.js';
+import type { Manifest, ManifestIndex } from '../manifest/types.js';
 import { manifestKey } from '../manifest/types.js';
 import type { LoadedPolicy } from '../policy/schema.js';
 import { Attributor, type Broadcast } from './attribute.js';
 import { ALWAYS_ON, DETECTORS } from './detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId, type Finding } from './detectors/types.js';
-import type { Activity, Actor, EvidenceSource, Gap, Instance, ScopeFacts } from './facts.js';
+import type { Activity, Actor, EvidenceSource, Gap, Instance, InventorySnapshot, ScopeFacts } from './facts.js';
 import { anyGlob, compileGlob, memoized, type Matcher } from './glob.js';
 
 export type Verdict = 'pristine' | 'tainted' | 'unknown';
@@ -13,7 +13,8 @@ export interface InstanceResult {
   instance: Instance;
   policy: string;
   verdict: Verdict;
-  findings: Finding[];
+  /** oldest first; may be shared with other judgements' results (never changed) */
+  findings: readonly Finding[];
   /** evidence that could not be read for this instance: why a verdict is `unknown` */
   gaps: Gap[];
 }
@@ -129,6 +130,35 @@ export function policyCovers(policy: LoadedPolicy, accountId: string, region: st
   return !policy.scope.accounts || anyGlob(policy.scope.accounts)(accountId);
 }
 
+/**
+ * What judging an instance found, kept for the next judgement while its facts stay the same: the
+ * attribution (the same attributor, the instance's list and the broadcasts unchanged), the policy,
+ * the image, its manifest and the inventory, and `now` within what the detectors said (stableUntil).
+ */
+interface Kept {
+  attributor: Attributor;
+  changedAt: number;
+  broadcastVersion: number;
+  policy: LoadedPolicy;
+  firstLaunch: number;
+  activities: Activity[];
+  /** null when the instance was exempt (nothing was evaluated) */
+  found: {
+    run: 'plain' | 'tampered';
+    imageId: string;
+    manifest: Manifest | null;
+    inventory: InventorySnapshot | null;
+    /** the `now` they were found at, and until when they stay as found */
+    from: number;
+    until: number;
+    /** oldest first; shared by the results of every judgement that keeps them, so never changed */
+    findings: readonly Finding[];
+  } | null;
+}
+
+const sameInventory = (x: InventorySnapshot | null, y: InventorySnapshot | null): boolean =>
+  x === y || (x !== null && y !== null && x.fingerprint === y.fingerprint && x.packages === y.packages && x.captureTime === y.captureTime);
+
 /** How one instance came out: judged, exempt by a verified tag, or selected by no policy. */
 export type InstanceOutcome = { kind: 'judged'; result: InstanceResult } | { kind: 'exempt' } | { kind: 'out-of-scope' };
 
@@ -146,6 +176,8 @@ export class ScopeJudge {
   readonly carried: boolean;
   /** why it was not, when there was a previous cycle */
   readonly notCarried: string | null = null;
+  /** by instance id: what its last judgement found (carried over with the attribution) */
+  private kept = new Map<string, Kept>();
 
   /**
    * `previous`: the same scope's judge of the cycle before. When the facts attribute as they did
@@ -175,6 +207,7 @@ export class ScopeJudge {
     }
     if (this.attributor.stale) this.attributor = this.attributor.again();
     this.carried = !options.attributor && this.attributor === prev?.attributor;
+    if (this.carried && prev) this.kept = prev.kept;
     this.gapIndex = new GapIndex([...facts.gaps, ...this.attributor.gaps]);
     this.scope = { accountId: facts.accountId, region: facts.region };
   }
@@ -197,10 +230,24 @@ export class ScopeJudge {
   }
 
   judge(instance: Instance, now: number): InstanceOutcome {
-    const { facts, scope } = this;
+    const { facts, scope, attributor } = this;
     const cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
     if (!cp) return { kind: 'out-of-scope' };
-    const activities = this.activitiesOf(instance, cp);
+    const id = instance.instanceId;
+    let kept = this.kept.get(id);
+    const changedAt = attributor.changedAt(id);
+    if (
+      !kept ||
+      kept.attributor !== attributor ||
+      kept.changedAt !== changedAt ||
+      kept.broadcastVersion !== attributor.broadcastVersion ||
+      kept.policy !== cp.policy ||
+      kept.firstLaunch !== instance.firstLaunch
+    ) {
+      kept = { attributor, changedAt, broadcastVersion: attributor.broadcastVersion, policy: cp.policy, firstLaunch: instance.firstLaunch, activities: this.activitiesOf(instance, cp), found: null };
+      this.kept.set(id, kept);
+    }
+    const { activities } = kept;
     let run = cp.runs.plain;
     const gaps: Gap[] = [];
     const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
@@ -219,17 +266,8 @@ export class ScopeJudge {
       } else return { kind: 'exempt' };
     }
 
-    const ctx = {
-      instance,
-      activities,
-      manifest: this.manifests.get(manifestKey(instance.region, instance.imageId)) ?? null,
-      inventory: facts.inventory.get(instance.instanceId) ?? null,
-      isGuardTag: cp.isGuardTag,
-      now,
-    };
-    const findings: Finding[] = [];
+    const findings = this.findingsOf(instance, cp, run, kept, now);
     const { sources } = run;
-    for (const id of run.detectors) for (const f of DETECTORS[id].evaluate(ctx, cp.options.get(id))) findings.push(f);
     for (const g of this.gapIndex.for(instance, sources)) gaps.push(g);
     if (beforeWindow && sources.has('cloudtrail')) {
       gaps.push({
@@ -239,8 +277,31 @@ export class ScopeJudge {
         message: `first launched ${iso(instance.firstLaunch)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
       });
     }
-    findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
     return { kind: 'judged', result: { instance, policy: cp.policy.name, verdict: verdictOf(findings, gaps), findings, gaps } };
+  }
+
+  /** The detectors' findings, oldest first: as kept when their facts are the same, else found again (and kept). */
+  private findingsOf(instance: Instance, cp: CompiledPolicy, run: DetectorRun, kept: Kept, now: number): readonly Finding[] {
+    const which = run === cp.runs.plain ? 'plain' : 'tampered';
+    const manifest = this.manifests.get(manifestKey(instance.region, instance.imageId)) ?? null;
+    const inventory = this.facts.inventory.get(instance.instanceId) ?? null;
+    const f = kept.found;
+    if (f && f.run === which && f.imageId === instance.imageId && f.manifest === manifest && sameInventory(f.inventory, inventory) && f.from <= now && now <= f.until) {
+      return f.findings;
+    }
+    const ctx = { instance, activities: kept.activities, manifest, inventory, isGuardTag: cp.isGuardTag, now };
+    const findings: Finding[] = [];
+    let until = Infinity;
+    for (const id of run.detectors) {
+      const detector = DETECTORS[id];
+      const options = cp.options.get(id);
+      for (const finding of detector.evaluate(ctx, options)) findings.push(finding);
+      if (detector.stableUntil) until = Math.min(until, detector.stableUntil(ctx, options));
+    }
+    findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
+    Object.freeze(findings);
+    kept.found = { run: which, imageId: instance.imageId, manifest, inventory, from: now, until, findings };
+    return findings;
   }
 
   /**

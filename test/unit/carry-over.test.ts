@@ -3,16 +3,19 @@
 import { describe, expect, it } from 'vitest';
 import { ScopeJudge, type ScopeResult } from '../../src/core/evaluate.js';
 import type { Activity, ScopeFacts } from '../../src/core/facts.js';
-import { FIXTURE_INSTANCE, FIXTURE_NOW, WEB_POLICY, cleanInventory, facts, instance, manifest, manifests, policies, trailActivity } from '../support/facts.js';
+import { FIXTURE_INSTANCE, FIXTURE_NOW, WEB_POLICY, cleanInventory, driftedInventory, facts, instance, manifest, manifests, policies, trailActivity } from '../support/facts.js';
 
 const baked = manifest();
 const POLICIES = policies(WEB_POLICY);
 const MANIFESTS = manifests(baked);
 const OTHER = 'i-0b1b2c3d4e5f60718';
 
+// As the inventory catalog hands them out: an unchanged inventory is the same packages from cycle to cycle.
+const INVENTORY = new Map([FIXTURE_INSTANCE, OTHER].map((id) => [id, cleanInventory(baked, id)]));
+
 function cycleFacts(activities: Activity[], over: Partial<ScopeFacts> = {}): ScopeFacts {
   const instances = [instance(), instance({ instanceId: OTHER, name: 'web-2', privateIpAddress: '10.0.1.16', networkInterfaceIds: ['eni-0f1e2d3c4b5a69781'], volumeIds: [] })];
-  return facts({ instances, activities, inventory: new Map(instances.map((i) => [i.instanceId, cleanInventory(baked, i.instanceId)])), ...over });
+  return facts({ instances, activities, inventory: new Map(INVENTORY), ...over });
 }
 
 const verdicts = (r: ScopeResult) => r.results.map((x) => [x.instance.instanceId, x.verdict, x.findings.map((f) => f.key)]);
@@ -75,5 +78,47 @@ describe('a cycle carried over from the previous one', () => {
     const all = cycleFacts([start, resume, elsewhere]);
     expect([...concerned]).toEqual([OTHER]);
     expect(pushed.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge({ ...all, gaps: [] }, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+  });
+
+  it("keeps an untouched instance's findings (the very same) and finds again those of an instance a new activity reached", () => {
+    const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
+    const before = first.judgeAll(FIXTURE_NOW);
+    const next = cycleFacts([start, byTags], { commandTargets: new Map([[String(byTags.commandTargets?.commandId), [OTHER]]]) });
+    const carried = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    const after = carried.judgeAll(FIXTURE_NOW + 60_000);
+    expect(carried.carried).toBe(true);
+    expect(after).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW + 60_000));
+    expect(after.results[0]?.findings).toBe(before.results[0]?.findings);
+    expect(after.results[1]?.findings).not.toBe(before.results[1]?.findings);
+    expect(verdicts(after)[1]).toEqual([OTHER, 'tainted', [`remote-command:${byTags.id}`]]);
+    // Shared between results, so nobody may change them.
+    expect(Object.isFrozen(after.results[0]?.findings)).toBe(true);
+  });
+
+  it('finds again what depends on the time: an inventory that ages past its limit, and the age a stale one is said to be', () => {
+    const HOUR = 3_600_000;
+    const drifted = driftedInventory();
+    const inventoryFacts = (captureTime: number) => {
+      const f = cycleFacts([]);
+      return { ...f, inventory: new Map([...f.inventory, [FIXTURE_INSTANCE, { ...drifted, captureTime }]]) };
+    };
+    const captured = FIXTURE_NOW - 47 * HOUR; // the web policy allows 48h
+    let previous = new ScopeJudge(inventoryFacts(captured), POLICIES, MANIFESTS);
+    const keys = (at: number) => {
+      const judge = new ScopeJudge(inventoryFacts(captured), POLICIES, MANIFESTS, { previous });
+      expect(judge.carried).toBe(true);
+      const got = judge.judgeAll(at);
+      expect(got).toEqual(new ScopeJudge(inventoryFacts(captured), POLICIES, MANIFESTS).judgeAll(at));
+      previous = judge;
+      return got.results[0]?.findings.map((f) => f.summary.replace(/:.*/, '')).sort();
+    };
+    previous.judgeAll(FIXTURE_NOW);
+    expect(keys(FIXTURE_NOW)).toHaveLength(1); // the drift
+    expect(keys(captured + 48 * HOUR)).toHaveLength(1); // at the limit, still current
+    expect(keys(captured + 48 * HOUR + 1)).toContain('SSM Inventory is 48h old (limit 48h)');
+    expect(keys(captured + 48.5 * HOUR - 1)).toContain('SSM Inventory is 48h old (limit 48h)');
+    expect(keys(captured + 48.5 * HOUR)).toContain('SSM Inventory is 49h old (limit 48h)');
+    // A clock that went back is judged at its time too.
+    expect(keys(FIXTURE_NOW)).toHaveLength(1);
   });
 });

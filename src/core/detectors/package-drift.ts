@@ -13,6 +13,8 @@ const Options = z.strictObject({
   maxInventoryAge: Duration.prefault('48h'),
 });
 
+const HOUR = 3_600_000;
+
 export interface PackageDiff {
   added: Array<{ name: string; version: string }>;
   removed: Array<{ name: string; version: string }>;
@@ -209,12 +211,20 @@ export const packageDrift = defineDetector({
         summary:
           age === null
             ? 'SSM Inventory has no capture time: how current it is cannot be told'
-            : `SSM Inventory is ${Math.round(age / 3_600_000)}h old (limit ${Math.round(options.maxInventoryAge / 3_600_000)}h): later changes would not show`,
+            : `SSM Inventory is ${Math.round(age / HOUR)}h old (limit ${Math.round(options.maxInventoryAge / HOUR)}h): later changes would not show`,
         at: inventory.captureTime,
         actor: null,
         evidence: { captureTime: inventory.captureTime === null ? null : new Date(inventory.captureTime).toISOString() },
       });
     }
     return findings;
+  },
+  stableUntil(ctx, options) {
+    const captureTime = ctx.manifest ? (ctx.inventory?.captureTime ?? null) : null;
+    if (captureTime === null) return Infinity;
+    const age = ctx.now - captureTime;
+    if (age <= options.maxInventoryAge) return captureTime + options.maxInventoryAge;
+    // Stale: the summary says the age in hours, rounded; it changes at the next half hour.
+    return captureTime + (Math.round(age / HOUR) + 0.5) * HOUR - 1;
   },
 });

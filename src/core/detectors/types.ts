@@ -60,6 +60,12 @@ export interface Detector<O = unknown> {
    */
   concerns(a: Activity, options: O): boolean;
   evaluate(ctx: InstanceContext, options: O): Finding[];
+  /**
+   * A judge keeps an instance's findings from cycle to cycle while their facts stay the same. A
+   * detector whose findings also depend on `ctx.now` says until when (epoch ms, inclusive) they stay
+   * what they are at `ctx.now`; one without this must not read `now`.
+   */
+  stableUntil?(ctx: InstanceContext, options: O): number;
 }
 
 /** Helper so each detector module gets its options type inferred from its schema. */
