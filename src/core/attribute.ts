@@ -227,8 +227,14 @@ export class Attributor {
       return { why: 'an association changed' };
     }
     const fresh: Activity[] = [];
+    // The evidence log hands the same objects back in the same order, the new ones after: a prefix of
+    // the very objects of the facts it has (it took every one) needs no lookup.
+    const before = prev.activities;
+    const same = Math.min(before.length, next.activities.length);
     let known = 0;
-    for (const a of next.activities) {
+    while (known < same && next.activities[known] === before[known]) known++;
+    for (let n = known; n < next.activities.length; n++) {
+      const a = next.activities[n] as Activity;
       const t = this.taken.get(a.id);
       if (t === undefined) fresh.push(a);
       else if (t !== a) return { why: `activity ${a.id} changed in the evidence log` };

@@ -61,29 +61,44 @@ const iso = (ms: number) => new Date(ms).toISOString();
 /** localeCompare's order, with the collator made once */
 const collate = new Intl.Collator().compare;
 
+/**
+ * A judge shares an instance's findings (frozen) from cycle to cycle while they hold: so are their
+ * report entries, made once.
+ */
+const reported = new WeakMap<readonly Finding[], readonly ReportFinding[]>();
+
+function reportFindings(findings: readonly Finding[]): ReportFinding[] {
+  const known = reported.get(findings);
+  if (known) return known as ReportFinding[];
+  const out = findings.map((f) => ({
+    detector: f.detector,
+    key: f.key,
+    severity: f.severity,
+    effect: f.effect,
+    summary: f.summary,
+    at: f.at === null ? null : iso(f.at),
+    actor: f.actor,
+    evidence: f.evidence,
+  }));
+  if (Object.isFrozen(findings)) reported.set(findings, Object.freeze(out));
+  return out;
+}
+
 export function toReportInstance(r: InstanceResult): ReportInstance {
   const i = r.instance;
+  const launchTime = iso(i.launchTime);
   return {
     instanceId: i.instanceId,
     region: i.region,
     accountId: i.accountId,
     name: i.name,
     imageId: i.imageId,
-    launchTime: iso(i.launchTime),
-    firstLaunchTime: iso(i.firstLaunch),
+    launchTime,
+    firstLaunchTime: i.firstLaunch === i.launchTime ? launchTime : iso(i.firstLaunch),
     autoScalingGroup: i.autoScalingGroup,
     policy: r.policy,
     verdict: r.verdict,
-    findings: r.findings.map((f) => ({
-      detector: f.detector,
-      key: f.key,
-      severity: f.severity,
-      effect: f.effect,
-      summary: f.summary,
-      at: f.at === null ? null : iso(f.at),
-      actor: f.actor,
-      evidence: f.evidence,
-    })),
+    findings: reportFindings(r.findings),
     gaps: r.gaps.map((g) => ({ source: g.source, message: g.message })),
   };
 }
