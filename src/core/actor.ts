@@ -15,21 +15,33 @@ export function roleOfSession(arn: string): string | null {
  * A fleet's records come from a few dozen callers: each distinct caller becomes one frozen Actor,
  * shared by all its activities (so what is decided about a caller is decided once).
  */
-const actors = new Map<string, Actor>();
+const actors = new Map<string, Array<{ issuer: string | null; invokedBy: string | null; actor: Actor }>>();
+let actorCount = 0;
 const MAX_ACTORS = 50_000;
 
-export function actorFrom(arn: string | null, ...more: Array<string | null | undefined>): Actor {
-  const key = more.length === 0 ? (arn ?? '') : `${arn ?? ''}\0${more.map((m) => m ?? '').join('\0')}`;
-  const known = actors.get(key);
-  if (known) return known;
+/** The caller of a record: its ARN, its session's issuer (a role) and the service it invoked through. */
+export function actorFrom(arn: string | null, issuer?: string | null, invokedBy?: string | null): Actor {
+  const i = issuer || null;
+  const v = invokedBy || null;
+  let same = actors.get(arn ?? '');
+  if (same) {
+    for (const e of same) if (e.issuer === i && e.invokedBy === v) return e.actor;
+  } else {
+    if (actorCount >= MAX_ACTORS) {
+      actors.clear();
+      actorCount = 0;
+    }
+    same = [];
+    actors.set(arn ?? '', same);
+  }
   const identities = new Set<string>();
-  for (const id of [arn, ...more]) if (id) identities.add(id);
+  for (const id of [arn, i, v]) if (id) identities.add(id);
   if (arn) {
     const role = roleOfSession(arn);
     if (role) identities.add(role);
   }
   const actor: Actor = Object.freeze({ arn, identities: Object.freeze([...identities]) as string[] });
-  if (actors.size >= MAX_ACTORS) actors.clear();
-  actors.set(key, actor);
+  same.push({ issuer: i, invokedBy: v, actor });
+  actorCount++;
   return actor;
 }

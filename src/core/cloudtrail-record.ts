@@ -82,8 +82,21 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 const INSTANCE_ID_KEYS = new Set(['instanceid', 'instanceids', 'target', 'resourceid']);
-const ENI_ID = /^eni-[0-9a-f]{8,17}$/;
-const VOLUME_ID = /^vol-[0-9a-f]{8,17}$/;
+
+/**
+ * Whether a string is `PREFIX-` and 8 to 17 lower-case hex digits (INSTANCE_ID and its kin), by its
+ * characters: a record holds a few such values, and this runs on every one.
+ */
+function isAwsId(value: string, prefix: string): boolean {
+  const n = value.length - prefix.length - 1;
+  if (n < 8 || n > 17 || !value.startsWith(prefix) || value.charCodeAt(prefix.length) !== 45 /* - */) return false;
+  for (let k = prefix.length + 1; k < value.length; k++) {
+    const c = value.charCodeAt(k);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+const isInstanceId = (v: string) => isAwsId(v, 'i');
 
 /** What a key names, compared without case: the lengths tell most keys apart before any lower-casing. */
 const enum Names {
@@ -92,11 +105,28 @@ const enum Names {
   Eni = 2,
   Volume = 3,
 }
-const KEY_LENGTHS = new Set([6, 8, 10, 11, 18]);
-/** First letters of the keys that name ids (instanceId, target, resourceId, networkInterfaceId, volumeId), either case. */
-const FIRST = new Set(['i', 'I', 't', 'T', 'r', 'R', 'n', 'N', 'v', 'V']);
 function keyNames(key: string): Names {
-  if (!KEY_LENGTHS.has(key.length) || !FIRST.has(key[0] as string)) return Names.Nothing;
+  // The lengths and first letters (either case) of instanceId(s), target, resourceId, networkInterfaceId, volumeId.
+  const first = key.charCodeAt(0) | 32;
+  switch (key.length) {
+    case 6:
+      if (first !== 116 /* t */) return Names.Nothing;
+      break;
+    case 8:
+      if (first !== 118 /* v */) return Names.Nothing;
+      break;
+    case 10:
+      if (first !== 105 /* i */ && first !== 114 /* r */) return Names.Nothing;
+      break;
+    case 11:
+      if (first !== 105 /* i */) return Names.Nothing;
+      break;
+    case 18:
+      if (first !== 110 /* n */) return Names.Nothing;
+      break;
+    default:
+      return Names.Nothing;
+  }
   const k = key.toLowerCase();
   if (INSTANCE_ID_KEYS.has(k)) return Names.Instance;
   if (k === 'networkinterfaceid') return Names.Eni;
@@ -120,10 +150,10 @@ function collectIds(value: unknown, out: NamedIds, depth: number, under: Names):
   if (depth > 8 || value == null) return;
   if (typeof value === 'string') {
     if (under === Names.Instance) {
-      if (INSTANCE_ID.test(value)) out.instances.add(value);
+      if (isInstanceId(value)) out.instances.add(value);
     } else if (under === Names.Eni) {
-      if (ENI_ID.test(value)) out.enis.add(value);
-    } else if (under === Names.Volume && VOLUME_ID.test(value)) out.volumes.add(value);
+      if (isAwsId(value, 'eni')) out.enis.add(value);
+    } else if (under === Names.Volume && isAwsId(value, 'vol')) out.volumes.add(value);
   } else if (Array.isArray(value)) {
     for (const v of value) collectIds(v, out, depth + 1, under);
   } else if (typeof value === 'object') {
@@ -132,13 +162,6 @@ function collectIds(value: unknown, out: NamedIds, depth: number, under: Names):
       if (Object.prototype.hasOwnProperty.call(o, k)) collectIds(o[k], out, depth + 1, keyNames(k));
     }
   }
-}
-
-/** Instance ids named anywhere in request or response under an instance-ish key. */
-export function findInstanceIds(value: unknown): Set<string> {
-  const out: NamedIds = { instances: new Set(), enis: new Set(), volumes: new Set() };
-  collectIds(value, out, 0, Names.Nothing);
-  return out.instances;
 }
 
 const ANY_INSTANCE_ID = /\bi-[0-9a-f]{8,17}\b/g;
@@ -175,7 +198,7 @@ function resourceIds(req: Obj): string[] {
   const items = isObj(set) && Array.isArray(set['items']) ? set['items'] : [];
   return items.filter(isObj).flatMap((r) => {
     const id = str(r['resourceId']);
-    return id && INSTANCE_ID.test(id) ? [id] : [];
+    return id && isInstanceId(id) ? [id] : [];
   });
 }
 

@@ -80,6 +80,22 @@ describe('activityFromRecord', () => {
     expect(r.kind === 'activity' && r.activity.instanceIds).toEqual([FIXTURE_INSTANCE]);
   });
 
+  it('takes as an id only i-, eni- or vol- and 8 to 17 lower-case hex digits, under a key that names one', () => {
+    const record = readFixtureJson<Record<string, unknown>>('cloudtrail/ec2-attach-volume.json');
+    const ids = {
+      instanceIds: ['i-12345678', 'i-0123456789abcdef0', 'i-1234567', 'i-0123456789abcdef01', 'i-0123456789ABCDEF', 'ix12345678', 'i-1234567g', ' i-12345678'],
+      Target: 'i-abcdef01',
+      other: 'i-0fedcba987654321',
+      networkInterfaceId: 'eni-0a1b2c3d',
+      VolumeId: 'vol-0a1b2c3d4e5f60718',
+      volumeIdx: 'vol-0a1b2c3d4e5f60719',
+    };
+    const r = activityFromRecord({ ...record, eventName: 'ModifyInstanceMetadataOptions', requestParameters: ids, responseElements: { volumeId: 'vol-0A1B2C3D' } });
+    if (r.kind !== 'activity') throw new Error(JSON.stringify(r));
+    expect(r.activity.instanceIds).toEqual(['i-12345678', 'i-0123456789abcdef0', 'i-abcdef01']);
+    expect(r.activity.refs).toEqual({ networkInterfaceIds: ['eni-0a1b2c3d'], volumeIds: ['vol-0a1b2c3d4e5f60718'] });
+  });
+
   it('ignores read-only and unrelated noise', () => {
     expect(activityFromRecord(readFixtureJson('cloudtrail/ec2-describe-instances-noise.json')).kind).toBe('ignored');
     expect(activityFromRecord(readFixtureJson('cloudtrail/ec2-run-instances-noise.json')).kind).toBe('ignored');
