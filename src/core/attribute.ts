@@ -24,10 +24,12 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
  */
 export class InstanceIndex {
   readonly byId = new Map<string, number>();
-  readonly byVpcIp = new Map<string, string>();
-  readonly byIp = new Map<string, string[]>();
-  readonly byEni = new Map<string, string>();
-  readonly byVolume = new Map<string, string>();
+  // The others are built when first asked: a cycle without such activities never needs them.
+  private vpcIp: Map<string, string> | null = null;
+  private ip: Map<string, string[]> | null = null;
+  private eni: Map<string, string> | null = null;
+  private volume: Map<string, string> | null = null;
+  /** tag key -> value -> positions, one key at a time as targets ask for it */
   private readonly byTag = new Map<string, Map<string, number[]>>();
   private readonly withTagKey = new Map<string, number[]>();
   private readonly targetsMemo = new Map<string, string[] | null>();
@@ -36,22 +38,69 @@ export class InstanceIndex {
   constructor(public instances: readonly Instance[]) {
     instances.forEach((i, n) => {
       if (!this.byId.has(i.instanceId)) this.byId.set(i.instanceId, n);
-      for (const ip of i.privateIpAddresses) {
-        if (i.vpcId) this.byVpcIp.set(`${i.vpcId} ${ip}`, i.instanceId);
-        push(this.byIp, ip, i.instanceId);
-      }
-      for (const eni of i.networkInterfaceIds) this.byEni.set(eni, i.instanceId);
-      for (const vol of i.volumeIds) this.byVolume.set(vol, i.instanceId);
-      for (const [key, value] of Object.entries(i.tags)) {
-        let values = this.byTag.get(key);
-        if (!values) {
-          values = new Map();
-          this.byTag.set(key, values);
-        }
-        push(values, value, n);
-        push(this.withTagKey, key, n);
-      }
     });
+  }
+
+  /** "VPC IP" -> the instance holding that private address there */
+  get byVpcIp(): ReadonlyMap<string, string> {
+    if (!this.vpcIp) this.indexAddresses();
+    return this.vpcIp as Map<string, string>;
+  }
+
+  /** private IP -> the instances holding it, in any VPC */
+  get byIp(): ReadonlyMap<string, string[]> {
+    if (!this.ip) this.indexAddresses();
+    return this.ip as Map<string, string[]>;
+  }
+
+  get byEni(): ReadonlyMap<string, string> {
+    if (!this.eni) {
+      this.eni = new Map();
+      for (const i of this.instances) for (const eni of i.networkInterfaceIds) this.eni.set(eni, i.instanceId);
+    }
+    return this.eni;
+  }
+
+  get byVolume(): ReadonlyMap<string, string> {
+    if (!this.volume) {
+      this.volume = new Map();
+      for (const i of this.instances) for (const vol of i.volumeIds) this.volume.set(vol, i.instanceId);
+    }
+    return this.volume;
+  }
+
+  private indexAddresses(): void {
+    this.vpcIp = new Map();
+    this.ip = new Map();
+    for (const i of this.instances) {
+      for (const ip of i.privateIpAddresses) {
+        if (i.vpcId) this.vpcIp.set(`${i.vpcId} ${ip}`, i.instanceId);
+        push(this.ip, ip, i.instanceId);
+      }
+    }
+  }
+
+  /** value -> positions of the instances with this tag key */
+  private tagValues(key: string): Map<string, number[]> {
+    let values = this.byTag.get(key);
+    if (!values) {
+      values = new Map();
+      const withKey: number[] = [];
+      this.instances.forEach((i, n) => {
+        const value = i.tags[key];
+        if (value === undefined || !Object.prototype.hasOwnProperty.call(i.tags, key)) return;
+        push(values as Map<string, number[]>, value, n);
+        withKey.push(n);
+      });
+      this.byTag.set(key, values);
+      this.withTagKey.set(key, withKey);
+    }
+    return values;
+  }
+
+  private withKey(key: string): number[] {
+    this.tagValues(key);
+    return this.withTagKey.get(key) as number[];
   }
 
   /** The same instances, described again (see Attributor.carries): answers stay, the objects are the new ones. */
@@ -79,10 +128,10 @@ export class InstanceIndex {
           if (n !== undefined) matched.add(n);
         }
       } else if (kind.startsWith('tag:')) {
-        const byValue = this.byTag.get(kind.slice(4));
-        for (const v of values) for (const n of byValue?.get(v) ?? []) matched.add(n);
+        const byValue = this.tagValues(kind.slice(4));
+        for (const v of values) for (const n of byValue.get(v) ?? []) matched.add(n);
       } else if (kind === 'tag-key') {
-        for (const k of values) for (const n of this.withTagKey.get(k) ?? []) matched.add(n);
+        for (const k of values) for (const n of this.withKey(k)) matched.add(n);
       } else {
         resolvable = false; // resource groups and the like: pristine cannot tell which instances they held
         break;
