@@ -183,6 +183,33 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(await s.instance('i-none')).toBeNull();
     });
 
+    it('keeps a finding seen again (first seen kept, last seen moved, its new summary taken) and leaves one no longer found as it was', async () => {
+      // Prepare
+      const s = await open();
+      await s.recordVerdicts(T0, [verdict('i-1', 'tainted', [finding('a'), finding('b'), finding('gone')])]);
+      await s.recordVerdicts(T0 + 10 * MIN, [verdict('i-1', 'tainted', [finding('a'), finding('b', { summary: 'finding b, 49h old' })])]);
+
+      // Act
+      const r = await s.recordVerdicts(T0 + 20 * MIN, [verdict('i-1', 'tainted', [finding('a'), finding('b', { summary: 'finding b, 50h old' }), finding('c')])]);
+
+      // Assess
+      expect(r).toEqual({ newlyTainted: ['i-1'], newFindings: new Map() }); // no alert recorded yet: still newly tainted
+      const [i1] = await s.openFindings();
+      const byKey = new Map(i1!.findings.map((f) => [f.key, f]));
+      expect(byKey.get('a')).toMatchObject({ summary: 'finding a', firstSeen: T0, lastSeen: T0 + 20 * MIN });
+      expect(byKey.get('b')).toMatchObject({ summary: 'finding b, 50h old', firstSeen: T0, lastSeen: T0 + 20 * MIN });
+      expect(byKey.get('c')).toMatchObject({ summary: 'finding c', firstSeen: T0 + 20 * MIN, lastSeen: T0 + 20 * MIN });
+      expect(byKey.get('gone')).toMatchObject({ firstSeen: T0, lastSeen: T0 });
+      await s.setAlert('i-1', 1);
+      const after = await s.recordVerdicts(T0 + 30 * MIN, [verdict('i-1', 'tainted', [finding('a'), finding('d'), finding('gone')])]);
+      expect(after).toEqual({ newlyTainted: [], newFindings: new Map([['i-1', ['d']]]) });
+      // A key given twice (two detectors' findings under one key) is new once.
+      const twice = await s.recordVerdicts(T0 + 40 * MIN, [verdict('i-1', 'tainted', [finding('e'), finding('e', { summary: 'again' })])]);
+      expect(twice).toEqual({ newlyTainted: [], newFindings: new Map([['i-1', ['e']]]) });
+      const e = (await s.openFindings())[0]!.findings.find((f) => f.key === 'e');
+      expect(e).toMatchObject({ detector: 'interactive-session', summary: 'again', firstSeen: T0 + 40 * MIN });
+    });
+
     it('lists open findings: tainted in the last cycle and not replaced, with their findings', async () => {
       // Prepare
       const s = await open();

@@ -62,6 +62,19 @@ function chunks<T>(items: readonly T[], size = BATCH): T[][] {
  * race is conditional (an alert is recorded once, a replacement created once, a lease taken by one)
  * and every lease's expiry is the database's clock (`pristine_now_ms()`), not a replica's.
  */
+/**
+ * An instance's findings with each key once (one statement cannot write a row twice): the first
+ * finding of a key, with the summary of the last, which is what writing them one by one leaves.
+ */
+function onePerKey(findings: VerdictInput['findings']): VerdictInput['findings'] {
+  const byKey = new Map<string, VerdictInput['findings'][number]>();
+  for (const f of findings) {
+    const first = byKey.get(f.key);
+    byKey.set(f.key, first ? { ...first, summary: f.summary } : f);
+  }
+  return byKey.size === findings.length ? findings : [...byKey.values()];
+}
+
 export class PostgresStateStore implements StateStore {
   readonly kind = 'postgres' as const;
   readonly leases: LeasesPort;
@@ -367,7 +380,7 @@ export class PostgresStateStore implements StateStore {
              last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`,
           [JSON.stringify(batch.map((v) => ({ instance_id: v.instanceId, account_id: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict }))), now],
         );
-        const findings = batch.flatMap((v) => v.findings.map((f) => ({ instance_id: v.instanceId, ...f })));
+        const findings = batch.flatMap((v) => onePerKey(v.findings).map((f) => ({ instance_id: v.instanceId, ...f })));
         for (const part of chunks(findings)) {
           await this.q(
             `INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)

@@ -359,28 +359,38 @@ export class SqliteStateStore implements StateStore {
     while (this.blocked()) await this.gate;
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
-    const getInstance = this.db.prepare('SELECT * FROM instances WHERE instance_id = ?');
+    // Three statements an instance whose findings are as they were: the row (its alert as it stood:
+    // the upsert leaves it alone), the findings it had, and their last seen moved.
     const upsert = this.db.prepare(`
       INSERT INTO instances (instance_id, account_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
       VALUES (@instanceId, @accountId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
       ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
-        last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`);
-    const getFinding = this.db.prepare('SELECT 1 FROM findings WHERE instance_id = ? AND key = ?');
+        last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)
+      RETURNING alert_outbox_id`);
+    const had = this.db.prepare('SELECT key, summary FROM findings WHERE instance_id = ?').raw();
+    const seen = this.db.prepare('UPDATE findings SET last_seen = ? WHERE instance_id = ? AND key IN (SELECT value FROM json_each(?))');
     const putFinding = this.db.prepare(`
       INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
       VALUES (@instanceId, @key, @detector, @severity, @summary, @at, @actor, @now, @now)
       ON CONFLICT (instance_id, key) DO UPDATE SET last_seen = excluded.last_seen, summary = excluded.summary`);
     this.tx(() => {
       for (const v of verdicts) {
-        const before = getInstance.get(v.instanceId) as Row | undefined;
         const tainted = v.verdict === 'tainted';
-        upsert.run({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null });
+        const row = upsert.get({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null }) as Row;
         const fresh: string[] = [];
-        for (const f of v.findings) {
-          if (!getFinding.get(v.instanceId, f.key)) fresh.push(f.key);
-          putFinding.run({ instanceId: v.instanceId, now, ...f });
+        if (v.findings.length > 0) {
+          const before = new Map(had.all(v.instanceId) as Array<[string, string]>);
+          const same: string[] = [];
+          for (const f of v.findings) {
+            const summary = before.get(f.key);
+            if (summary === undefined) fresh.push(f.key);
+            if (summary === f.summary) same.push(f.key);
+            else putFinding.run({ instanceId: v.instanceId, now, ...f });
+            before.set(f.key, f.summary); // a key given twice is new once
+          }
+          if (same.length > 0) seen.run(now, v.instanceId, JSON.stringify(same));
         }
-        if (tainted && (before?.['alert_outbox_id'] ?? null) === null) newlyTainted.push(v.instanceId);
+        if (tainted && (row['alert_outbox_id'] ?? null) === null) newlyTainted.push(v.instanceId);
         else if (tainted && fresh.length > 0) newFindings.set(v.instanceId, fresh);
       }
       const put = this.db.prepare('INSERT INTO scope_audits (account_id, region, audited_at) VALUES (?, ?, ?) ON CONFLICT (account_id, region) DO UPDATE SET audited_at = excluded.audited_at');
