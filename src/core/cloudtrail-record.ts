@@ -326,7 +326,10 @@ export function activityFromRecord(raw: unknown): RecordResult {
   const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
   if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
   const ui = r.userIdentity;
-  const activity: Omit<Activity, 'detail'> & { detail?: Activity['detail'] } = {
+  // Every field, optional ones undefined, in one order: every activity read from a record has one
+  // shape (the code that reads them stays monomorphic), and its JSON (the evidence log's) only the
+  // fields present, in a fixed order.
+  const activity: Activity = {
     id: r.eventID,
     kind,
     source: 'cloudtrail',
@@ -337,13 +340,12 @@ export function activityFromRecord(raw: unknown): RecordResult {
     accountId: r.recipientAccountId ?? ui?.accountId ?? null,
     actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
     instanceIds: s.instanceIds,
+    sessionId: s.sessionId || undefined,
+    commandTargets: s.commandTargets,
+    associationIds: s.associationIds?.length ? s.associationIds : undefined,
+    refs: s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId) ? s.refs : undefined,
+    tagChanges: s.tagChanges,
+    detail: compact(s.detail),
   };
-  // Optional fields only when present, in a fixed order (the evidence log stores activities as JSON).
-  if (s.sessionId) activity.sessionId = s.sessionId;
-  if (s.commandTargets) activity.commandTargets = s.commandTargets;
-  if (s.associationIds?.length) activity.associationIds = s.associationIds;
-  if (s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId)) activity.refs = s.refs;
-  if (s.tagChanges) activity.tagChanges = s.tagChanges;
-  activity.detail = compact(s.detail);
-  return { kind: 'activity', activity: activity as Activity };
+  return { kind: 'activity', activity };
 }
