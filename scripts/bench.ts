@@ -974,8 +974,6 @@ await timedAsync('store', `store ${fmt(parsed.activities.length)} activities and
   await store.ingest(parsed.activities, NOW);
   await store.transaction(() => store.recordVerdicts(NOW, result.results.map(verdictInputOf)));
 });
-await store.close();
-rmSync(storeDir, { recursive: true, force: true });
 
 // The second cycle, ten minutes later: the same inventories, some new records.
 const NOW2 = NOW + 10 * 60_000;
@@ -988,6 +986,12 @@ const result2 = timed('evaluate2', 'second cycle: evaluate', () => judge2.judgeA
 // The daemon's cycle builds the report; only `audit`/`run --format json` write it out.
 timed('report2', 'second cycle: build the report', () => reportOf(result2, facts2.window, NOW2));
 const SECOND = ['normalise2', 'parse2', 'attribute2', 'evaluate2', 'report2'];
+await timedAsync('store2', `second cycle: store ${fmt(parsed2.activities.length)} activities and ${fmt(result2.results.length)} verdicts (SQLite)`, async () => {
+  await store.ingest(parsed2.activities, NOW2);
+  await store.transaction(() => store.recordVerdicts(NOW2, result2.results.map(verdictInputOf)));
+});
+await store.close();
+rmSync(storeDir, { recursive: true, force: true });
 
 // Events pushed between cycles: each re-judges the instance it names, as the daemon does (src/pushed.ts).
 const pushedJudge = judge2.forPushedEvents();
