@@ -105,28 +105,17 @@ const enum Names {
   Eni = 2,
   Volume = 3,
 }
+/** By key length, the first letters (lower-cased) of instanceId(s), target, resourceId, networkInterfaceId and volumeId. */
+const FIRST_LETTERS: ReadonlyArray<readonly number[] | undefined> = Object.assign([], {
+  6: ['t'.charCodeAt(0)],
+  8: ['v'.charCodeAt(0)],
+  10: ['i'.charCodeAt(0), 'r'.charCodeAt(0)],
+  11: ['i'.charCodeAt(0)],
+  18: ['n'.charCodeAt(0)],
+});
 function keyNames(key: string): Names {
-  // The lengths and first letters (either case) of instanceId(s), target, resourceId, networkInterfaceId, volumeId.
-  const first = key.charCodeAt(0) | 32;
-  switch (key.length) {
-    case 6:
-      if (first !== 116 /* t */) return Names.Nothing;
-      break;
-    case 8:
-      if (first !== 118 /* v */) return Names.Nothing;
-      break;
-    case 10:
-      if (first !== 105 /* i */ && first !== 114 /* r */) return Names.Nothing;
-      break;
-    case 11:
-      if (first !== 105 /* i */) return Names.Nothing;
-      break;
-    case 18:
-      if (first !== 110 /* n */) return Names.Nothing;
-      break;
-    default:
-      return Names.Nothing;
-  }
+  const first = FIRST_LETTERS[key.length];
+  if (!first || !first.includes(key.charCodeAt(0) | 32)) return Names.Nothing;
   const k = key.toLowerCase();
   if (INSTANCE_ID_KEYS.has(k)) return Names.Instance;
   if (k === 'networkinterfaceid') return Names.Eni;
