@@ -329,7 +329,8 @@ export class Replacer {
         if (!ready && !(step === 'wait-drained' && Date.now() >= deadline)) {
           if (Date.now() >= deadline) throw new StepError(`${waitingFor(step, row)}: not within ${Math.round(d.healthTimeoutMs / 1000)} s`);
           const n = ((d.polls ??= {})[step] = (d.polls[step] ?? 0) + 1);
-          const pause = Math.min(this.deps.pollMs?.max ?? 15_000, (this.deps.pollMs?.first ?? 1000) * 1.5 ** (n - 1));
+          // Whole milliseconds: 1.5^n of a second is not (the stores keep epoch ms; PostgreSQL's BIGINT refuses a fraction).
+          const pause = Math.round(Math.min(this.deps.pollMs?.max ?? 15_000, (this.deps.pollMs?.first ?? 1000) * 1.5 ** (n - 1)));
           await store.schedule(row.id, Math.min(Date.now() + pause, deadline), waitingFor(step, row), fence, d);
           return (await store.replacement(row.id)) as ReplacementRow;
         }

@@ -214,7 +214,10 @@ export interface ReplacementsPort {
   renewLeases(owner: string, ttlMs: number): Promise<void>;
   /** Lets go of every replacement lease this owner holds (a clean stop). */
   releaseLeases(owner: string): Promise<number>;
-  /** When to take the next step or poll, what it waits for, and the data a poll changed; under the lease. */
+  /**
+   * When to take the next step or poll (epoch ms; a fraction is rounded up to the next whole ms, never
+   * earlier), what it waits for, and the data a poll changed; under the lease.
+   */
   schedule(id: number, nextPollAt: number, waitingFor: string | null, fence: Fence, data?: Record<string, unknown>): Promise<void>;
 }
 

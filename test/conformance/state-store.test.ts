@@ -871,6 +871,14 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(r.nextPollAt).toBe(T0);
       expect(await s.replacement(r.id)).toMatchObject({ nextPollAt: T0 + 5000, waitingFor: 'i-new to run with status checks ok', data: { polls: { 'wait-running': 1 } } });
     });
+
+    it('takes a next turn in fractional milliseconds (a backoff of 1.5^n s) and keeps it to the next whole one', async () => {
+      const s = await open();
+      const r = (await s.createReplacement(replacementOf('i-1'), T0))!;
+      const fence = (await s.claimReplacement(r.id, 'host:1:a', 60_000))!;
+      await s.schedule(r.id, T0 + 5062.5, 'the old instance to drain', fence);
+      expect((await s.replacement(r.id))?.nextPollAt).toBe(T0 + 5063);
+    });
   });
 
   describe('named leases (scope audits, the outbox)', () => {

@@ -67,11 +67,11 @@ afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-async function setup(over: Record<string, Handler> = {}) {
+async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }) {
   const store = SqliteStateStore.open(':memory:');
   stores.push(store);
   const w = world(over);
-  const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
+  const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs });
   const candidate: Candidate = {
     instanceId: OLD,
     accountId: '111122223333',
@@ -119,6 +119,26 @@ describe('the replacement state machine', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect((await turn()).step).toBe('wait-running');
     expect((await store.journalOf(row.id)).filter((j) => j.step === 'wait-running').map((j) => j.phase)).toEqual(['begin', 'end']);
+  });
+
+  it('backs off between polls of a wait step by half again each time, to the whole millisecond, up to the longest pause', async () => {
+    const { store, turn } = await setup(
+      { DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: 'pending' }, InstanceStatus: { Status: 'initializing' }, SystemStatus: { Status: 'ok' } }] }) },
+      { first: 10, max: 60, retry: 50 },
+    );
+    const polls: Array<{ at: number; pause: number }> = [];
+    const schedule = store.schedule.bind(store);
+    store.schedule = async (id, at, waitingFor, fence, data) => {
+      if (waitingFor !== null) polls.push({ at, pause: at - Date.now() });
+      return schedule(id, at, waitingFor, fence, data);
+    };
+    await turn(); // prepare
+    await turn(); // launch
+    for (let n = 0; n < 7; n++) await turn();
+    // 10, 15, 22.5, 33.75, 50.625, then the longest: PostgreSQL's BIGINT takes no fraction of a millisecond.
+    expect(polls.every((p) => Number.isInteger(p.at)), polls.map((p) => p.at).join(', ')).toBe(true);
+    const expected = [10, 15, 23, 34, 51, 60, 60];
+    expect(polls.map((p, i) => Math.abs(p.pause - expected[i]!) <= 2), polls.map((p) => p.pause).join(', ')).toEqual(expected.map(() => true));
   });
 
   it('tries a step again after a transient error, and rolls back on one that will not go away, before the old instance left', async () => {

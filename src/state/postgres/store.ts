@@ -574,7 +574,7 @@ export class PostgresStateStore implements StateStore {
   async schedule(id: number, nextPollAt: number, waitingFor: string | null, fence: Fence, data?: Record<string, unknown>): Promise<void> {
     await this.transaction(async () => {
       await this.checkFence(id, fence);
-      await this.q('UPDATE replacements SET next_poll_at = $1, waiting_for = $2, data = COALESCE($3, data) WHERE id = $4', [nextPollAt, waitingFor, data ? JSON.stringify(data) : null, id]);
+      await this.q('UPDATE replacements SET next_poll_at = $1, waiting_for = $2, data = COALESCE($3, data) WHERE id = $4', [Math.ceil(nextPollAt), waitingFor, data ? JSON.stringify(data) : null, id]);
     });
   }
 

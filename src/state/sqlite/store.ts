@@ -613,7 +613,7 @@ export class SqliteStateStore implements StateStore {
       this.checkFence(id, fence);
       this.db
         .prepare('UPDATE replacements SET next_poll_at = ?, waiting_for = ?, data = COALESCE(?, data) WHERE id = ?')
-        .run(nextPollAt, waitingFor, data ? JSON.stringify(data) : null, id);
+        .run(Math.ceil(nextPollAt), waitingFor, data ? JSON.stringify(data) : null, id);
     });
   }
 
