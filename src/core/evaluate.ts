@@ -156,6 +156,13 @@ interface Kept {
   } | null;
 }
 
+/** The very same objects in the same order. */
+function sameItems<T>(x: readonly T[], y: readonly T[]): boolean {
+  if (x.length !== y.length) return false;
+  for (let n = 0; n < x.length; n++) if (x[n] !== y[n]) return false;
+  return true;
+}
+
 const sameInventory = (x: InventorySnapshot | null, y: InventorySnapshot | null): boolean =>
   x === y || (x !== null && y !== null && x.fingerprint === y.fingerprint && x.packages === y.packages && x.captureTime === y.captureTime);
 
@@ -208,6 +215,14 @@ export class ScopeJudge {
     if (this.attributor.stale) this.attributor = this.attributor.again();
     this.carried = !options.attributor && this.attributor === prev?.attributor;
     if (this.carried && prev) this.kept = prev.kept;
+    else if (prev && !options.attributor && prev.scope.accountId === facts.accountId && prev.scope.region === facts.region) {
+      // Attributed afresh (an instance came or went, most often): what an instance was found to have
+      // stays while its activities are the very same (see judge). Only the instances still here.
+      for (const i of facts.instances) {
+        const k = prev.kept.get(i.instanceId);
+        if (k) this.kept.set(i.instanceId, k);
+      }
+    }
     this.gapIndex = new GapIndex([...facts.gaps, ...this.attributor.gaps]);
     this.scope = { accountId: facts.accountId, region: facts.region };
   }
@@ -244,7 +259,18 @@ export class ScopeJudge {
       kept.policy !== cp.policy ||
       kept.firstLaunch !== instance.firstLaunch
     ) {
-      kept = { attributor, changedAt, broadcastVersion: attributor.broadcastVersion, policy: cp.policy, firstLaunch: instance.firstLaunch, activities: this.activitiesOf(instance, cp), found: null };
+      const activities = this.activitiesOf(instance, cp);
+      // Another attribution, or something new somewhere: the same activities keep what was found in them.
+      const same = kept !== undefined && kept.policy === cp.policy && kept.firstLaunch === instance.firstLaunch && sameItems(kept.activities, activities) ? kept : null;
+      kept = {
+        attributor,
+        changedAt,
+        broadcastVersion: attributor.broadcastVersion,
+        policy: cp.policy,
+        firstLaunch: instance.firstLaunch,
+        activities: same ? same.activities : activities,
+        found: same ? same.found : null,
+      };
       this.kept.set(id, kept);
     }
     const { activities } = kept;

@@ -95,6 +95,32 @@ describe('a cycle carried over from the previous one', () => {
     expect(Object.isFrozen(after.results[0]?.findings)).toBe(true);
   });
 
+  it("attributes afresh when an instance came or went, and keeps the findings (the very same) of an instance whose activities are the same", () => {
+    const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
+    const before = first.judgeAll(FIXTURE_NOW);
+    const LATER = 'i-0c1c2c3d4e5f60729';
+    const both = cycleFacts([start]).instances;
+    const cases: Array<[string, ScopeFacts]> = [
+      ['one went', cycleFacts([start], { instances: both.slice(0, 1) })],
+      ['one came', cycleFacts([start], { instances: [...both, instance({ instanceId: LATER, name: 'web-3', privateIpAddress: '10.0.1.17', networkInterfaceIds: [], volumeIds: [] })] })],
+    ];
+    for (const [what, next] of cases) {
+      const judge = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+      const after = judge.judgeAll(FIXTURE_NOW);
+      expect(judge.carried, what).toBe(false);
+      expect(after, what).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+      expect(after.results[0]?.findings, what).toBe(before.results[0]?.findings);
+      expect(verdicts(after)[0], what).toEqual([FIXTURE_INSTANCE, 'tainted', [`interactive-session:${start.sessionId}`]]);
+    }
+    // An instance a new activity reached, or launched again (its first launch moved), is found again.
+    const reached = new ScopeJudge(cycleFacts([start, resume], { instances: both.slice(0, 1) }), POLICIES, MANIFESTS, { previous: first });
+    expect(reached.judgeAll(FIXTURE_NOW).results[0]?.findings).not.toBe(before.results[0]?.findings);
+    const relaunched = cycleFacts([start], { instances: [instance({ firstLaunch: start.at + 1 })] });
+    const again = new ScopeJudge(relaunched, POLICIES, MANIFESTS, { previous: first }).judgeAll(FIXTURE_NOW);
+    expect(again).toEqual(new ScopeJudge(relaunched, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+    expect(verdicts(again)[0]).toEqual([FIXTURE_INSTANCE, 'pristine', []]);
+  });
+
   it('finds again what depends on the time: an inventory that ages past its limit, and the age a stale one is said to be', () => {
     const HOUR = 3_600_000;
     const drifted = driftedInventory();
