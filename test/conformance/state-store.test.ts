@@ -210,6 +210,34 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(e).toMatchObject({ detector: 'interactive-session', summary: 'again', firstSeen: T0 + 40 * MIN });
     });
 
+    it('takes text from evidence that is not well-formed (a NUL, a lone surrogate) without failing, and a finding keyed by it is new once', async () => {
+      // Prepare: what an instance's root can put in SSM Inventory, and what a forged record can carry.
+      const s = await open();
+      const odd = (f: FindingInput) => ({ ...f, key: 'package-drift:evil\u0000pkg', summary: 'evil\u0000pkg \ud800 installed since the image', actor: 'arn:aws:iam::111122223333:user/\u0000' });
+      const loose = (t: string | null | undefined) => t?.replace(/[\0\ud800\uFFFD]+/g, '?'); // as each backend keeps them
+
+      // Act
+      const first = await s.recordVerdicts(T0, [{ ...verdict('i-1', 'tainted', [odd(finding('x'))]), name: 'web\u0000' }]);
+      await s.setAlert('i-1', 1);
+      const again = await s.recordVerdicts(T0 + MIN, [{ ...verdict('i-1', 'tainted', [odd(finding('x'))]), name: 'web\u0000' }]);
+      const added = await s.ingest([sessionActivity('evt\u0000', T0)], T0);
+      const addedAgain = await s.ingest([sessionActivity('evt\u0000', T0)], T0);
+      const r = (await s.createReplacement(replacementOf('i-1'), T0))!;
+      await s.journal(r.id, 'launch', 'fail', { error: 'launch: AWS said \u0000' }, T0 + 1);
+      const m = await s.enqueue('#web', progress('p'));
+      await s.markFailed(m, 'Slack said \u0000');
+
+      // Assess
+      expect(first.newlyTainted).toEqual(['i-1']);
+      expect(again).toEqual({ newlyTainted: [], newFindings: new Map() });
+      const [open1] = await s.openFindings();
+      expect(open1?.findings.map((f) => [loose(f.key), loose(f.summary), loose(f.actor)])).toEqual([['package-drift:evil?pkg', 'evil?pkg ? installed since the image', 'arn:aws:iam::111122223333:user/?']]);
+      expect(loose((await s.instance('i-1'))?.name)).toBe('web?');
+      expect(added).toHaveLength(1);
+      expect(addedAgain).toEqual([]);
+      expect(loose((await s.replacement(r.id))?.error)).toBe('launch: AWS said ?');
+    });
+
     it('lists open findings: tainted in the last cycle and not replaced, with their findings', async () => {
       // Prepare
       const s = await open();
@@ -445,6 +473,14 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(await s.activities(US, T0)).toEqual([early, late]);
       expect(await s.activities(EU, 0)).toEqual([elsewhere]);
       expect(await s.activities({ accountId: '444455556666', region: 'us-east-1' }, 0)).toEqual([otherAccount]);
+    });
+
+    it('keeps an event given twice in one call (LookupEvents and a trail file overlap) once, with both paths', async () => {
+      const s = await open();
+      const a = activity('ev-a', T0 + MIN);
+      const added = await s.ingest([{ ...a, via: ['lookup-events'] }, { ...a, via: ['s3'] }], T0);
+      expect(added).toHaveLength(1);
+      expect((await s.activities(US, T0)).map((x) => [x.id, x.via])).toEqual([['ev-a', ['lookup-events', 's3']]]);
     });
 
     it('keeps the log it read in memory: the same objects cycle after cycle, in step with what is written, pruned or merged', async () => {

@@ -51,6 +51,20 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** NUL, which PostgreSQL's text refuses, and lone surrogates, which its JSON refuses. */
+const UNSTORABLE = /\0|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Text as PostgreSQL can hold it: NUL and lone surrogates as U+FFFD. Evidence is not trusted to be
+ * well-formed (a package name in SSM Inventory is whatever the instance reported), and one such
+ * string must not fail a whole cycle's writes. SQLite holds them as they are.
+ */
+export function storable(text: string): string {
+  return text.replace(UNSTORABLE, '\uFFFD');
+}
+
+const storableParam = (p: unknown): unknown => (typeof p === 'string' ? storable(p) : Array.isArray(p) ? p.map(storableParam) : p);
+
 function chunks<T>(items: readonly T[], size = BATCH): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -117,7 +131,7 @@ export class PostgresStateStore implements StateStore {
 
   private async q(sql: string, params: unknown[] = []): Promise<pg.QueryResult<Row>> {
     const client: Queryable = this.tx.getStore() ?? this.pool;
-    return client.query<Row>(sql, params);
+    return client.query<Row>(sql, params.map(storableParam));
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
@@ -232,9 +246,15 @@ export class PostgresStateStore implements StateStore {
     const written: Array<{ a: Activity; seq: number }> = [];
     await this.transaction(async () => {
       // Rows are locked and written in id order: two replicas writing overlapping events cannot deadlock.
-      const sorted = [...activities].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+      // An id is the key it is stored and found again under: as the database holds it.
+      const sorted = activities.map((a) => (storable(a.id) === a.id ? a : { ...a, id: storable(a.id) })).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
       for (const batch of chunks(sorted)) {
-        const byId = new Map(batch.map((a) => [a.id, a]));
+        // One event twice in a call (LookupEvents and a trail file overlap): merged, as written one after the other.
+        const byId = new Map<string, Activity>();
+        for (const a of batch) {
+          const twice = byId.get(a.id);
+          byId.set(a.id, twice ? mergeActivity(twice, a) : a);
+        }
         const known = await this.q('SELECT id, body, account_id FROM activities WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...byId.keys()]]);
         const held = new Map(known.rows.map((r) => [r['id'] as string, r]));
         const fresh = [...byId.values()].filter((a) => !held.has(a.id));
@@ -378,9 +398,11 @@ export class PostgresStateStore implements StateStore {
            FROM jsonb_to_recordset($1::jsonb) AS x(instance_id text, account_id text, region text, policy text, name text, verdict text)
            ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
              last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`,
-          [JSON.stringify(batch.map((v) => ({ instance_id: v.instanceId, account_id: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict }))), now],
+          [JSON.stringify(batch.map((v) => ({ instance_id: v.instanceId, account_id: v.accountId, region: v.region, policy: v.policy, name: v.name === null ? null : storable(v.name), verdict: v.verdict }))), now],
         );
-        const findings = batch.flatMap((v) => onePerKey(v.findings).map((f) => ({ instance_id: v.instanceId, ...f })));
+        const findings = batch.flatMap((v) =>
+          onePerKey(v.findings.map((f) => ({ ...f, key: storable(f.key), summary: storable(f.summary), actor: f.actor === null ? null : storable(f.actor) }))).map((f) => ({ instance_id: v.instanceId, ...f })),
+        );
         for (const part of chunks(findings)) {
           await this.q(
             `INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
@@ -392,7 +414,7 @@ export class PostgresStateStore implements StateStore {
         }
         for (const v of batch) {
           if (v.verdict !== 'tainted') continue;
-          const fresh = [...new Set(v.findings.map((f) => f.key))].filter((k) => !seen.has(`${v.instanceId}\0${k}`));
+          const fresh = [...new Set(v.findings.map((f) => f.key))].filter((k) => !seen.has(`${v.instanceId}\0${storable(k)}`));
           if ((alerted.get(v.instanceId) ?? null) === null) newlyTainted.push(v.instanceId);
           else if (fresh.length > 0) newFindings.set(v.instanceId, fresh);
         }
