@@ -48,7 +48,8 @@ afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-function context(sqs: unknown, s3: unknown, warnings: string[] = []): QueueContext & { store: SqliteStateStore } {
+/** `visibilitySeconds`: a minute, as a real queue's, unless a test waits for the visibility to be extended. */
+function context(sqs: unknown, s3: unknown, warnings: string[] = [], visibilitySeconds = 60): QueueContext & { store: SqliteStateStore } {
   const store = SqliteStateStore.open(':memory:');
   stores.push(store);
   const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push((JSON.parse(line) as { msg: string }).msg) });
@@ -60,7 +61,7 @@ function context(sqs: unknown, s3: unknown, warnings: string[] = []): QueueConte
     now: () => Date.parse('2026-11-21T12:10:00Z'),
     inScope: (s) => s.accountId === '111122223333',
     waitSeconds: 20,
-    visibilitySeconds: 0.3,
+    visibilitySeconds,
   };
 }
 
@@ -82,7 +83,7 @@ describe('consumeOnce', () => {
 
   it('keeps the message invisible while a large trail file is read', async () => {
     const sqs = sqsStub([{ Body: s3Event(KEY) }]);
-    const ctx = context(sqs.client, s3Stub({ [KEY]: trailFile() }, 350));
+    const ctx = context(sqs.client, s3Stub({ [KEY]: trailFile() }, 700), [], 0.3);
     await consumeOnce(ctx, URL);
     const extended = sqs.sent.filter((c) => c.name === 'ChangeMessageVisibilityCommand');
     expect(extended.length).toBeGreaterThanOrEqual(2);
