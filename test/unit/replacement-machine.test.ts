@@ -1,13 +1,17 @@
-// The replacement state machine, turn by turn, against stubbed AWS clients and a store in memory:
-// which step follows which, what a poll that is not ready does, what a transient error, a failure
-// before and after the point of no return, and a lost lease do.
+// The replacement state machine, turn by turn, against stubbed AWS clients and each store (SQLite in
+// memory, and a fresh PostgreSQL database where its server binaries are): which step follows which,
+// what a poll that is not ready does, what a transient error, a failure before and after the point of
+// no return, and a lost lease do.
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ScopeClients } from '../../src/collect/clients.js';
 import { PollCache } from '../../src/respond/polls.js';
 import { Replacer, type Candidate } from '../../src/respond/replacement.js';
 import { LeaseLostError, type Fence, type ReplacementRow } from '../../src/state/ports.js';
+import type { StateStore } from '../../src/state/ports.js';
+import { PostgresStateStore } from '../../src/state/postgres/store.js';
 import { SqliteStateStore } from '../../src/state/sqlite/store.js';
+import { freshDatabase, testPostgres } from '../support/postgres.js';
 
 const logger = pino({ level: 'silent' });
 const TG = 'arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/web/1';
@@ -62,13 +66,23 @@ function world(over: Record<string, Handler> = {}) {
   return { ...stubClients(handlers), targets };
 }
 
-const stores: SqliteStateStore[] = [];
+const pgServer = testPostgres();
+type Backend = 'sqlite' | 'postgres';
+const BACKENDS: Array<{ backend: Backend; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
+
+async function openStore(backend: Backend): Promise<StateStore> {
+  if (backend === 'sqlite') return SqliteStateStore.open(':memory:');
+  if ('missing' in pgServer) throw new Error(pgServer.missing);
+  return PostgresStateStore.open(await freshDatabase(pgServer.url), { poolSize: 2 });
+}
+
+const stores: StateStore[] = [];
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }) {
-  const store = SqliteStateStore.open(':memory:');
+async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }, backend: Backend = 'sqlite') {
+  const store = await openStore(backend);
   stores.push(store);
   const w = world(over);
   const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs });
@@ -92,9 +106,15 @@ async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, m
   return { store, replacer, row, fence, turn, ...w };
 }
 
-describe('the replacement state machine', () => {
+describe.each(BACKENDS)('the replacement state machine on $backend', ({ backend, missing }) => {
+  if (missing) {
+    it.skip(`skipped: ${missing}`, () => undefined);
+    return;
+  }
+  const setupOn = (over: Record<string, Handler> = {}, pollMs?: { first: number; max: number; retry: number }) => setup(over, pollMs, backend);
+
   it('advances one step a turn, from prepare to done, and ends with the old instance terminated', async () => {
-    const { store, row, turn, calls } = await setup();
+    const { store, row, turn, calls } = await setupOn();
     const steps: string[] = [];
     for (let n = 0; n < 20 && (await store.replacement(row.id))?.status === 'in-progress'; n++) steps.push((await turn()).step);
     expect(steps).toEqual(['prepare', 'launch', 'wait-running', 'register', 'wait-healthy', 'move-address', 'deregister-old', 'wait-drained', 'terminate-old', 'done']);
@@ -105,7 +125,7 @@ describe('the replacement state machine', () => {
 
   it('polls a wait step that is not ready once a turn, and schedules the next poll, without a new journal entry', async () => {
     let ready = false;
-    const { store, row, turn } = await setup({
+    const { store, row, turn } = await setupOn({
       DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: ready ? 'running' : 'pending' } , InstanceStatus: { Status: ready ? 'ok' : 'initializing' }, SystemStatus: { Status: 'ok' } }] }),
     });
     await turn(); // prepare
@@ -122,7 +142,7 @@ describe('the replacement state machine', () => {
   });
 
   it('backs off between polls of a wait step by half again each time, to the whole millisecond, up to the longest pause', async () => {
-    const { store, turn } = await setup(
+    const { store, turn } = await setupOn(
       { DescribeInstanceStatus: () => ({ InstanceStatuses: [{ InstanceId: NEW, InstanceState: { Name: 'pending' }, InstanceStatus: { Status: 'initializing' }, SystemStatus: { Status: 'ok' } }] }) },
       { first: 10, max: 60, retry: 50 },
     );
@@ -143,7 +163,7 @@ describe('the replacement state machine', () => {
 
   it('tries a step again after a transient error, and rolls back on one that will not go away, before the old instance left', async () => {
     let throttled = 1;
-    const { store, row, turn, calls, targets } = await setup({
+    const { store, row, turn, calls, targets } = await setupOn({
       RegisterTargets: () => {
         if (throttled-- > 0) throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } });
         throw Object.assign(new Error('not allowed'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
@@ -161,7 +181,7 @@ describe('the replacement state machine', () => {
 
   it('past the point of no return, retries a failing step later instead of rolling back, and says so once', async () => {
     let fail = 2;
-    const { store, row, turn } = await setup({
+    const { store, row, turn } = await setupOn({
       TerminateInstances: () => {
         if (fail-- > 0) throw Object.assign(new Error('nope'), { name: 'UnauthorizedOperation', $metadata: { httpStatusCode: 403 } });
         return {};
@@ -180,7 +200,7 @@ describe('the replacement state machine', () => {
   });
 
   it('stops at once when another driver took the lease: nothing more is journaled', async () => {
-    const { store, row, turn } = await setup();
+    const { store, row, turn } = await setupOn();
     await turn();
     await store.releaseLeases('test:1:a');
     await store.claimReplacement(row.id, 'other:2:b', 60_000);
