@@ -139,8 +139,10 @@ leaseTtl: ${LEASE_TTL_MS / 1000}s
       expect(fresh, `fresh instances for ${t.instanceId} in ${where(t.place)}`).toHaveLength(1);
       expect(await row(t.instanceId)).toHaveLength(1);
     }
-    // Nothing failed on the way (a step that failed past the point of no return would wait a minute for a retry).
+    // Nothing failed on the way (a step that failed past the point of no return would wait a minute for a
+    // retry), and no replica logged an error: PostgreSQL took every write.
     expect(daemons.flatMap((d) => d.withMsg('replacement step failed')).map((l) => `${String(l['step'])}: ${String(l['err'])}`)).toEqual([]);
+    expect(daemons.flatMap((d) => d.lines.filter((l) => Number(l.level) >= 50)).map((l) => `${String(l.msg)}: ${JSON.stringify(l['err'])}`)).toEqual([]);
     // Each taint alerted once, whichever replica saw it first.
     for (const t of tainted.values()) {
       const alerts = s.slack.messages.filter((m) => m.thread_ts === null && (m.text ?? '').includes(t.instanceId));
