@@ -7,7 +7,11 @@ import { scopeKey, type Scope } from '../../src/core/facts.js';
 import { planScopeClaims, ScopeLeases } from '../../src/daemon/scope-leases.js';
 import type { LeaseState, StateStore } from '../../src/state/ports.js';
 import { scopeLease } from '../../src/state/records.js';
-import { SqliteStateStore } from '../../src/state/sqlite/store.js';
+import { openStateStore } from '../../src/state/open.js';
+import { freshDatabase, testPostgres } from '../support/postgres.js';
+
+const pgServer = testPostgres();
+const BACKENDS: Array<{ backend: 'sqlite' | 'postgres'; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
 
 const SCOPES: Scope[] = [
   { accountId: '111111111111', region: 'us-east-1' },
@@ -50,19 +54,24 @@ describe('planScopeClaims', () => {
   });
 });
 
-describe('ScopeLeases', () => {
+describe.each(BACKENDS)('ScopeLeases on $backend', ({ backend, missing }) => {
+  if (missing) {
+    it.skip(`skipped: ${missing}`, () => undefined);
+    return;
+  }
   const dirs: string[] = [];
   const stores: StateStore[] = [];
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
     for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
   });
-  /** two connections to one file: two replicas */
+  /** two connections to one store (a SQLite file, or a PostgreSQL database): two replicas */
   async function twoReplicas(): Promise<[StateStore, StateStore]> {
     const dir = await mkdtemp(path.join(tmpdir(), 'pristine-leases-'));
     dirs.push(dir);
-    const a = SqliteStateStore.open(path.join(dir, 'state.db'));
-    const b = SqliteStateStore.open(path.join(dir, 'state.db'));
+    const where = backend === 'sqlite' ? path.join(dir, 'state.db') : await freshDatabase((pgServer as { url: string }).url);
+    const a = await openStateStore(where);
+    const b = await openStateStore(where);
     stores.push(a, b);
     return [a, b];
   }
