@@ -8,8 +8,14 @@ import { scopeKey } from '../../src/core/facts.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
 import { judgePushed } from '../../src/pushed.js';
-import { SqliteStateStore } from '../../src/state/sqlite/store.js';
+import { openStateStore } from '../../src/state/open.js';
+import type { StateStore } from '../../src/state/ports.js';
 import { FIXTURE_INSTANCE, FIXTURE_NOW, cleanInventory, facts, manifest, manifests, policies, trailActivity } from '../support/facts.js';
+import { freshDatabase, testPostgres } from '../support/postgres.js';
+
+const pgServer = testPostgres();
+type Backend = 'sqlite' | 'postgres';
+const BACKENDS: Array<{ backend: Backend; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
 
 const logger = pino({ level: 'silent' });
 const baked = manifest();
@@ -29,13 +35,13 @@ class Recording implements Transport {
   }
 }
 
-const stores: SqliteStateStore[] = [];
+const stores: StateStore[] = [];
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-function setup() {
-  const store = SqliteStateStore.open(':memory:');
+async function setup(backend: Backend) {
+  const store = await openStateStore(backend === 'sqlite' ? ':memory:' : await freshDatabase((pgServer as { url: string }).url));
   stores.push(store);
   const inputs: AuditInputs = { policies: policies(POLICY), manifests: manifests(baked), regions: ['us-east-1'], config: parseConfigText('', 'p.yaml'), configFile: null };
   // The last cycle: the instance judged pristine on complete evidence.
@@ -45,9 +51,13 @@ function setup() {
   return { store, inputs, scopes: new Map([[scopeKey(f), audit]]), transport: new Recording() };
 }
 
-describe('judgePushed', () => {
+describe.each(BACKENDS)('judgePushed on $backend', ({ backend, missing }) => {
+  if (missing) {
+    it.skip(`skipped: ${missing}`, () => undefined);
+    return;
+  }
   it('taints the instance a pushed session names, alerts it once, and says the next cycle decides the replacement', async () => {
-    const { store, inputs, scopes, transport } = setup();
+    const { store, inputs, scopes, transport } = await setup(backend);
     const session = { ...trailActivity('ssm-start-session'), via: ['eventbridge' as const] };
     await store.ingest([session]);
 
@@ -62,7 +72,7 @@ describe('judgePushed', () => {
   });
 
   it('records nothing when the pushed event does not taint: a push never vouches', async () => {
-    const { store, inputs, scopes, transport } = setup();
+    const { store, inputs, scopes, transport } = await setup(backend);
     const inventory = { ...trailActivity('ssm-send-command-inventory-allowlisted'), via: ['eventbridge' as const] };
     await store.ingest([inventory]);
     const r = await judgePushed({ activities: [inventory], scopes, inputs, store, transport, logger, now: FIXTURE_NOW });
@@ -72,7 +82,7 @@ describe('judgePushed', () => {
   });
 
   it('leaves a scope the last cycle did not read to the next cycle', async () => {
-    const { store, inputs, transport } = setup();
+    const { store, inputs, transport } = await setup(backend);
     const session = { ...trailActivity('ssm-start-session'), accountId: '999988887777' };
     await store.ingest([session]);
     const r = await judgePushed({ activities: [session], scopes: new Map(), inputs, store, transport, logger, now: FIXTURE_NOW });
