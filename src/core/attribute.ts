@@ -324,7 +324,7 @@ export class Attributor {
         const waiting = this.pending.get(a.sessionId);
         if (waiting) {
           this.pending.delete(a.sessionId);
-          waited.push(...waiting);
+          for (const w of waiting) waited.push(w); // not push(...spread): a session's records are as many as anyone sent
         }
       }
       if (a.sessionId && a.source === 'cloudtrail' && a.eventName === 'StartSession' && !this.trailSessions.has(a.sessionId)) {

@@ -1,12 +1,13 @@
 // A region of 100,000 instances, every one drifted: judged, reported as a table and as JSON with
-// full diffs, without a RangeError from a spread and without building one string past V8's limit.
+// full diffs, without a RangeError from a spread and without building one string past V8's limit;
+// and one session's 200,000 records, tied when its start arrives.
 import { describe, expect, it } from 'vitest';
-import { evaluateScope } from '../../src/core/evaluate.js';
+import { ScopeJudge, evaluateScope } from '../../src/core/evaluate.js';
 import type { Instance, InventorySnapshot, Package } from '../../src/core/facts.js';
 import { jsonChunks } from '../../src/report/json-stream.js';
 import { buildReport } from '../../src/report/model.js';
 import { renderTable } from '../../src/report/table.js';
-import { FIXTURE_LAUNCH, FIXTURE_NOW, WEB_POLICY, facts, instance, inventorySnapshot, manifest, manifests, policies } from '../support/facts.js';
+import { FIXTURE_INSTANCE, FIXTURE_LAUNCH, FIXTURE_NOW, WEB_POLICY, cleanInventory, facts, instance, inventorySnapshot, manifest, manifests, policies, trailActivity } from '../support/facts.js';
 
 const N = 100_000;
 /** V8's longest string: JSON.stringify of a report longer than this throws "Invalid string length". */
@@ -43,5 +44,25 @@ describe('a region of 100,000 instances', () => {
     expect(changedLines).toBe(N * 200);
     expect(bytes).toBeGreaterThan(V8_MAX_STRING); // one string could not have held it
     expect(table.split('\n').filter((l) => l.startsWith('i-0')).length).toBe(N);
+  });
+});
+
+describe('one session of 200,000 records', () => {
+  it('ties the records that came before its start once it arrives, without a RangeError from a spread', () => {
+    const start = trailActivity('ssm-start-session');
+    const resume = trailActivity('ssm-resume-session');
+    expect(resume.sessionId).toBe(start.sessionId);
+    const resumes = Array.from({ length: 200_000 }, (_, n) => ({ ...resume, id: `resume-${n}` }));
+    const baked = manifest();
+    const inventory = new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]);
+    // A cycle that has the session's later records only (they wait for its instance), then its start.
+    const [webPolicies, index] = [policies(WEB_POLICY), manifests(baked)];
+    const first = new ScopeJudge(facts({ activities: resumes, inventory }), webPolicies, index);
+    expect(first.judgeAll(FIXTURE_NOW).results[0]).toMatchObject({ verdict: 'pristine' });
+    const next = new ScopeJudge(facts({ activities: [...resumes, start], inventory }), webPolicies, index, { previous: first });
+    const scope = next.judgeAll(FIXTURE_NOW);
+    expect(next.carried).toBe(true);
+    expect(scope.results[0]).toMatchObject({ verdict: 'tainted' });
+    expect(scope.results[0]?.findings.some((f) => f.key === `interactive-session:${start.sessionId}`)).toBe(true);
   });
 });
