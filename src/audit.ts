@@ -142,8 +142,9 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
           s3: () => opts.pool.s3(trailRegion),
           signal: opts.signal,
         });
-        errors.push(...collected.errors);
-        warnings.push(...collected.warnings);
+        // Loops, not push(...spread): every unreadable record of a scope is a warning, and they can be more than a call takes.
+        for (const e of collected.errors) errors.push(e);
+        for (const w of collected.warnings) warnings.push(w);
         const { facts } = collected;
         const judge = new ScopeJudge(facts, inputs.policies, inputs.manifests, { previous: opts.previous?.get(scopeKey(scope))?.judge });
         if (judge.notCarried) opts.logger.debug({ scope: scopeKey(scope), why: judge.notCarried }, 'the previous cycle could not be carried over');
