@@ -155,6 +155,23 @@ function collectIds(value: unknown, out: NamedIds, depth: number, under: Names):
 
 const ANY_INSTANCE_ID = /\bi-[0-9a-f]{8,17}\b/g;
 
+/** Tracked events whose request names, by instance id, every instance the call touches (and no other). */
+const NAMES_ITS_INSTANCES: ReadonlySet<string> = new Set([
+  'StartSession',
+  'SendSSHPublicKey',
+  'SendSerialConsoleSSHPublicKey',
+  'ModifyInstanceAttribute',
+  'StopInstances',
+  'StartInstances',
+  'AttachVolume',
+  'AttachNetworkInterface',
+  'AssociateIamInstanceProfile',
+  'ModifyInstanceMetadataOptions',
+  'CreateReplaceRootVolumeTask',
+  'CreateTags',
+  'DeleteTags',
+]);
+
 /** Every instance id anywhere in the raw record's request, response and resources, whatever the key. */
 export function instanceIdsAnywhere(raw: Obj): string[] {
   const text = JSON.stringify([raw['requestParameters'] ?? null, raw['responseElements'] ?? null, raw['resources'] ?? null]);
@@ -290,7 +307,8 @@ export function activityFromRecord(raw: unknown): RecordResult {
   const kind = source && name ? trackedKind(source, name) : undefined;
   if (!kind) return { kind: 'ignored' };
   const malformed = (reason: string): RecordResult => {
-    const at = typeof raw['eventTime'] === 'string' ? Date.parse(raw['eventTime']) : NaN;
+    // A time without its zone is no time: Date.parse would read it in the local zone of whoever runs pristine.
+    const at = typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']) ? Date.parse(raw['eventTime']) : NaN;
     return {
       kind: 'malformed',
       reason,
@@ -299,7 +317,9 @@ export function activityFromRecord(raw: unknown): RecordResult {
       at: Number.isNaN(at) ? null : at,
       accountId: str(raw['recipientAccountId']) ?? null,
       region: str(raw['awsRegion']) ?? null,
-      instanceIds: instanceIdsAnywhere(raw),
+      // Only an event that names every instance it touches may narrow the gap to the ids in its text: a
+      // command by tags, a tunnel to an address or a change to an interface reaches instances it does not name.
+      instanceIds: NAMES_ITS_INSTANCES.has(name as string) ? instanceIdsAnywhere(raw) : [],
     };
   };
   const parsed = readRecord(raw);

@@ -37,9 +37,9 @@ export function recordsToEvidence(records: ReadonlyArray<{ eventId?: string; raw
       try {
         record = JSON.parse(r.raw);
       } catch {
-        // Not even JSON: whether it is a tracked event cannot be told, so it is treated as one.
-        const ids = [...new Set(r.raw.match(/\bi-[0-9a-f]{8,17}\b/g) ?? [])];
-        unreadable(out, { reason: 'not valid JSON', eventId: r.eventId, at: null, accountId: null, region: null, instanceIds: ids }, scope, channel);
+        // Not even JSON: whether it is a tracked event, when, and which instances it reached cannot be
+        // told (ids in its text may be a command's comment), so it is a gap on its whole scope.
+        unreadable(out, { reason: 'not valid JSON', eventId: r.eventId, at: null, accountId: null, region: null, instanceIds: [] }, scope, channel);
         continue;
       }
     }

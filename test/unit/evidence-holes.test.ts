@@ -195,9 +195,31 @@ describe('a tracked record that cannot be read', () => {
     expect(judge({ instances: [young], gaps: evidence.gaps, activities: [] }).verdict).toBe('pristine');
   });
 
-  it('that is not even JSON is a gap whose time is unknown', () => {
-    const evidence = recordsToEvidence([{ eventId: 'e-1', raw: `{"eventName": "StartSession", "target": "${FIXTURE_INSTANCE}"` }], SCOPE, 'lookup-events');
-    expect(evidence.gaps[0]).toMatchObject({ instanceIds: [FIXTURE_INSTANCE], message: expect.stringMatching(/e-1 from lookup-events could not be read: not valid JSON/) });
+  it('that is not even JSON is a gap on its whole scope whose time is unknown, whatever ids its text holds', () => {
+    const evidence = recordsToEvidence([{ eventId: 'e-1', raw: `{"eventName": "SendCommand", "comment": "like i-0123456789abcdef0"` }], SCOPE, 'lookup-events');
+    expect(evidence.gaps[0]).toMatchObject({ message: expect.stringMatching(/e-1 from lookup-events could not be read: not valid JSON/) });
+    expect(evidence.gaps[0]?.instanceIds).toBeUndefined();
+    expect(evidence.gaps[0]?.before).toBeUndefined();
+    expect(evidence.oldestUnreadable).toBeNull();
+    expect(judge({ gaps: evidence.gaps }).verdict).toBe('unknown');
+  });
+
+  it('of a command by tags is a gap on every instance that lived then, not on the ids its text holds (a comment)', () => {
+    const record = readFixtureJson<Record<string, unknown>>('cloudtrail/ssm-send-command-tag-targets.json');
+    record['userIdentity'] = 'not an object';
+    (record['requestParameters'] as Record<string, unknown>)['comment'] = 'same as i-0123456789abcdef0';
+    const evidence = recordsToEvidence([{ raw: record }], SCOPE, 'lookup-events');
+    expect(evidence.activities).toEqual([]);
+    expect(evidence.gaps[0]?.instanceIds).toBeUndefined();
+    expect(evidence.gaps[0]?.before).toBe(Date.parse(String(record['eventTime'])));
+    expect(judge({ gaps: evidence.gaps }).verdict).toBe('unknown'); // a web instance its tags reached
+  });
+
+  it('whose time has no zone has no time: not read in the local zone of whoever runs pristine', () => {
+    const record = raw();
+    record['eventTime'] = '2026-11-21T10:10:00';
+    const evidence = recordsToEvidence([{ raw: record }], SCOPE, 'lookup-events');
+    expect(evidence.gaps[0]).toMatchObject({ instanceIds: [FIXTURE_INSTANCE], message: expect.stringMatching(/eventTime/) });
     expect(evidence.oldestUnreadable).toBeNull();
   });
 
