@@ -132,7 +132,9 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     ['ssm-sessions', ['ssm-sessions']],
   ];
   for (const [source, kinds] of checks) {
-    if (gaps.some((g) => g.source === source && !g.instanceIds)) continue; // a failed read already says why
+    // A failed read already says why, for every instance a hole could concern: one limited to the
+    // instances launched before some time (an unreadable record's) says nothing of the younger ones.
+    if (gaps.some((g) => g.source === source && !g.instanceIds && (g.before === undefined || g.before >= required.to))) continue;
     for (const hole of await missing(store, scope, kinds, required, results)) {
       gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
     }

@@ -179,3 +179,33 @@ describe("CloudTrail's digest files", () => {
     expect(report.instances[0]?.gaps.map((g) => g.message).join('\n')).toMatch(/TAMPERING/);
   });
 });
+
+describe("CloudTrail's digest files, when a log file cannot be read", () => {
+  let s: Scenario;
+  let web: Launched;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    web = await s.launchOne(await s.image('web'), { role: 'web' });
+    await after(web.launchTime + 2500);
+  });
+  afterAll(() => s?.stop());
+
+  it('vouch for no instance launched after an older unreadable record: the unproven hour is a gap on it', async () => {
+    const bucket = await s.bucket('half-read-trail-logs');
+    await s.writeConfig(`sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`);
+    // Before the instance was launched, a record of an unexpected shape: a gap on the instances that lived then.
+    const odd = readFixtureJson<CloudTrailRecord>('cloudtrail/ec2-attach-volume.json');
+    Object.assign(odd, { eventName: 'ModifyVolume', eventTime: new Date(web.launchTime - 1_800_000).toISOString(), userIdentity: 'not an object', requestParameters: { volumeId: 'vol-0fedcba9876543210' } });
+    const read = await s.putTrailFile(bucket, [odd]);
+    await s.putDigest(bucket, { from: web.launchTime - 3_600_000, to: web.launchTime - 600_000 }, [read]);
+    // The next digest lists a file that cannot be read: nothing proves the hour the instance lived in.
+    const missing = { key: read.key.replace(/\.json\.gz$/, '-gone.json.gz'), sha256: 'ab'.repeat(32) };
+    await s.putDigest(bucket, { from: web.launchTime - 600_000, to: Date.now() + 60_000 }, [missing]);
+    const { code, report } = await s.audit();
+    expect(code).toBe(3);
+    expect(report.instances[0]?.verdict).toBe('unknown');
+    expect(report.instances[0]?.gaps.map((g) => g.message).join('\n')).toMatch(/CloudTrail is not proven complete/);
+  });
+});
