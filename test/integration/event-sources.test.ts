@@ -208,4 +208,19 @@ describe("CloudTrail's digest files, when a log file cannot be read", () => {
     expect(report.instances[0]?.verdict).toBe('unknown');
     expect(report.instances[0]?.gaps.map((g) => g.message).join('\n')).toMatch(/CloudTrail is not proven complete/);
   });
+  it('read a log file with an unreadable record again every cycle, and never take its digest as proof', async () => {
+    const bucket = await s.bucket('odd-trail-logs');
+    await s.writeConfig(`sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`);
+    const odd = readFixtureJson<CloudTrailRecord>('cloudtrail/ssm-start-session.json');
+    Object.assign(odd, { eventTime: new Date(web.launchTime + 1000).toISOString(), userIdentity: 'not an object', requestParameters: { target: web.instanceId } });
+    const file = await s.putTrailFile(bucket, [odd]);
+    await s.putDigest(bucket, { from: web.launchTime - 3_600_000, to: Date.now() + 60_000 }, [file]);
+    // Cycles of one daemon's state: what the first read is remembered by the second.
+    for (const cycle of [1, 2]) {
+      const { code, report } = await s.cycle();
+      expect(code, `cycle ${cycle}`).toBe(3);
+      expect(report.instances[0]?.verdict, `cycle ${cycle}`).toBe('unknown');
+      expect(report.instances[0]?.gaps.map((g) => g.message).join('\n'), `cycle ${cycle}`).toMatch(/could not be read: userIdentity/);
+    }
+  });
 });

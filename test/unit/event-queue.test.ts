@@ -91,6 +91,18 @@ describe('consumeOnce', () => {
     expect(sqs.sent[sqs.sent.length - 1]?.name).toBe('DeleteMessageCommand');
   });
 
+  it('takes what it can of a trail file with a record it cannot read, and does not remember the file as read', async () => {
+    const odd = { ...readFixtureJson<Record<string, unknown>>('cloudtrail/ssm-start-session.json'), eventID: 'odd-1', userIdentity: 'not an object' };
+    const sqs = sqsStub([{ Body: s3Event(KEY) }]);
+    const file = gzipSync(Buffer.from(JSON.stringify({ Records: [readFixtureJson('cloudtrail/ssm-start-session.json'), odd] })));
+    const ctx = context(sqs.client, s3Stub({ [KEY]: file }));
+    const r = await consumeOnce(ctx, URL);
+    expect(r).toMatchObject({ received: 1, deleted: 1, failed: 0 });
+    expect(r.ingested.map((a) => a.eventName)).toEqual(['StartSession']);
+    // The digest check reads it again, and gives the gap of the record it cannot read.
+    expect(await ctx.store.trailFile('trail', KEY)).toBeNull();
+  });
+
   it('does not delete a message it could not read, and says when the redrive policy takes over', async () => {
     const warnings: string[] = [];
     const sqs = sqsStub([{ Body: s3Event('AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/21/missing.json.gz') }, { Body: '{"odd": true}', receives: REDRIVE_WARN_AFTER }]);

@@ -79,7 +79,8 @@ async function evidenceOf(ctx: QueueContext, queueUrl: string, message: Message,
     const file = await readGzipObject(ctx.s3For(item.region), item.bucket, item.key, ctx.signal);
     const evidence = recordsToEvidence(trailRecords(file.text).map((raw) => ({ raw })), scope, 's3');
     for (const w of evidence.warnings) ctx.logger.warn({ file: item.key, message: w.message }, 'CloudTrail record in a trail file could not be read');
-    await ctx.store.recordTrailFile({ bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() });
+    // Not remembered as read when a record could not be: the digest check reads it again and says so.
+    if (evidence.unreadable === 0) await ctx.store.recordTrailFile({ bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() });
     return evidence.activities;
   } finally {
     stop();

@@ -82,8 +82,10 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
         for (const a of evidence.activities) out.activities.push(a);
         for (const g of evidence.gaps) out.gaps.push(g);
         for (const w of evidence.warnings) out.warnings.push(w);
+        // A file with a record that could not be read is not remembered as read: it is read again (and
+        // its gap given again) every cycle, and its digest proves nothing, for as long as it is wanted.
         if (evidence.unreadable) out.status = 'incomplete';
-        await store.recordTrailFile({ bucket: f.s3Bucket, key: f.s3Object, ...scope, sha256: sha, records: evidence.activities.length, readAt: now });
+        else await store.recordTrailFile({ bucket: f.s3Bucket, key: f.s3Object, ...scope, sha256: sha, records: evidence.activities.length, readAt: now });
       }
     }
     if (sha !== f.hashValue.toLowerCase()) {
