@@ -140,6 +140,9 @@ describe('the daemon consumes the queue between cycles', () => {
   });
 });
 
+/** Trail files proven by their digests, and no LookupEvents: the digests are the only proof. */
+const trailOnly = (bucket: string) => `sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`;
+
 describe("CloudTrail's digest files", () => {
   let s: Scenario;
   let web: Launched;
@@ -154,11 +157,10 @@ describe("CloudTrail's digest files", () => {
   });
   afterAll(() => s?.stop());
 
-  const config = (b: string) => `sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${b} }\n`;
   const span = () => ({ from: web.launchTime - 3_600_000, to: Date.now() + 60_000 });
 
   it('prove an hour when every log file they list was read with a matching SHA-256', async () => {
-    await s.writeConfig(config(bucket));
+    await s.writeConfig(trailOnly(bucket));
     const file = await s.putTrailFile(bucket, [readFixtureJson<CloudTrailRecord>('cloudtrail/ec2-describe-instances-noise.json')]);
     await s.putDigest(bucket, span(), [file]);
     const { code, report } = await s.audit();
@@ -169,7 +171,7 @@ describe("CloudTrail's digest files", () => {
 
   it('report a listed file whose hash differs as tampering, and vouch for nothing', async () => {
     const tampered = await s.bucket('tampered-trail-logs');
-    await s.writeConfig(config(tampered));
+    await s.writeConfig(trailOnly(tampered));
     const file = await s.putTrailFile(tampered, []);
     await s.putDigest(tampered, span(), [{ key: file.key, sha256: '0'.repeat(64) }]);
     const { code, report } = await s.audit();
@@ -194,7 +196,7 @@ describe("CloudTrail's digest files, when a log file cannot be read", () => {
 
   it('vouch for no instance launched after an older unreadable record: the unproven hour is a gap on it', async () => {
     const bucket = await s.bucket('half-read-trail-logs');
-    await s.writeConfig(`sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`);
+    await s.writeConfig(trailOnly(bucket));
     // Before the instance was launched, a record of an unexpected shape: a gap on the instances that lived then.
     const odd = readFixtureJson<CloudTrailRecord>('cloudtrail/ec2-attach-volume.json');
     Object.assign(odd, { eventName: 'ModifyVolume', eventTime: new Date(web.launchTime - 1_800_000).toISOString(), userIdentity: 'not an object', requestParameters: { volumeId: 'vol-0fedcba9876543210' } });
@@ -210,7 +212,7 @@ describe("CloudTrail's digest files, when a log file cannot be read", () => {
   });
   it('read a log file with an unreadable record again every cycle, and never take its digest as proof', async () => {
     const bucket = await s.bucket('odd-trail-logs');
-    await s.writeConfig(`sources:\n  lookupEvents: { enabled: false, settle: 1s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`);
+    await s.writeConfig(trailOnly(bucket));
     const odd = readFixtureJson<CloudTrailRecord>('cloudtrail/ssm-start-session.json');
     Object.assign(odd, { eventTime: new Date(web.launchTime + 1000).toISOString(), userIdentity: 'not an object', requestParameters: { target: web.instanceId } });
     const file = await s.putTrailFile(bucket, [odd]);
