@@ -14,9 +14,9 @@ export type PlannedAction =
 
 export type Notice =
   /** one newly tainted instance */
-  | { type: 'taint'; instance: ReportInstance; findings: ReportFinding[]; action: PlannedAction }
+  | { type: 'taint'; instance: ReportInstance; findings: readonly ReportFinding[]; action: PlannedAction }
   /** instead of many `taint` notices when a cycle finds more than a handful */
-  | { type: 'digest'; items: Array<{ instance: ReportInstance; findings: ReportFinding[]; action: PlannedAction }> }
+  | { type: 'digest'; items: Array<{ instance: ReportInstance; findings: readonly ReportFinding[]; action: PlannedAction }> }
   /** the breaker tripped: more of a policy's fleet is tainted than it allows; nothing is replaced */
   | { type: 'breaker'; policy: string; tainted: number; inScope: number; limitPercent: number }
   /** a replacement's progress or outcome, posted in the thread of the instance's alert */

@@ -45,7 +45,8 @@ export interface ReportInstance {
   autoScalingGroup: string | null;
   policy: string;
   verdict: Verdict;
-  findings: ReportFinding[];
+  /** may be shared with other reports' entries (frozen) */
+  findings: readonly ReportFinding[];
   /** evidence that could not be read for this instance */
   gaps: Array<{ source: string; message: string }>;
 }
@@ -67,9 +68,9 @@ const collate = new Intl.Collator().compare;
  */
 const reported = new WeakMap<readonly Finding[], readonly ReportFinding[]>();
 
-function reportFindings(findings: readonly Finding[]): ReportFinding[] {
+function reportFindings(findings: readonly Finding[]): readonly ReportFinding[] {
   const known = reported.get(findings);
-  if (known) return known as ReportFinding[];
+  if (known) return known;
   const out = findings.map((f) => ({
     detector: f.detector,
     key: f.key,
