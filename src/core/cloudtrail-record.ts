@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { actorFrom } from './actor.js';
-import { trackedKind } from './event-catalog.js';
+import { namesItsInstances, trackedKind } from './event-catalog.js';
 import type { Activity, TagChange, Target } from './facts.js';
 
 export const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
@@ -155,23 +155,6 @@ function collectIds(value: unknown, out: NamedIds, depth: number, under: Names):
 
 const ANY_INSTANCE_ID = /\bi-[0-9a-f]{8,17}\b/g;
 
-/** Tracked events whose request names, by instance id, every instance the call touches (and no other). */
-const NAMES_ITS_INSTANCES: ReadonlySet<string> = new Set([
-  'StartSession',
-  'SendSSHPublicKey',
-  'SendSerialConsoleSSHPublicKey',
-  'ModifyInstanceAttribute',
-  'StopInstances',
-  'StartInstances',
-  'AttachVolume',
-  'AttachNetworkInterface',
-  'AssociateIamInstanceProfile',
-  'ModifyInstanceMetadataOptions',
-  'CreateReplaceRootVolumeTask',
-  'CreateTags',
-  'DeleteTags',
-]);
-
 /** Every instance id anywhere in the raw record's request, response and resources, whatever the key. */
 export function instanceIdsAnywhere(raw: Obj): string[] {
   const text = JSON.stringify([raw['requestParameters'] ?? null, raw['responseElements'] ?? null, raw['resources'] ?? null]);
@@ -319,7 +302,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
       region: str(raw['awsRegion']) ?? null,
       // Only an event that names every instance it touches may narrow the gap to the ids in its text: a
       // command by tags, a tunnel to an address or a change to an interface reaches instances it does not name.
-      instanceIds: NAMES_ITS_INSTANCES.has(name as string) ? instanceIdsAnywhere(raw) : [],
+      instanceIds: namesItsInstances(source as string, name as string) ? instanceIdsAnywhere(raw) : [],
     };
   };
   const parsed = readRecord(raw);

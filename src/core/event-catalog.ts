@@ -6,11 +6,21 @@ import type { ActivityKind } from './facts.js';
  * records from another service with the same name (QLDB's SendCommand) are ignored. The EventBridge
  * rule of `pristine deploy template` is built from this list too.
  */
-export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: string; kind: ActivityKind }> = [
-  { eventSource: 'ssm.amazonaws.com', eventName: 'StartSession', kind: 'interactive-session' },
+export const TRACKED_EVENTS: ReadonlyArray<{
+  eventSource: string;
+  eventName: string;
+  kind: ActivityKind;
+  /**
+   * Its request names, by instance id, every instance the call touches (and no other): a record of it
+   * that cannot be read concerns those alone. Others (a command by tags, a tunnel to an address, a
+   * change to an interface) reach instances they do not name.
+   */
+  namesItsInstances?: true;
+}> = [
+  { eventSource: 'ssm.amazonaws.com', eventName: 'StartSession', kind: 'interactive-session', namesItsInstances: true },
   { eventSource: 'ssm.amazonaws.com', eventName: 'ResumeSession', kind: 'interactive-session' },
-  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSSHPublicKey', kind: 'interactive-session' },
-  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSerialConsoleSSHPublicKey', kind: 'interactive-session' },
+  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSSHPublicKey', kind: 'interactive-session', namesItsInstances: true },
+  { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'SendSerialConsoleSSHPublicKey', kind: 'interactive-session', namesItsInstances: true },
   { eventSource: 'ec2-instance-connect.amazonaws.com', eventName: 'OpenTunnel', kind: 'interactive-session' },
   { eventSource: 'ssm-guiconnect.amazonaws.com', eventName: 'StartConnection', kind: 'interactive-session' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'SendCommand', kind: 'remote-command' },
@@ -18,22 +28,22 @@ export const TRACKED_EVENTS: ReadonlyArray<{ eventSource: string; eventName: str
   { eventSource: 'ssm.amazonaws.com', eventName: 'CreateAssociation', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateAssociation', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'StartAssociationsOnce', kind: 'remote-command' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachVolume', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachVolume', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'DetachVolume', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyVolume', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachNetworkInterface', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AttachNetworkInterface', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyNetworkInterfaceAttribute', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateAddress', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateIamInstanceProfile', kind: 'instance-modified' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'AssociateIamInstanceProfile', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ReplaceIamInstanceProfileAssociation', kind: 'instance-modified' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'DisassociateIamInstanceProfile', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceMetadataOptions', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateReplaceRootVolumeTask', kind: 'instance-modified' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateTags', kind: 'tag-change' },
-  { eventSource: 'ec2.amazonaws.com', eventName: 'DeleteTags', kind: 'tag-change' },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceMetadataOptions', kind: 'instance-modified', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateReplaceRootVolumeTask', kind: 'instance-modified', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'CreateTags', kind: 'tag-change', namesItsInstances: true },
+  { eventSource: 'ec2.amazonaws.com', eventName: 'DeleteTags', kind: 'tag-change', namesItsInstances: true },
 ];
 
 /** The distinct event names to look up. */
@@ -49,6 +59,13 @@ for (const e of TRACKED_EVENTS) {
 
 export function trackedKind(eventSource: string, eventName: string): ActivityKind | undefined {
   return BY_NAME.get(eventName)?.get(eventSource);
+}
+
+const NAMING = new Set(TRACKED_EVENTS.filter((e) => e.namesItsInstances).map((e) => `${e.eventSource} ${e.eventName}`));
+
+/** Whether a tracked event's request names every instance it touches (see TRACKED_EVENTS). */
+export function namesItsInstances(eventSource: string, eventName: string): boolean {
+  return NAMING.has(`${eventSource} ${eventName}`);
 }
 
 /** An EventBridge pattern that matches exactly the tracked events ("AWS API Call via CloudTrail"). */
