@@ -108,3 +108,22 @@ export async function freshDatabase(serverUrl: string): Promise<string> {
   u.pathname = `/${name}`;
   return u.toString();
 }
+
+export type StoreBackend = 'sqlite' | 'postgres';
+
+/**
+ * The state store backends a test runs on: SQLite, and PostgreSQL with why it cannot run here (its
+ * server binaries missing: then its tests are skipped with that message, never passed silently).
+ */
+export const STORE_BACKENDS: ReadonlyArray<{ backend: StoreBackend; missing?: string }> = (() => {
+  const server = testPostgres();
+  return [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in server ? { missing: server.missing } : {}) }];
+})();
+
+/** Where a new, empty store is: the SQLite location given (a file, or `:memory:`), or a fresh PostgreSQL database. */
+export async function freshStore(backend: StoreBackend, sqlite: string): Promise<string> {
+  if (backend === 'sqlite') return sqlite;
+  const server = testPostgres();
+  if ('missing' in server) throw new Error(server.missing);
+  return freshDatabase(server.url);
+}

@@ -11,7 +11,7 @@ import { NotifyError, RenderError } from '../../src/notify/slack-transport.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
 import { openStateStore } from '../../src/state/open.js';
 import type { StateStore } from '../../src/state/ports.js';
-import { freshDatabase, testPostgres } from '../support/postgres.js';
+import { freshStore, STORE_BACKENDS, type StoreBackend } from '../support/postgres.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -47,17 +47,13 @@ function progress(message: string): Notice {
   return { type: 'progress', instanceId: 'i-0abc', step: 'launch', outcome: 'progress', message };
 }
 
-const pgServer = testPostgres();
-type Backend = 'sqlite' | 'postgres';
-const BACKENDS: Array<{ backend: Backend; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
-
 let dir: string;
 /** where the store is: a SQLite file, or a PostgreSQL database (to open it again as another replica) */
 let where: string;
 let store: StateStore;
 
 /** Writes a stored notice as it is, behind the store's back (what an older or broken writer left). */
-async function overwriteNotice(backend: Backend, id: number, text: string): Promise<void> {
+async function overwriteNotice(backend: StoreBackend, id: number, text: string): Promise<void> {
   if (backend === 'sqlite') {
     (store as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db.prepare('UPDATE outbox SET notice = ? WHERE id = ?').run(text, id);
     return;
@@ -71,7 +67,7 @@ async function overwriteNotice(backend: Backend, id: number, text: string): Prom
   }
 }
 
-describe.each(BACKENDS)('the outbox on $backend', ({ backend, missing }) => {
+describe.each(STORE_BACKENDS)('the outbox on $backend', ({ backend, missing }) => {
   if (missing) {
     it.skip(`skipped: ${missing}`, () => undefined);
     return;
@@ -79,7 +75,7 @@ describe.each(BACKENDS)('the outbox on $backend', ({ backend, missing }) => {
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'pristine-outbox-'));
-    where = backend === 'sqlite' ? path.join(dir, 'state.db') : await freshDatabase((pgServer as { url: string }).url);
+    where = await freshStore(backend, path.join(dir, 'state.db'));
     store = await openStateStore(where);
   });
 

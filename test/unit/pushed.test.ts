@@ -11,11 +11,7 @@ import { judgePushed } from '../../src/pushed.js';
 import { openStateStore } from '../../src/state/open.js';
 import type { StateStore } from '../../src/state/ports.js';
 import { FIXTURE_INSTANCE, FIXTURE_NOW, cleanInventory, facts, manifest, manifests, policies, trailActivity } from '../support/facts.js';
-import { freshDatabase, testPostgres } from '../support/postgres.js';
-
-const pgServer = testPostgres();
-type Backend = 'sqlite' | 'postgres';
-const BACKENDS: Array<{ backend: Backend; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
+import { freshStore, STORE_BACKENDS, type StoreBackend } from '../support/postgres.js';
 
 const logger = pino({ level: 'silent' });
 const baked = manifest();
@@ -40,8 +36,8 @@ afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-async function setup(backend: Backend) {
-  const store = await openStateStore(backend === 'sqlite' ? ':memory:' : await freshDatabase((pgServer as { url: string }).url));
+async function setup(backend: StoreBackend) {
+  const store = await openStateStore(await freshStore(backend, ':memory:'));
   stores.push(store);
   const inputs: AuditInputs = { policies: policies(POLICY), manifests: manifests(baked), regions: ['us-east-1'], config: parseConfigText('', 'p.yaml'), configFile: null };
   // The last cycle: the instance judged pristine on complete evidence.
@@ -51,7 +47,7 @@ async function setup(backend: Backend) {
   return { store, inputs, scopes: new Map([[scopeKey(f), audit]]), transport: new Recording() };
 }
 
-describe.each(BACKENDS)('judgePushed on $backend', ({ backend, missing }) => {
+describe.each(STORE_BACKENDS)('judgePushed on $backend', ({ backend, missing }) => {
   if (missing) {
     it.skip(`skipped: ${missing}`, () => undefined);
     return;

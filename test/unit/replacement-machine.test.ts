@@ -7,11 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ScopeClients } from '../../src/collect/clients.js';
 import { PollCache } from '../../src/respond/polls.js';
 import { Replacer, type Candidate } from '../../src/respond/replacement.js';
-import { LeaseLostError, type Fence, type ReplacementRow } from '../../src/state/ports.js';
-import type { StateStore } from '../../src/state/ports.js';
-import { PostgresStateStore } from '../../src/state/postgres/store.js';
-import { SqliteStateStore } from '../../src/state/sqlite/store.js';
-import { freshDatabase, testPostgres } from '../support/postgres.js';
+import { openStateStore } from '../../src/state/open.js';
+import { LeaseLostError, type Fence, type ReplacementRow, type StateStore } from '../../src/state/ports.js';
+import { freshStore, STORE_BACKENDS, type StoreBackend } from '../support/postgres.js';
 
 const logger = pino({ level: 'silent' });
 const TG = 'arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/web/1';
@@ -66,23 +64,14 @@ function world(over: Record<string, Handler> = {}) {
   return { ...stubClients(handlers), targets };
 }
 
-const pgServer = testPostgres();
-type Backend = 'sqlite' | 'postgres';
-const BACKENDS: Array<{ backend: Backend; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
-
-async function openStore(backend: Backend): Promise<StateStore> {
-  if (backend === 'sqlite') return SqliteStateStore.open(':memory:');
-  if ('missing' in pgServer) throw new Error(pgServer.missing);
-  return PostgresStateStore.open(await freshDatabase(pgServer.url), { poolSize: 2 });
-}
 
 const stores: StateStore[] = [];
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }, backend: Backend = 'sqlite') {
-  const store = await openStore(backend);
+async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }, backend: StoreBackend = 'sqlite') {
+  const store = await openStateStore(await freshStore(backend, ':memory:'));
   stores.push(store);
   const w = world(over);
   const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs });
@@ -106,7 +95,7 @@ async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, m
   return { store, replacer, row, fence, turn, ...w };
 }
 
-describe.each(BACKENDS)('the replacement state machine on $backend', ({ backend, missing }) => {
+describe.each(STORE_BACKENDS)('the replacement state machine on $backend', ({ backend, missing }) => {
   if (missing) {
     it.skip(`skipped: ${missing}`, () => undefined);
     return;

@@ -8,10 +8,7 @@ import { planScopeClaims, ScopeLeases } from '../../src/daemon/scope-leases.js';
 import type { LeaseState, StateStore } from '../../src/state/ports.js';
 import { scopeLease } from '../../src/state/records.js';
 import { openStateStore } from '../../src/state/open.js';
-import { freshDatabase, testPostgres } from '../support/postgres.js';
-
-const pgServer = testPostgres();
-const BACKENDS: Array<{ backend: 'sqlite' | 'postgres'; missing?: string }> = [{ backend: 'sqlite' }, { backend: 'postgres', ...('missing' in pgServer ? { missing: pgServer.missing } : {}) }];
+import { freshStore, STORE_BACKENDS } from '../support/postgres.js';
 
 const SCOPES: Scope[] = [
   { accountId: '111111111111', region: 'us-east-1' },
@@ -54,7 +51,7 @@ describe('planScopeClaims', () => {
   });
 });
 
-describe.each(BACKENDS)('ScopeLeases on $backend', ({ backend, missing }) => {
+describe.each(STORE_BACKENDS)('ScopeLeases on $backend', ({ backend, missing }) => {
   if (missing) {
     it.skip(`skipped: ${missing}`, () => undefined);
     return;
@@ -69,7 +66,7 @@ describe.each(BACKENDS)('ScopeLeases on $backend', ({ backend, missing }) => {
   async function twoReplicas(): Promise<[StateStore, StateStore]> {
     const dir = await mkdtemp(path.join(tmpdir(), 'pristine-leases-'));
     dirs.push(dir);
-    const where = backend === 'sqlite' ? path.join(dir, 'state.db') : await freshDatabase((pgServer as { url: string }).url);
+    const where = await freshStore(backend, path.join(dir, 'state.db'));
     const a = await openStateStore(where);
     const b = await openStateStore(where);
     stores.push(a, b);
