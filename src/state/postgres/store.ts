@@ -247,7 +247,12 @@ export class PostgresStateStore implements StateStore {
     await this.transaction(async () => {
       // Rows are locked and written in id order: two replicas writing overlapping events cannot deadlock.
       // An id is the key it is stored and found again under: as the database holds it.
-      const sorted = activities.map((a) => (storable(a.id) === a.id ? a : { ...a, id: storable(a.id) })).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+      const sorted = activities
+        .map((a) => {
+          const id = storable(a.id);
+          return id === a.id ? a : { ...a, id };
+        })
+        .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
       for (const batch of chunks(sorted)) {
         // One event twice in a call (LookupEvents and a trail file overlap): merged, as written one after the other.
         const byId = new Map<string, Activity>();
