@@ -239,6 +239,10 @@ export class Attributor {
   private readonly where = new Map<string, readonly string[]>();
   /** activities only SSM's session history knows, by session: dropped when CloudTrail's record of the session arrives */
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
+  /** tag key -> when it was set or removed on which instance (CreateTags, DeleteTags): what targets matched then */
+  private readonly tagMoves = new Map<string, Array<{ instanceId: string; at: number }>>();
+  /** tag key -> the earliest time of an action placed by targets on it: a later change of that key would place it otherwise */
+  private readonly placedByTag = new Map<string, number>();
   /** instance id -> the change (a count) that last touched its list: what was judged from the list before still holds */
   private readonly changed = new Map<string, number>();
   private changes = 0;
@@ -317,6 +321,12 @@ export class Attributor {
     const waited: Activity[] = [];
     for (const a of fresh) {
       this.taken.set(a.id, a);
+      for (const t of a.tagChanges ?? []) {
+        for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
+        // An action placed by this key's current values before this change: placed otherwise now.
+        const placed = this.placedByTag.get(t.key);
+        if (incremental && placed !== undefined && placed <= a.at) this.stale = true;
+      }
       if (a.sessionId && a.instanceIds[0]) {
         const before = this.sessionTarget.get(a.sessionId);
         if (incremental && before !== undefined && before !== a.instanceIds[0]) this.stale = true;
@@ -384,33 +394,40 @@ export class Attributor {
       if (commandId) this.asked.commands.add(commandId);
       const invoked = commandId ? facts.commandTargets.get(commandId) : undefined;
       const failed = commandId ? facts.unresolvedCommands.get(commandId) : undefined;
-      const byTags = index.resolveTargets(targets);
+      const byTags = invoked ? null : index.resolveTargets(targets);
       if (invoked) ids = invoked;
       else if (failed !== undefined) {
-        this.gap('ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, byTags ?? index.launchedBefore(a.at));
+        const reached = byTags ? [...new Set([...byTags, ...this.retagged(targets, a.at)])] : index.launchedBefore(a.at);
+        this.gap('ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, reached);
         return;
       } else if (byTags === null) {
         this.gap('ssm-commands', `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}: which instances it ran on could not be resolved`, index.launchedBefore(a.at));
         return;
       } else {
         ids = byTags;
+        this.gapRetagged(`${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}`, byTags, this.retagged(targets, a.at));
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
       }
     } else if (ids.length === 0 && a.associationIds) {
       const found = new Set<string>();
+      const moved = new Set<string>();
       let unresolved: string | null = null;
       for (const id of a.associationIds) {
         this.asked.associations.add(id);
         const targets = facts.associationTargets.get(id);
         const resolved = targets ? index.resolveTargets(targets) : null;
         if (resolved === null) unresolved = id;
-        else resolved.forEach((x) => found.add(x));
+        else {
+          resolved.forEach((x) => found.add(x));
+          for (const x of this.retagged(targets as readonly Target[], a.at)) moved.add(x);
+        }
       }
       if (unresolved !== null) {
         this.gap('ssm-commands', `${a.eventName} ${a.id}: the targets of association ${unresolved} could not be resolved`, index.launchedBefore(a.at));
         return;
       }
       ids = [...found];
+      this.gapRetagged(`${a.eventName} ${a.id} by the targets of association ${a.associationIds.join(', ')}`, ids, [...moved]);
       activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
     }
     this.where.set(a.id, ids);
@@ -432,6 +449,35 @@ export class Attributor {
       } else push(this.byInstance, id, activity);
       if (a.source === 'ssm-sessions' && a.sessionId) push(this.historyOnly, a.sessionId, { instanceId: id, activity });
     }
+  }
+
+  /**
+   * Targets are matched against the instances' tags of now. An instance launched before the action
+   * whose tag of a targeted key was set or removed at or after it may have matched then and not now:
+   * these, and the action's key times (a change of them taken later attributes everything again).
+   */
+  private retagged(targets: readonly Target[], at: number): string[] {
+    const out: string[] = [];
+    for (const { key: kind, values } of targets) {
+      const keys = kind.startsWith('tag:') ? [kind.slice(4)] : kind === 'tag-key' ? values : [];
+      for (const key of keys) {
+        const placed = this.placedByTag.get(key);
+        if (placed === undefined || at < placed) this.placedByTag.set(key, at);
+        for (const m of this.tagMoves.get(key) ?? []) {
+          const n = m.at >= at ? this.index.byId.get(m.instanceId) : undefined;
+          if (n !== undefined && (this.facts.instances[n] as Instance).firstLaunch < at) out.push(m.instanceId);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The instances an action by targets may have reached and the tags of now do not select: unknown, never clean. */
+  private gapRetagged(what: string, selected: readonly string[], retagged: readonly string[]): void {
+    if (retagged.length === 0) return;
+    const chosen = new Set(selected);
+    const doubtful = [...new Set(retagged)].filter((id) => !chosen.has(id));
+    if (doubtful.length > 0) this.gap('ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);
   }
 
   /** Bumped whenever a broadcast is made or gains an activity. */

@@ -80,6 +80,39 @@ describe('a cycle carried over from the previous one', () => {
     expect(pushed.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge({ ...all, gaps: [] }, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
   });
 
+  it('attributes everything again when a tag change taken later moves what a command by tags may have reached', () => {
+    // A command to Name=web-9, which no instance is called now; OTHER (web-2) was renamed after it, and the
+    // record of the renaming arrives late.
+    const toWeb9 = trailActivity('ssm-send-command-tag-targets', (r) => {
+      (r['requestParameters'] as Record<string, unknown>)['targets'] = [{ key: 'tag:Name', values: ['web-9'] }];
+    });
+    const renamed = cycleFacts([]).instances.map((i) => (i.instanceId === OTHER ? { ...i, tags: { role: 'web', Name: 'web-2' } } : i));
+    const retag = trailActivity('ec2-create-tags-exempt', (r) => {
+      r['eventID'] = 'late-retag';
+      r['eventTime'] = new Date(toWeb9.at + 60_000).toISOString();
+      (r['requestParameters'] as Record<string, unknown>)['resourcesSet'] = { items: [{ resourceId: OTHER }] };
+      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [{ key: 'Name', value: 'web-2' }] };
+    });
+    const first = new ScopeJudge(cycleFacts([toWeb9], { instances: renamed }), POLICIES, MANIFESTS);
+    expect(verdicts(first.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'pristine', []]);
+
+    const next = cycleFacts([toWeb9, retag], { instances: renamed });
+    const carried = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    const fresh = new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW);
+    // Taken over (the facts attribute alike), then gone stale with the late record: attributed again.
+    expect(carried.notCarried).toBeNull();
+    expect(carried.carried).toBe(false);
+    expect(carried.judgeAll(FIXTURE_NOW)).toEqual(fresh);
+    expect(fresh.results[0]?.verdict).toBe('pristine');
+    expect(fresh.results[1]).toMatchObject({ verdict: 'unknown', gaps: [{ source: 'ssm-commands' }] });
+
+    // Pushed between cycles, the same.
+    const pushed = first.forPushedEvents();
+    pushed.add([retag]);
+    expect(pushed.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge({ ...next, gaps: [] }, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+    expect(pushed.judgeAll(FIXTURE_NOW).results[1]?.verdict).toBe('unknown');
+  });
+
   it("keeps an untouched instance's findings (the very same) and finds again those of an instance a new activity reached", () => {
     const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
     const before = first.judgeAll(FIXTURE_NOW);

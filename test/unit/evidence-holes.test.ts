@@ -159,6 +159,65 @@ describe('a command SSM cannot place', () => {
     expect(byId.get(FIXTURE_INSTANCE)?.gaps[0]?.message).toMatch(/where it ran could not be read \(ListCommandInvocations failed: ThrottlingException\)/);
     expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
   });
+
+  // The command (2026-11-20T16:00Z) targets tag:role=web. `other` says role=db now, but was retagged afterwards
+  // (or before): targets matched against the tags of now cannot tell whether it ran there.
+  const retag = (at: string, key = 'role') =>
+    trailActivity('ec2-create-tags-exempt', (r) => {
+      r['eventID'] = `retag-${at}-${key}`;
+      r['eventTime'] = at;
+      (r['requestParameters'] as Record<string, unknown>)['resourcesSet'] = { items: [{ resourceId: other.instanceId }] };
+      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [{ key, value: 'db' }] };
+    });
+  const untouched = instance({ instanceId: 'i-0fedcba9876543210', tags: { role: 'db', Name: 'db-2' } });
+  const run = (over: Partial<ScopeFacts>) => {
+    const all = [instance(), other, untouched];
+    const f = facts({ instances: all, inventory: new Map(all.map((i) => [i.instanceId, cleanInventory(baked, i.instanceId)])), ...over });
+    return new Map(evaluateScope(f, policies(policy), manifests(baked), FIXTURE_NOW).results.map((r) => [r.instance.instanceId, r]));
+  };
+
+  it('placed by the tags of now, is unknown on an instance whose targeted tag changed since, not pristine', () => {
+    const a = sent();
+    const byId = run({ activities: [a, retag('2026-11-20T17:00:00Z')] });
+    expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    expect(byId.get(other.instanceId)?.verdict).toBe('unknown');
+    expect(byId.get(other.instanceId)?.gaps[0]).toMatchObject({
+      source: 'ssm-commands',
+      message: expect.stringMatching(/SendCommand .* by targets .*tag:role.*: the tags it targets changed on this instance since, so whether it ran here is unknown/),
+    });
+    expect(byId.get(untouched.instanceId)?.verdict).toBe('pristine');
+  });
+
+  it('whose invocations cannot be read, gaps an instance whose targeted tag changed since too', () => {
+    const a = sent();
+    const byId = run({ activities: [a, retag('2026-11-20T17:00:00Z')], unresolvedCommands: new Map([[a.commandTargets!.commandId, 'ListCommandInvocations failed: ThrottlingException']]) });
+    expect(byId.get(other.instanceId)?.verdict).toBe('unknown');
+    expect(byId.get(other.instanceId)?.gaps[0]?.message).toMatch(/where it ran could not be read/);
+    expect(byId.get(untouched.instanceId)?.verdict).toBe('pristine');
+  });
+
+  it('leaves alone an instance retagged before it, or on a key it does not target', () => {
+    const byId = run({ activities: [sent(), retag('2026-11-20T15:00:00Z'), retag('2026-11-20T17:00:00Z', 'team')] });
+    expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
+    expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+  });
+
+  it('where SSM says it ran, tags do not matter', () => {
+    const a = sent();
+    const byId = run({ activities: [a, retag('2026-11-20T17:00:00Z')], commandTargets: new Map([[a.commandTargets!.commandId, [FIXTURE_INSTANCE]]]) });
+    expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
+    expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+  });
+
+  it('placed by the targets of an association, is unknown on an instance retagged since', () => {
+    const a = trailActivity('ssm-start-associations-once');
+    const targets = new Map([['8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f', [{ key: 'tag:role', values: ['web'] }]]]);
+    const at = new Date(a.at + 60_000).toISOString().replace('.000Z', 'Z');
+    const byId = run({ activities: [a, retag(at)], associationTargets: targets });
+    expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    expect(byId.get(other.instanceId)?.verdict).toBe('unknown');
+    expect(byId.get(other.instanceId)?.gaps[0]?.message).toMatch(/by the targets of association 8f1e2d3c.*changed on this instance since/);
+  });
 });
 
 describe('a tracked record that cannot be read', () => {
