@@ -2,7 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { scopeKey, type Activity, type Gap, type ScopeFacts } from '../core/facts.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { isoSpan, uncovered, type Span } from '../evidence/coverage.js';
+import { deliveredToHappened, isoSpan, uncovered, type Span } from '../evidence/coverage.js';
 import { lookupEvents } from '../evidence/sources/lookup-events/index.js';
 import type { SourcesConfig } from '../evidence/sources/registry.js';
 import { ssmInventory } from '../evidence/sources/ssm-inventory/index.js';
@@ -45,11 +45,21 @@ export interface CollectedScope {
 }
 
 /** The parts of the window that neither the stored coverage of these kinds nor this cycle's reads cover. */
-async function missing(store: EvidenceStore, scope: { accountId: string; region: string }, kinds: readonly CoverageKind[], required: Span, readNow: readonly PullResult[]): Promise<Span[]> {
-  const read = readNow.flatMap((r) => [...r.proven, ...(r.read ?? [])]).filter((p) => kinds.includes(p.kind)).map((p) => p.span);
-  const stored: Span[] = [];
-  for (const k of kinds) stored.push(...(await store.coverage(scope, k)));
-  return uncovered(required, [...stored, ...read]);
+async function missing(
+  store: EvidenceStore,
+  scope: { accountId: string; region: string },
+  kinds: readonly CoverageKind[],
+  required: Span,
+  readNow: readonly PullResult[],
+  settle: number,
+): Promise<Span[]> {
+  const have: Span[] = [];
+  for (const k of kinds) {
+    const spans = readNow.flatMap((r) => [...r.proven, ...(r.read ?? [])]).filter((p) => p.kind === k).map((p) => p.span);
+    for (const s of await store.coverage(scope, k)) spans.push(s);
+    for (const s of k === 's3-digest' ? deliveredToHappened(spans, settle) : spans) have.push(s);
+  }
+  return uncovered(required, have);
 }
 
 /**
@@ -135,7 +145,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     // A failed read already says why, for every instance a hole could concern: one limited to the
     // instances launched before some time (an unreadable record's) says nothing of the younger ones.
     if (gaps.some((g) => g.source === source && !g.instanceIds && (g.before === undefined || g.before >= required.to))) continue;
-    for (const hole of await missing(store, scope, kinds, required, results)) {
+    for (const hole of await missing(store, scope, kinds, required, results, settle)) {
       gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
     }
   }

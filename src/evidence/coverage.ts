@@ -42,3 +42,12 @@ export function clampSpans(spans: readonly Span[], max: number): Span[] {
 }
 
 export const isoSpan = (s: Span) => `${new Date(s.from).toISOString()} to ${new Date(s.to).toISOString()}`;
+
+/**
+ * A digest lists the log files delivered in its hour, and a file holds what happened up to some
+ * minutes before its delivery: files delivered without a break from A to B prove what happened from
+ * A to B - settle (what happened later may be in a file of the next hour's digest).
+ */
+export function deliveredToHappened(delivered: readonly Span[], settle: number): Span[] {
+  return mergeSpans(delivered).flatMap((s) => (s.to - settle >= s.from ? [{ from: s.from, to: s.to - settle }] : []));
+}

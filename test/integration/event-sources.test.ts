@@ -182,6 +182,38 @@ describe("CloudTrail's digest files", () => {
   });
 });
 
+describe("CloudTrail's digest files, and what is delivered late", () => {
+  let s: Scenario;
+  let web: Launched;
+  const SETTLE = 8_000;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    web = await s.launchOne(await s.image('web'), { role: 'web' });
+  });
+  afterAll(() => s?.stop());
+
+  it('prove what happened up to `settle` before the end of the deliveries they list, not up to their end', async () => {
+    const bucket = await s.bucket('late-trail-logs');
+    await s.writeConfig(`sources:\n  lookupEvents: { enabled: false, settle: ${SETTLE / 1000}s }\n  s3: { requireDigests: true, bucket: ${bucket} }\n`);
+    // The files delivered up to now, and a session just before now that CloudTrail delivers later.
+    await after(web.launchTime + SETTLE - 2_000);
+    const delivered = Math.floor(Date.now() / 1000) * 1000;
+    const session = s.trail('ssm-start-session', web.instanceId, delivered - 1_000, MALLORY);
+    await s.putDigest(bucket, { from: web.launchTime - 3_600_000, to: delivered }, [await s.putTrailFile(bucket, [])]);
+    await after(Math.max(delivered, web.launchTime + SETTLE) + 500);
+    const early = await s.audit();
+    expect(early.report.instances[0]?.verdict).toBe('unknown');
+    expect(early.report.instances[0]?.gaps.map((g) => g.message).join('\n')).toMatch(/CloudTrail is not proven complete for .*: no source read it in full/);
+    // The next hour's digest lists the file that holds it.
+    await s.putDigest(bucket, { from: delivered, to: Date.now() }, [await s.putTrailFile(bucket, [session])]);
+    const later = await s.audit();
+    expect(later.report.instances[0]?.verdict).toBe('tainted');
+    expect(later.report.instances[0]?.findings.map((f) => f.detector)).toContain('interactive-session');
+  });
+});
+
 describe("CloudTrail's digest files, when a log file cannot be read", () => {
   let s: Scenario;
   let web: Launched;

@@ -1,7 +1,7 @@
 // The pure parts of the evidence sources: coverage arithmetic, what LookupEvents reads and when the
 // reconciler runs, the wire form of DescribeSessions' filter, trail file keys and queue messages.
 import { describe, expect, it } from 'vitest';
-import { clampSpans, mergeSpans, uncovered } from '../../src/evidence/coverage.js';
+import { clampSpans, deliveredToHappened, mergeSpans, uncovered } from '../../src/evidence/coverage.js';
 import { reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
 import { parseQueueMessage, s3EventKey } from '../../src/evidence/sources/event-queue/messages.js';
 import { sessionFilterTime, sessionsFrom } from '../../src/evidence/sources/ssm-sessions/index.js';
@@ -28,6 +28,15 @@ describe('coverage spans', () => {
       { from: 21, to: 49 },
     ]);
     expect(uncovered({ from: 50, to: 40 }, [])).toEqual([]);
+  });
+
+  it('of deliveries (digests) prove what happened up to `settle` before the end of each unbroken run of hours', () => {
+    const M = 60_000;
+    // Two hours' digests back to back, then a missing hour, then one more.
+    const delivered = [{ from: 0, to: H }, { from: H, to: 2 * H }, { from: 3 * H, to: 4 * H }];
+    expect(deliveredToHappened(delivered, 15 * M)).toEqual([{ from: 0, to: 2 * H - 15 * M }, { from: 3 * H, to: 4 * H - 15 * M }]);
+    // A run shorter than settle proves nothing.
+    expect(deliveredToHappened([{ from: 0, to: 10 * M }], 15 * M)).toEqual([]);
   });
 
   it('are cut at now when the clock moved backwards', () => {
