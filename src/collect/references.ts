@@ -8,13 +8,24 @@ import type { Target } from '../core/facts.js';
  */
 export const IAM_ACTIONS = ['ssm:ListCommandInvocations', 'ssm:DescribeAssociation', 'ec2:DescribeInstanceConnectEndpoints'] as const;
 
-/** The instances a command ran on. Called only for commands sent by targets, once per command. */
-export async function readCommandInstances(ssm: SSMClient, commandId: string, signal?: AbortSignal): Promise<string[]> {
+/** Invocation statuses after which SSM sends the command nowhere else. */
+const FINISHED = new Set(['Success', 'Cancelled', 'TimedOut', 'Failed']);
+
+/**
+ * The instances a command ran on, for a command sent by targets, and whether the answer is final:
+ * while an invocation is still pending or running (a rate-controlled command goes out a batch at a
+ * time), more instances may follow, so the answer holds for this cycle only.
+ */
+export async function readCommandInstances(ssm: SSMClient, commandId: string, signal?: AbortSignal): Promise<{ ids: string[]; final: boolean }> {
   const ids = new Set<string>();
+  let final = true;
   for await (const page of paginateListCommandInvocations({ client: ssm, pageSize: 50 }, { CommandId: commandId }, { abortSignal: signal })) {
-    for (const inv of page.CommandInvocations ?? []) if (inv.InstanceId) ids.add(inv.InstanceId);
+    for (const inv of page.CommandInvocations ?? []) {
+      if (inv.InstanceId) ids.add(inv.InstanceId);
+      if (!inv.Status || !FINISHED.has(inv.Status)) final = false;
+    }
   }
-  return [...ids];
+  return { ids: [...ids], final };
 }
 
 /** An association's targets (StartAssociationsOnce names only the association). */

@@ -172,10 +172,11 @@ async function resolveReferences(
   }
   for (const [id, activities] of commands) {
     try {
-      const ids = await readCommandInstances(clients.ssm, id, opts.signal);
+      const { ids, final } = await readCommandInstances(clients.ssm, id, opts.signal);
       if (ids.length === 0) continue;
       facts.commandTargets.set(id, ids);
-      for (const a of activities) resolved.push({ ...a, instanceIds: ids });
+      // Written into the log only once SSM has sent it everywhere it will: until then, asked again each cycle.
+      if (final) for (const a of activities) resolved.push({ ...a, instanceIds: ids });
     } catch (err) {
       facts.unresolvedCommands.set(id, opts.fail('ssm-commands', `ListCommandInvocations(${id})`, err));
     }

@@ -47,3 +47,38 @@ describe('pristine run, cycle after cycle', () => {
     expect(s.fake.callsTo('ListCommandInvocations')).toHaveLength(1);
   });
 });
+
+describe('pristine run, while a command sent by targets is still going out', () => {
+  let s: Scenario;
+  let fleet: Launched[];
+  let commandId: string;
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    await s.writeConfig('sources:\n  lookupEvents: { settle: 1s }\n');
+    fleet = await s.launch(await s.image('web'), { role: 'web' }, { count: 2 });
+    const record = s.trail('ssm-send-command-tag-targets', fleet[0]!.instanceId, fleet[0]!.launchTime + 1000, ALICE);
+    commandId = (record['responseElements'] as { command: { commandId: string } }).command.commandId;
+    // Rate-controlled: running on the first instance, not sent to the second yet.
+    s.fake.ssm.commandInvocations.set(commandId, [{ instanceId: fleet[0]!.instanceId, status: 'InProgress' }]);
+    await after(Math.max(...fleet.map((f) => f.launchTime)) + 1500);
+  });
+  afterAll(() => s?.stop());
+
+  it('asks SSM again next cycle, and keeps the answer once every invocation has finished', async () => {
+    const verdicts = async () => Object.fromEntries((await s.cycle([], {})).report.instances.map((i) => [i.instanceId, i.verdict]));
+    const [first, second] = [fleet[0]!.instanceId, fleet[1]!.instanceId];
+    expect(await verdicts()).toEqual({ [first]: 'tainted', [second]: 'pristine' });
+
+    // The next batch went out and both finished.
+    s.fake.ssm.commandInvocations.set(commandId, [first, second]);
+    expect(await verdicts()).toEqual({ [first]: 'tainted', [second]: 'tainted' });
+    expect(s.fake.callsTo('ListCommandInvocations')).toHaveLength(2);
+
+    // Final now: written into the evidence log, and not asked for again.
+    s.fake.ssm.commandInvocations.clear();
+    expect(await verdicts()).toEqual({ [first]: 'tainted', [second]: 'tainted' });
+    expect(s.fake.callsTo('ListCommandInvocations')).toHaveLength(2);
+  });
+});

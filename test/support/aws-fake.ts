@@ -176,7 +176,8 @@ export class AwsFake {
   readonly ssm: {
     sessions: FakeSession[];
     inventory: Map<string, FakeInventory>;
-    commandInvocations: Map<string, string[]>;
+    /** command id -> the instances it was invoked on: an id alone has finished (Success), else its status */
+    commandInvocations: Map<string, Array<string | { instanceId: string; status: string }>>;
     /** association id -> its targets (DescribeAssociation) */
     associations: Map<string, Array<{ Key: string; Values: string[] }>>;
   } = { sessions: [], inventory: new Map(), commandInvocations: new Map(), associations: new Map() };
@@ -706,8 +707,9 @@ export class AwsFake {
       .filter(([id]) => commandId === undefined || id === commandId)
       .flatMap(([id, instances]) =>
         instances
-          .filter((i) => instanceId === undefined || i === instanceId)
-          .map((i) => ({ CommandId: id, InstanceId: i, Status: 'Success', DocumentName: 'AWS-RunShellScript' })),
+          .map((i) => (typeof i === 'string' ? { instanceId: i, status: 'Success' } : i))
+          .filter((i) => instanceId === undefined || i.instanceId === instanceId)
+          .map((i) => ({ CommandId: id, InstanceId: i.instanceId, Status: i.status, DocumentName: 'AWS-RunShellScript' })),
       );
 
     const queryKey = JSON.stringify(['ListCommandInvocations', commandId, instanceId]);
