@@ -243,6 +243,10 @@ export class Attributor {
   private readonly tagMoves = new Map<string, Array<{ instanceId: string; at: number }>>();
   /** tag key -> the earliest time of an action placed by targets on it: a later change of that key would place it otherwise */
   private readonly placedByTag = new Map<string, number>();
+  /** association id -> when it was updated (UpdateAssociation): DescribeAssociation tells its targets of now only */
+  private readonly associationUpdates = new Map<string, number[]>();
+  /** association id -> the earliest run placed by its targets of now: a later update would place it otherwise */
+  private readonly placedByAssociation = new Map<string, number>();
   /** instance id -> the change (a count) that last touched its list: what was judged from the list before still holds */
   private readonly changed = new Map<string, number>();
   private changes = 0;
@@ -327,6 +331,12 @@ export class Attributor {
         const placed = this.placedByTag.get(t.key);
         if (incremental && placed !== undefined && placed <= a.at) this.stale = true;
       }
+      const updated = a.eventName === 'UpdateAssociation' ? a.commandTargets?.commandId || a.detail['associationId'] : undefined;
+      if (typeof updated === 'string' && updated !== '') {
+        push(this.associationUpdates, updated, a.at);
+        const placed = this.placedByAssociation.get(updated);
+        if (incremental && placed !== undefined && placed <= a.at) this.stale = true;
+      }
       if (a.sessionId && a.instanceIds[0]) {
         const before = this.sessionTarget.get(a.sessionId);
         if (incremental && before !== undefined && before !== a.instanceIds[0]) this.stale = true;
@@ -405,15 +415,19 @@ export class Attributor {
         return;
       } else {
         ids = byTags;
-        this.gapRetagged(`${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}`, byTags, this.retagged(targets, a.at));
+        this.gapRetagged(a, `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}`, byTags, this.retagged(targets, a.at));
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
       }
     } else if (ids.length === 0 && a.associationIds) {
       const found = new Set<string>();
       const moved = new Set<string>();
       let unresolved: string | null = null;
+      let updated: string | null = null;
       for (const id of a.associationIds) {
         this.asked.associations.add(id);
+        const placed = this.placedByAssociation.get(id);
+        if (placed === undefined || a.at < placed) this.placedByAssociation.set(id, a.at);
+        if ((this.associationUpdates.get(id) ?? []).some((t) => t >= a.at)) updated = id;
         const targets = facts.associationTargets.get(id);
         const resolved = targets ? index.resolveTargets(targets) : null;
         if (resolved === null) unresolved = id;
@@ -427,7 +441,12 @@ export class Attributor {
         return;
       }
       ids = [...found];
-      this.gapRetagged(`${a.eventName} ${a.id} by the targets of association ${a.associationIds.join(', ')}`, ids, [...moved]);
+      if (updated !== null && !this.irrelevant(a)) {
+        // Where it ran then is not where the association's targets of now point.
+        const doubtful = index.launchedBefore(a.at).filter((id) => !found.has(id));
+        if (doubtful.length > 0) this.gap('ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
+      }
+      this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${a.associationIds.join(', ')}`, ids, [...moved]);
       activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
     }
     this.where.set(a.id, ids);
@@ -472,9 +491,12 @@ export class Attributor {
     return out;
   }
 
-  /** The instances an action by targets may have reached and the tags of now do not select: unknown, never clean. */
-  private gapRetagged(what: string, selected: readonly string[], retagged: readonly string[]): void {
-    if (retagged.length === 0) return;
+  /**
+   * The instances an action by targets may have reached and the tags of now do not select: unknown,
+   * never clean. (Not for an action no verdict can depend on: an allowed caller's.)
+   */
+  private gapRetagged(a: Activity, what: string, selected: readonly string[], retagged: readonly string[]): void {
+    if (retagged.length === 0 || this.irrelevant(a)) return;
     const chosen = new Set(selected);
     const doubtful = [...new Set(retagged)].filter((id) => !chosen.has(id));
     if (doubtful.length > 0) this.gap('ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);

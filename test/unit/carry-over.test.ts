@@ -113,6 +113,22 @@ describe('a cycle carried over from the previous one', () => {
     expect(pushed.judgeAll(FIXTURE_NOW).results[1]?.verdict).toBe('unknown');
   });
 
+  it('attributes everything again when an update of an association taken later means its run went elsewhere', () => {
+    const run = trailActivity('ssm-start-associations-once');
+    const update = trailActivity('ssm-update-association', (r) => {
+      r['eventID'] = 'late-update';
+      r['eventTime'] = new Date(run.at + 60_000).toISOString();
+    });
+    const targets = new Map([['8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f', [{ key: 'InstanceIds', values: [FIXTURE_INSTANCE] }]]]);
+    const first = new ScopeJudge(cycleFacts([run], { associationTargets: targets }), POLICIES, MANIFESTS);
+    expect(verdicts(first.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'pristine', []]);
+    const next = cycleFacts([run, update], { associationTargets: targets });
+    const carried = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    expect(carried.notCarried).toBeNull();
+    expect(carried.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+    expect(carried.judgeAll(FIXTURE_NOW).results[1]?.gaps[0]?.message).toMatch(/was updated since/);
+  });
+
   it("keeps an untouched instance's findings (the very same) and finds again those of an instance a new activity reached", () => {
     const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
     const before = first.judgeAll(FIXTURE_NOW);

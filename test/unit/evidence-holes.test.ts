@@ -196,10 +196,14 @@ describe('a command SSM cannot place', () => {
     expect(byId.get(untouched.instanceId)?.verdict).toBe('pristine');
   });
 
-  it('leaves alone an instance retagged before it, or on a key it does not target', () => {
+  it('leaves alone an instance retagged before it, or on a key it does not target, or when an allowed caller sent it', () => {
     const byId = run({ activities: [sent(), retag('2026-11-20T15:00:00Z'), retag('2026-11-20T17:00:00Z', 'team')] });
     expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
     expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    const deploy = trailActivity('ssm-send-command-tag-targets', (r) => {
+      r['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: '111122223333' };
+    });
+    expect([...run({ activities: [deploy, retag('2026-11-20T17:00:00Z')] }).values()].map((r) => r.verdict)).toEqual(['pristine', 'pristine', 'pristine']);
   });
 
   it('where SSM says it ran, tags do not matter', () => {
@@ -207,6 +211,33 @@ describe('a command SSM cannot place', () => {
     const byId = run({ activities: [a, retag('2026-11-20T17:00:00Z')], commandTargets: new Map([[a.commandTargets!.commandId, [FIXTURE_INSTANCE]]]) });
     expect(byId.get(other.instanceId)?.verdict).toBe('pristine');
     expect(byId.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+  });
+
+  it('run by an association updated since, is unknown on every instance that lived then: its targets of now are not those it ran with', () => {
+    const ASSOCIATION = '8f1e2d3c-4b5a-4698-8776-5a4b3c2d1e0f';
+    const run1 = trailActivity('ssm-start-associations-once'); // by alice, 10:44
+    // Pointed at web-1 alone afterwards, by the deploy pipeline (allowed: not itself a finding).
+    const update = (at: string) =>
+      trailActivity('ssm-update-association', (r) => {
+        r['eventID'] = `update-${at}`;
+        r['eventTime'] = at;
+        r['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: '111122223333', sessionContext: { sessionIssuer: { arn: 'arn:aws:iam::111122223333:role/Deployer-ci' } } };
+      });
+    const now = new Map([[ASSOCIATION, [{ key: 'tag:Name', values: ['web-1'] }]]]);
+    const after = run({ activities: [run1, update('2026-11-21T10:50:00Z')], associationTargets: now });
+    expect(after.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    for (const id of [other.instanceId, untouched.instanceId]) {
+      expect(after.get(id)?.verdict).toBe('unknown');
+      expect(after.get(id)?.gaps[0]?.message).toMatch(/StartAssociationsOnce .*: association 8f1e2d3c.* was updated since, so the targets it ran with are not known/);
+    }
+    // Updated before it ran: its targets of now are the ones it ran with.
+    const before = run({ activities: [update('2026-11-21T10:43:00Z'), run1], associationTargets: now });
+    expect([...before.values()].map((r) => r.verdict)).toEqual(['tainted', 'pristine', 'pristine']);
+    // Run by the pipeline itself: no verdict depends on where it ran.
+    const allowed = trailActivity('ssm-start-associations-once', (r) => {
+      r['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: '111122223333' };
+    });
+    expect([...run({ activities: [allowed, update('2026-11-21T10:50:00Z')], associationTargets: now }).values()].map((r) => r.verdict)).toEqual(['pristine', 'pristine', 'pristine']);
   });
 
   it('placed by the targets of an association, is unknown on an instance retagged since', () => {
