@@ -241,8 +241,11 @@ export class Attributor {
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
   /** tag key -> when it was set or removed on which instance (CreateTags, DeleteTags): what targets matched then */
   private readonly tagMoves = new Map<string, Array<{ instanceId: string; at: number }>>();
-  /** tag key -> the earliest time of an action placed by targets on it: a later change of that key would place it otherwise */
-  private readonly placedByTag = new Map<string, number>();
+  /**
+   * tag key -> the times of the first and last actions placed by targets on it: a later change of that
+   * key, on an instance launched before one of them, would place it otherwise
+   */
+  private readonly placedByTag = new Map<string, { first: number; last: number }>();
   /** association id -> when it was updated (UpdateAssociation): DescribeAssociation tells its targets of now only */
   private readonly associationUpdates = new Map<string, number[]>();
   /** association id -> the earliest run placed by its targets of now: a later update would place it otherwise */
@@ -327,9 +330,10 @@ export class Attributor {
       this.taken.set(a.id, a);
       for (const t of a.tagChanges ?? []) {
         for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
-        // An action placed by this key's current values before this change: placed otherwise now.
+        // An action placed by this key's values of now before this change, on an instance that lived
+        // then: placed otherwise now. (A new instance tagged after its launch changes nothing.)
         const placed = this.placedByTag.get(t.key);
-        if (incremental && placed !== undefined && placed <= a.at) this.stale = true;
+        if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.launchedBefore(id, placed.last))) this.stale = true;
       }
       const updated = a.eventName === 'UpdateAssociation' ? a.commandTargets?.commandId || a.detail['associationId'] : undefined;
       if (typeof updated === 'string' && updated !== '') {
@@ -481,14 +485,21 @@ export class Attributor {
       const keys = kind.startsWith('tag:') ? [kind.slice(4)] : kind === 'tag-key' ? values : [];
       for (const key of keys) {
         const placed = this.placedByTag.get(key);
-        if (placed === undefined || at < placed) this.placedByTag.set(key, at);
-        for (const m of this.tagMoves.get(key) ?? []) {
-          const n = m.at >= at ? this.index.byId.get(m.instanceId) : undefined;
-          if (n !== undefined && (this.facts.instances[n] as Instance).firstLaunch < at) out.push(m.instanceId);
+        if (!placed) this.placedByTag.set(key, { first: at, last: at });
+        else {
+          placed.first = Math.min(placed.first, at);
+          placed.last = Math.max(placed.last, at);
         }
+        for (const m of this.tagMoves.get(key) ?? []) if (m.at >= at && this.launchedBefore(m.instanceId, at)) out.push(m.instanceId);
       }
     }
     return out;
+  }
+
+  /** Whether an instance of the scope was first launched before a time. */
+  private launchedBefore(instanceId: string, at: number): boolean {
+    const n = this.index.byId.get(instanceId);
+    return n !== undefined && (this.facts.instances[n] as Instance).firstLaunch < at;
   }
 
   /**

@@ -111,6 +111,14 @@ describe('a cycle carried over from the previous one', () => {
     pushed.add([retag]);
     expect(pushed.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge({ ...next, gaps: [] }, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
     expect(pushed.judgeAll(FIXTURE_NOW).results[1]?.verdict).toBe('unknown');
+
+    // Named after its launch, which came after the command: nothing to attribute again.
+    const young = renamed.map((i) => (i.instanceId === OTHER ? { ...i, launchTime: toWeb9.at + 30_000, firstLaunch: toWeb9.at + 30_000 } : i));
+    const before = new ScopeJudge(cycleFacts([toWeb9], { instances: young }), POLICIES, MANIFESTS);
+    const kept = new ScopeJudge(cycleFacts([toWeb9, retag], { instances: young }), POLICIES, MANIFESTS, { previous: before });
+    expect(kept.carried).toBe(true);
+    expect(kept.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(cycleFacts([toWeb9, retag], { instances: young }), POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+    expect(verdicts(kept.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'pristine', []]);
   });
 
   it('attributes everything again when an update of an association taken later means its run went elsewhere', () => {
