@@ -183,10 +183,6 @@ function sameInstances(x: readonly Instance[], y: readonly Instance[]): boolean 
   return true;
 }
 
-/** Inserts in time order, after activities of the same time: what a stable sort of the appended list gives. */
-function insertByTime(list: Activity[], a: Activity): void {
-  list.splice(countBefore(list.length, (k) => (list[k] as Activity).at <= a.at), 0, a);
-}
 
 /** An action that reached many instances (a command by tags to a whole fleet): kept once, with its members. */
 export interface Broadcast {
@@ -217,11 +213,19 @@ export class Attributor {
   readonly broadcasts: Broadcast[] = [];
   /** by the list of instance ids it was resolved to: targets resolve many activities to one list */
   private readonly broadcastOf = new Map<readonly string[], Broadcast>();
-  /** the order activities were taken in: ties in time keep it */
-  private readonly ordinal = new Map<Activity, number>();
+  /** activity id -> the order activities were taken in: ties in time keep it */
+  private readonly ordinal = new Map<string, number>();
   private nextOrdinal = 0;
+  /** in the order the activities that left them were attributed */
   readonly gaps: Gap[] = [];
-  readonly index: InstanceIndex;
+  private _index: InstanceIndex;
+  /**
+   * Activities tied through the instance index (an address, an interface or volume, targets, who lived
+   * then), by id, in the order attributed: what they were tied as, the broadcast that holds them, the
+   * gaps they left (only these leave gaps). A change of instances attributes these again, and only
+   * these (see `reindex`).
+   */
+  private readonly indexed = new Map<string, { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] }>();
   /** activity id -> the activity taken */
   private readonly taken = new Map<string, Activity>();
   /** the command, association and endpoint ids whose answers the activities taken were tied by */
@@ -263,7 +267,11 @@ export class Attributor {
     private facts: ScopeFacts,
     private readonly irrelevant: (a: Activity) => boolean = () => false,
   ) {
-    this.index = new InstanceIndex(facts.instances);
+    this._index = new InstanceIndex(facts.instances);
+  }
+
+  get index(): InstanceIndex {
+    return this._index;
   }
 
   /**
@@ -272,11 +280,13 @@ export class Attributor {
    * and tags), the same command, association and endpoint answers, and every activity taken before
    * present as the very same object. Null when anything differs: then the next cycle starts afresh.
    */
-  carries(next: ScopeFacts): { fresh: Activity[] } | { why: string } {
+  carries(next: ScopeFacts): { fresh: Activity[]; reindex: boolean } | { why: string } {
     const prev = this.facts;
     if (this.stale) return { why: 'a session was said to be on another instance' };
     if (next.accountId !== prev.accountId || next.region !== prev.region) return { why: 'another scope' };
-    if (!sameInstances(prev.instances, next.instances)) return { why: 'the instances changed' };
+    // Other instances (one came or went, or its addresses, interfaces, volumes or tags changed): what
+    // was tied through the index is attributed again (`reindex`), the rest stands.
+    const reindex = !sameInstances(prev.instances, next.instances);
     // Answers about commands, associations and endpoints the activities taken do not name may come and go.
     const { commands, associations, endpoints } = this.asked;
     if (!sameAnswers(commands, prev.commandTargets, next.commandTargets, sameList) || !sameAnswers(commands, prev.unresolvedCommands, next.unresolvedCommands, Object.is)) {
@@ -300,7 +310,7 @@ export class Attributor {
       else if (t !== a) return { why: `activity ${a.id} changed in the evidence log` };
       else known++;
     }
-    return known === this.taken.size ? { fresh } : { why: 'activities left the evidence window' };
+    return known === this.taken.size ? { fresh, reindex } : { why: 'activities left the evidence window' };
   }
 
   /** Everything it took, attributed afresh in the order taken (when it went stale). */
@@ -311,7 +321,64 @@ export class Attributor {
   /** Takes the next cycle's facts as its own (they attribute as the ones it had: see `carries`). */
   rebase(next: ScopeFacts): void {
     this.facts = next;
-    this.index.rebase(next.instances);
+    this._index.rebase(next.instances);
+  }
+
+  /**
+   * Takes the next cycle's facts as its own when their instances differ (see `carries`): broadcasts
+   * count their members at the new positions, and what was tied through the index is untied and
+   * attributed again, in the order first attributed. The result is what attributing everything afresh
+   * gives.
+   */
+  reindex(next: ScopeFacts): void {
+    this.facts = next;
+    this._index = new InstanceIndex(next.instances);
+    // The same members at their new positions: what an instance still here was reached by is unchanged.
+    for (const [ids, b] of this.broadcastOf) b.members = this.membersOf(ids);
+    const again = [...this.indexed.keys()].map((id) => this.taken.get(id) as Activity);
+    const dropped = new Set<Gap>();
+    for (const a of again) for (const g of this.untie(a)) dropped.add(g);
+    if (dropped.size > 0) {
+      const kept = this.gaps.filter((g) => !dropped.has(g));
+      this.gaps.length = 0;
+      for (const g of kept) this.gaps.push(g);
+    }
+    // In order, into lists already sorted (incremental), naming no instance to re-judge (all are judged).
+    for (const a of again) this.attributeOne(a, null, true);
+    // Broadcasts left with no activity (their activities now reach another set of instances).
+    for (const [ids, b] of this.broadcastOf) {
+      if (b.activities.length > 0) continue;
+      this.broadcastOf.delete(ids);
+      this.broadcasts.splice(this.broadcasts.indexOf(b), 1);
+    }
+  }
+
+  /** Undoes what attributing an activity through the index did (its ties, its place in a broadcast); returns the gaps it left. */
+  private untie(a: Activity): Gap[] {
+    const done = this.indexed.get(a.id);
+    if (!done) return [];
+    this.indexed.delete(a.id);
+    if (done.tied && done.broadcast) {
+      const at = done.broadcast.activities.indexOf(done.tied);
+      if (at >= 0) done.broadcast.activities.splice(at, 1);
+      this.broadcastVersion++;
+    } else if (done.tied) {
+      for (const id of new Set(this.where.get(a.id) ?? [])) {
+        const list = this.byInstance.get(id);
+        const at = list ? list.indexOf(done.tied) : -1;
+        if (list && at >= 0) {
+          list.splice(at, 1);
+          this.changed.set(id, ++this.changes);
+        }
+      }
+    }
+    this.where.delete(a.id);
+    return done.gaps;
+  }
+
+  /** Inserts in (time, order taken) order: what a stable sort by time of the list attributed at once gives. */
+  private insert(list: Activity[], a: Activity): void {
+    list.splice(countBefore(list.length, (k) => this.order(list[k] as Activity, a) <= 0), 0, a);
   }
 
   /**
@@ -370,11 +437,24 @@ export class Attributor {
     return concerned;
   }
 
-  private gap(source: Gap['source'], message: string, instanceIds: string[]): void {
-    this.gaps.push({ source, accountId: this.facts.accountId, region: this.facts.region, message, instanceIds });
+  /** A gap an activity tied through the index left (see `indexed`). */
+  private gap(a: Activity, source: Gap['source'], message: string, instanceIds: string[]): void {
+    const g: Gap = { source, accountId: this.facts.accountId, region: this.facts.region, message, instanceIds };
+    this.gaps.push(g);
+    this.viaIndex(a).gaps.push(g);
   }
 
-  private attributeOne(a: Activity, concerned: Set<string>, incremental: boolean): void {
+  /** Marks an activity as tied through the instance index (see `indexed`). */
+  private viaIndex(a: Activity): { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] } {
+    let done = this.indexed.get(a.id);
+    if (!done) {
+      done = { tied: null, broadcast: null, gaps: [] };
+      this.indexed.set(a.id, done);
+    }
+    return done;
+  }
+
+  private attributeOne(a: Activity, concerned: Set<string> | null, incremental: boolean): void {
     const { facts, index } = this;
     if (a.source === 'ssm-sessions' && a.sessionId && this.trailSessions.has(a.sessionId)) return;
     let ids = a.instanceIds;
@@ -384,6 +464,7 @@ export class Attributor {
       ids = target ? [target] : [];
       if (!target) push(this.pending, a.sessionId, a);
     } else if (ids.length === 0 && a.refs?.privateIpAddress) {
+      this.viaIndex(a);
       const ip = a.refs.privateIpAddress;
       if (a.refs.endpointId) this.asked.endpoints.add(a.refs.endpointId);
       const vpc = a.refs.endpointId ? facts.endpointVpcs.get(a.refs.endpointId) : undefined;
@@ -394,11 +475,12 @@ export class Attributor {
         // The same private IP can exist in several VPCs: without the endpoint's VPC, every holder is in doubt.
         const holders = index.byIp.get(ip) ?? [];
         if (holders.length > 0) {
-          this.gap('cloudtrail', `${a.eventName} ${a.id} to ${ip} through ${a.refs.endpointId ?? 'an unnamed endpoint'}: the endpoint's VPC could not be read, so which instance it reached is unknown`, holders);
+          this.gap(a, 'cloudtrail', `${a.eventName} ${a.id} to ${ip} through ${a.refs.endpointId ?? 'an unnamed endpoint'}: the endpoint's VPC could not be read, so which instance it reached is unknown`, holders);
           return;
         }
       }
     } else if (ids.length === 0 && (a.refs?.networkInterfaceIds || a.refs?.volumeIds)) {
+      this.viaIndex(a);
       ids = [
         ...(a.refs.networkInterfaceIds ?? []).flatMap((eni) => index.byEni.get(eni) ?? []),
         ...(a.refs.volumeIds ?? []).flatMap((vol) => index.byVolume.get(vol) ?? []),
@@ -408,14 +490,15 @@ export class Attributor {
       if (commandId) this.asked.commands.add(commandId);
       const invoked = commandId ? facts.commandTargets.get(commandId) : undefined;
       const failed = commandId ? facts.unresolvedCommands.get(commandId) : undefined;
+      if (!invoked) this.viaIndex(a);
       const byTags = invoked ? null : index.resolveTargets(targets);
       if (invoked) ids = invoked;
       else if (failed !== undefined) {
         const reached = byTags ? [...new Set([...byTags, ...this.retagged(targets, a.at)])] : index.launchedBefore(a.at);
-        this.gap('ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, reached);
+        this.gap(a, 'ssm-commands', `${a.eventName} ${commandId} by targets ${describeTargets(targets)}: where it ran could not be read (${failed})`, reached);
         return;
       } else if (byTags === null) {
-        this.gap('ssm-commands', `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}: which instances it ran on could not be resolved`, index.launchedBefore(a.at));
+        this.gap(a, 'ssm-commands', `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}: which instances it ran on could not be resolved`, index.launchedBefore(a.at));
         return;
       } else {
         ids = byTags;
@@ -423,6 +506,7 @@ export class Attributor {
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
       }
     } else if (ids.length === 0 && a.associationIds) {
+      this.viaIndex(a);
       const found = new Set<string>();
       const moved = new Set<string>();
       let unresolved: string | null = null;
@@ -441,32 +525,35 @@ export class Attributor {
         }
       }
       if (unresolved !== null) {
-        this.gap('ssm-commands', `${a.eventName} ${a.id}: the targets of association ${unresolved} could not be resolved`, index.launchedBefore(a.at));
+        this.gap(a, 'ssm-commands', `${a.eventName} ${a.id}: the targets of association ${unresolved} could not be resolved`, index.launchedBefore(a.at));
         return;
       }
       ids = [...found];
       if (updated !== null && !this.irrelevant(a)) {
         // Where it ran then is not where the association's targets of now point.
         const doubtful = index.launchedBefore(a.at).filter((id) => !found.has(id));
-        if (doubtful.length > 0) this.gap('ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
+        if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
       }
       this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${a.associationIds.join(', ')}`, ids, [...moved]);
       activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
     }
     this.where.set(a.id, ids);
-    if (incremental) for (const id of ids) concerned.add(id);
+    if (incremental && concerned) for (const id of ids) concerned.add(id);
     if (this.irrelevant(activity)) return;
-    if (!this.ordinal.has(activity)) this.ordinal.set(activity, this.nextOrdinal++);
+    if (!this.ordinal.has(a.id)) this.ordinal.set(a.id, this.nextOrdinal++);
+    const done = this.indexed.get(a.id);
+    if (done) done.tied = activity;
     if (ids.length >= BROADCAST) {
       const b = this.broadcastFor(ids);
-      if (incremental) insertByTime(b.activities, activity);
+      if (done) done.broadcast = b;
+      if (incremental) this.insert(b.activities, activity);
       else b.activities.push(activity);
       return;
     }
     for (const id of ids.length > 2 ? new Set(ids) : ids.length === 2 && ids[0] === ids[1] ? [ids[0] as string] : ids) {
       if (incremental) {
         const list = this.byInstance.get(id);
-        if (list) insertByTime(list, activity);
+        if (list) this.insert(list, activity);
         else this.byInstance.set(id, [activity]);
         this.changed.set(id, ++this.changes);
       } else push(this.byInstance, id, activity);
@@ -510,7 +597,7 @@ export class Attributor {
     if (retagged.length === 0 || this.irrelevant(a)) return;
     const chosen = new Set(selected);
     const doubtful = [...new Set(retagged)].filter((id) => !chosen.has(id));
-    if (doubtful.length > 0) this.gap('ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);
+    if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);
   }
 
   /** Bumped whenever a broadcast is made or gains an activity. */
@@ -530,21 +617,26 @@ export class Attributor {
     this.broadcastVersion++;
     let b = this.broadcastOf.get(ids);
     if (!b) {
-      const members = new Uint8Array(this.facts.instances.length);
-      for (const id of ids) {
-        const n = this.index.byId.get(id);
-        if (n !== undefined) members[n] = 1;
-      }
-      b = { members, activities: [] };
+      b = { members: this.membersOf(ids), activities: [] };
       this.broadcastOf.set(ids, b);
       this.broadcasts.push(b);
     }
     return b;
   }
 
+  /** By instance position: 1 for each of these instances in the scope. */
+  private membersOf(ids: readonly string[]): Uint8Array {
+    const members = new Uint8Array(this.facts.instances.length);
+    for (const id of ids) {
+      const n = this._index.byId.get(id);
+      if (n !== undefined) members[n] = 1;
+    }
+    return members;
+  }
+
   /** Which of two activities was taken first: the tie-break of activities at the same time. */
   order(a: Activity, b: Activity): number {
-    return a.at - b.at || (this.ordinal.get(a) ?? 0) - (this.ordinal.get(b) ?? 0);
+    return a.at - b.at || (this.ordinal.get(a.id) ?? 0) - (this.ordinal.get(b.id) ?? 0);
   }
 
   /** The whole scope's activities at once (a cycle): appended, then each instance's list sorted once. */

@@ -204,7 +204,8 @@ export class ScopeJudge {
     if (options.attributor) this.attributor = options.attributor;
     else if (prev && carry && 'fresh' in carry) {
       this.attributor = prev.attributor;
-      this.attributor.rebase(facts);
+      if (carry.reindex) this.attributor.reindex(facts);
+      else this.attributor.rebase(facts);
       this.attributor.add(carry.fresh);
     } else {
       const compiled = this.compiled;
@@ -214,7 +215,7 @@ export class ScopeJudge {
     }
     if (this.attributor.stale) this.attributor = this.attributor.again();
     this.carried = !options.attributor && this.attributor === prev?.attributor;
-    if (this.carried && prev) this.kept = prev.kept;
+    if (this.carried && prev && !(carry && 'fresh' in carry && carry.reindex)) this.kept = prev.kept;
     else if (prev && !options.attributor && prev.scope.accountId === facts.accountId && prev.scope.region === facts.region) {
       // Attributed afresh (an instance came or went, most often): what an instance was found to have
       // stays while its activities are the very same (see judge). Only the instances still here.
@@ -371,14 +372,17 @@ export class ScopeJudge {
 
   /** The verdicts of some instances (those judged, not exempt or out of scope), in the scope's order. */
   judgeOnly(instanceIds: Iterable<string>, now: number): InstanceResult[] {
+    // The attribution's instances: a judge of pushed events shares it with the next cycle's judge, which
+    // may have taken other instances into it (see Attributor.reindex) before this one is replaced.
+    const { index } = this.attributor;
     const positions: number[] = [];
     for (const id of instanceIds) {
-      const n = this.attributor.index.byId.get(id);
+      const n = index.byId.get(id);
       if (n !== undefined) positions.push(n);
     }
     const out: InstanceResult[] = [];
     for (const n of positions.sort((a, b) => a - b)) {
-      const o = this.judge(this.facts.instances[n] as Instance, now);
+      const o = this.judge(index.instances[n] as Instance, now);
       if (o.kind === 'judged') out.push(o.result);
     }
     return out;

@@ -44,7 +44,6 @@ describe('a cycle carried over from the previous one', () => {
   });
 
   it.each<[string, (previous: Activity[]) => ScopeFacts]>([
-    ['an instance was tagged otherwise', (acts) => cycleFacts(acts, { instances: [instance({ tags: { role: 'web', Name: 'web-1', team: 'x' } }), instance({ instanceId: OTHER })] })],
     ['an activity it took was merged into a new one', (acts) => cycleFacts(acts.map((a) => ({ ...a, via: ['eventbridge' as const] })))],
     ['an activity it took is gone', () => cycleFacts([])],
     ['SSM now says where a command it tied by targets ran', (acts) => cycleFacts(acts, { commandTargets: new Map([[String(byTags.commandTargets?.commandId), [OTHER]]]) })],
@@ -152,7 +151,17 @@ describe('a cycle carried over from the previous one', () => {
     expect(Object.isFrozen(after.results[0]?.findings)).toBe(true);
   });
 
-  it("attributes afresh when an instance came or went, and keeps the findings (the very same) of an instance whose activities are the same", () => {
+  it('carries over when an instance was tagged otherwise, attributing again what was tied through the instances', () => {
+    const taken = [resume, start, byTags];
+    const first = new ScopeJudge(cycleFacts(taken), POLICIES, MANIFESTS);
+    first.judgeAll(FIXTURE_NOW);
+    const next = cycleFacts(taken, { instances: [instance({ tags: { role: 'web', Name: 'web-1', team: 'x' } }), instance({ instanceId: OTHER, tags: { role: 'db' } })] });
+    const judge = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
+    expect(judge.carried).toBe(true);
+    expect(judge.judgeAll(FIXTURE_NOW)).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
+  });
+
+  it("carries over when an instance came or went, and keeps the findings (the very same) of an instance whose activities are the same", () => {
     const first = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
     const before = first.judgeAll(FIXTURE_NOW);
     const LATER = 'i-0c1c2c3d4e5f60729';
@@ -164,7 +173,7 @@ describe('a cycle carried over from the previous one', () => {
     for (const [what, next] of cases) {
       const judge = new ScopeJudge(next, POLICIES, MANIFESTS, { previous: first });
       const after = judge.judgeAll(FIXTURE_NOW);
-      expect(judge.carried, what).toBe(false);
+      expect(judge.carried, what).toBe(true);
       expect(after, what).toEqual(new ScopeJudge(next, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
       expect(after.results[0]?.findings, what).toBe(before.results[0]?.findings);
       expect(verdicts(after)[0], what).toEqual([FIXTURE_INSTANCE, 'tainted', [`interactive-session:${start.sessionId}`]]);
@@ -176,6 +185,23 @@ describe('a cycle carried over from the previous one', () => {
     const again = new ScopeJudge(relaunched, POLICIES, MANIFESTS, { previous: first }).judgeAll(FIXTURE_NOW);
     expect(again).toEqual(new ScopeJudge(relaunched, POLICIES, MANIFESTS).judgeAll(FIXTURE_NOW));
     expect(verdicts(again)[0]).toEqual([FIXTURE_INSTANCE, 'pristine', []]);
+  });
+
+  it("keeps judging pushed events against the right instances once the next cycle's judge took other instances in", () => {
+    const cycle = new ScopeJudge(cycleFacts([start]), POLICIES, MANIFESTS);
+    cycle.judgeAll(FIXTURE_NOW);
+    const pushed = cycle.forPushedEvents();
+    // The next cycle begins: the first instance is gone, so OTHER moves to the first position.
+    const next = new ScopeJudge(cycleFacts([start], { instances: cycleFacts([]).instances.slice(1) }), POLICIES, MANIFESTS, { previous: cycle });
+    expect(next.carried).toBe(true);
+    // Before the daemon swaps in the new cycle's scopes, an event pushed for OTHER is judged.
+    const onOther = trailActivity('ssm-start-session', (r) => {
+      r['eventID'] = 'pushed-on-other';
+      r['requestParameters'] = { target: OTHER };
+      r['responseElements'] = { sessionId: 'mallory-other' };
+    });
+    const judged = pushed.judgeOnly(pushed.add([onOther]), FIXTURE_NOW);
+    expect(judged.map((r) => [r.instance.instanceId, r.verdict])).toEqual([[OTHER, 'tainted']]);
   });
 
   it('finds again what depends on the time: an inventory that ages past its limit, and the age a stale one is said to be', () => {
