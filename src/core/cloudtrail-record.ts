@@ -244,6 +244,20 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
         detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['name']) ?? str(described['name']), associationId, associationName: str(req['associationName']) ?? str(described['associationName']), targets: targets.length ? targets : undefined },
       };
     }
+    case 'CreateAssociationBatch': {
+      // Entries by instance id or by targets; the associations made are in the response. With any entry
+      // by targets, every association made is resolved by id (DescribeAssociation), as StartAssociationsOnce's.
+      const entries = Array.isArray(req['entries']) ? req['entries'].filter(isObj) : [];
+      const made = Array.isArray(res['successful']) ? res['successful'].filter(isObj) : [];
+      const associationIds = made.flatMap((e) => str(e['associationId']) ?? []);
+      const byTargets = [...entries, ...made].some((e) => targetsOf(e['targets']).length > 0);
+      const documents = [...new Set(entries.flatMap((e) => str(e['name']) ?? []))];
+      return {
+        instanceIds: byTargets ? [] : ids(),
+        associationIds: byTargets ? associationIds : undefined,
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: documents.join(', ') || undefined, associationIds: associationIds.length ? associationIds : undefined, entries: entries.length },
+      };
+    }
     case 'StartAssociationsOnce': {
       const associationIds = Array.isArray(req['associationIds']) ? req['associationIds'].filter((x): x is string => typeof x === 'string' && x !== '') : [];
       return { instanceIds: [], associationIds, detail: { sourceIPAddress: r.sourceIPAddress, associationIds } };
@@ -315,6 +329,8 @@ export function activityFromRecord(raw: unknown): RecordResult {
   const s = specifics(r);
   // Tags on volumes, images and the like are not pristine's business.
   if (kind === 'tag-change' && s.instanceIds.length === 0) return { kind: 'ignored' };
+  // A batch whose every entry failed made no association.
+  if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
   const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
   if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
   const ui = r.userIdentity;

@@ -28,6 +28,7 @@ export const TRACKED_EVENTS: ReadonlyArray<{
   { eventSource: 'ssm.amazonaws.com', eventName: 'CreateAssociation', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateAssociation', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'StartAssociationsOnce', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'CreateAssociationBatch', kind: 'remote-command' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified', namesItsInstances: true },

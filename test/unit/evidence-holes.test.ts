@@ -137,6 +137,33 @@ describe('the catalog: every event that can change an instance in place is track
     expect(blind.gaps[0]).toMatchObject({ source: 'ssm-commands', message: expect.stringMatching(/targets of association 8f1e2d3c.* could not be resolved/) });
   });
 
+  it('CreateAssociationBatch: by instance id, tied to it; with an entry by targets, every association it made is resolved by id', () => {
+    const byId = trailActivity('ssm-create-association-batch', (r) => {
+      const req = r['requestParameters'] as { entries: unknown[] };
+      const res = r['responseElements'] as { successful: unknown[] };
+      req.entries = req.entries.slice(0, 1);
+      res.successful = res.successful.slice(0, 1);
+    });
+    expect(TRACKED_EVENT_NAMES).toContain('CreateAssociationBatch');
+    expect(byId.instanceIds).toEqual([FIXTURE_INSTANCE]);
+    const r = judge({ activities: [byId] });
+    expect(r.verdict).toBe('tainted');
+    expect(r.findings[0]).toMatchObject({ detector: 'remote-command', summary: expect.stringMatching(/State Manager associations 3c4d5e6f-.* created to run AWS-RunShellScript by arn:aws:sts::111122223333:assumed-role\/Admin\/alice/) });
+
+    const mixed = trailActivity('ssm-create-association-batch');
+    expect(mixed.associationIds).toEqual(['3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f', '4d5e6f7a-8b9c-4dae-9f01-2b3c4d5e6f7a']);
+    const targets = new Map([
+      ['3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f', [{ key: 'InstanceIds', values: ['i-0fedcba9876543210'] }]],
+      ['4d5e6f7a-8b9c-4dae-9f01-2b3c4d5e6f7a', [{ key: 'tag:role', values: ['web'] }]],
+    ]);
+    expect(judge({ activities: [mixed], associationTargets: targets }).verdict).toBe('tainted');
+    // Their targets unknown: every instance that lived then is unknown.
+    expect(judge({ activities: [mixed] })).toMatchObject({ verdict: 'unknown', gaps: [{ source: 'ssm-commands', message: expect.stringMatching(/targets of association .* could not be resolved/) }] });
+    // Every entry failed: no association was made.
+    const none = activityFromRecord({ ...readFixtureJson<Record<string, unknown>>('cloudtrail/ssm-create-association-batch.json'), responseElements: { successful: [], failed: [{ entry: {}, message: 'Document not found', fault: 'Client' }] } });
+    expect(none.kind).toBe('ignored');
+  });
+
   it('an inventory association (AWS-GatherSoftwareInventory) never taints', () => {
     const a = trailActivity('ssm-create-association', (r) => {
       (r['requestParameters'] as Record<string, unknown>)['name'] = 'AWS-GatherSoftwareInventory';

@@ -25,6 +25,8 @@ function describe(eventName: string, doc: string, association: unknown): string 
       return `State Manager association ${name} updated to run ${doc}`;
     case 'StartAssociationsOnce':
       return `State Manager association ${name} run on demand`;
+    case 'CreateAssociationBatch':
+      return `State Manager associations ${name} created to run ${doc}`;
     default:
       return `command ${doc} sent`;
   }
