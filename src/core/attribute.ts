@@ -192,6 +192,8 @@ export interface Broadcast {
   activities: Activity[];
 }
 
+const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
+
 /** From this many instances on, an activity is kept once for all of them rather than once per instance. */
 const BROADCAST = 64;
 
@@ -243,6 +245,8 @@ export class Attributor {
   private readonly where = new Map<string, readonly string[]>();
   /** activities only SSM's session history knows, by session: dropped when CloudTrail's record of the session arrives */
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
+  /** instance id -> the tag changes (CreateTags, DeleteTags) naming it, whoever made them */
+  private readonly tagChanges = new Map<string, Activity[]>();
   /** tag key -> when it was set or removed on which instance (CreateTags, DeleteTags): what targets matched then */
   private readonly tagMoves = new Map<string, Array<{ instanceId: string; at: number }>>();
   /**
@@ -395,6 +399,7 @@ export class Attributor {
     const waited: Activity[] = [];
     for (const a of fresh) {
       this.taken.set(a.id, a);
+      if (a.tagChanges) for (const instanceId of new Set(a.instanceIds)) push(this.tagChanges, instanceId, a);
       for (const t of a.tagChanges ?? []) {
         for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
         // An action placed by this key's values of now before this change, on an instance that lived
@@ -598,6 +603,11 @@ export class Attributor {
     const chosen = new Set(selected);
     const doubtful = [...new Set(retagged)].filter((id) => !chosen.has(id));
     if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);
+  }
+
+  /** The tag changes naming an instance, by anyone, in the order taken (whatever lists or broadcasts hold them). */
+  tagChangesOf(instanceId: string): readonly Activity[] {
+    return this.tagChanges.get(instanceId) ?? NO_ACTIVITIES;
   }
 
   /** Bumped whenever a broadcast is made or gains an activity. */

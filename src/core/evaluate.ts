@@ -42,6 +42,7 @@ interface CompiledPolicy {
   runs: { plain: DetectorRun; tampered: DetectorRun };
   /** options per detector: the policy's, or the defaults for one switched on by pristine itself */
   options: Map<DetectorId, unknown>;
+  /** pristine's own tags, the policy's exemption tags and every tag a policy of the scope selects by */
   isGuardTag: (key: string) => boolean;
 }
 
@@ -54,7 +55,7 @@ function detectorRun(detectors: readonly DetectorId[]): DetectorRun {
   return { detectors, sources: new Set(detectors.flatMap((id) => DETECTORS[id].sources)) };
 }
 
-function compile(policy: LoadedPolicy): CompiledPolicy {
+function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): CompiledPolicy {
   // A fleet repeats the same tag values and callers: each glob is tested once per distinct string.
   const tagMatchers = (tags: Record<string, string>) => Object.entries(tags).map(([k, v]) => [k, memoized(compileGlob(v))] as [string, Matcher]);
   const excludeKeys = new Set(Object.keys(policy.scope.exclude?.tags ?? {}));
@@ -81,12 +82,25 @@ function compile(policy: LoadedPolicy): CompiledPolicy {
     mayMatter: (a) => !allows(a.actor) && (a.tagChanges !== undefined || runs.tampered.detectors.some((id) => DETECTORS[id].concerns(a, options.get(id)))),
     runs,
     options,
-    isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
+    isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key) || scopeKeys.has(key),
   };
 }
 
 function tagsMatch(tags: Record<string, string>, matchers: Array<[string, Matcher]>): boolean {
   return matchers.every(([key, match]) => tags[key] !== undefined && match(tags[key] as string));
+}
+
+/**
+ * Whether a policy may have selected an instance at launch that it does not select now: some of the
+ * tags it selects by were changed since by a principal it does not allow, and the others still match.
+ */
+function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonly Activity[]): boolean {
+  const changed = new Set<string>();
+  for (const a of changes) {
+    if (a.at <= instance.firstLaunch || cp.allows(a.actor)) continue;
+    for (const t of a.tagChanges ?? []) changed.add(t.key);
+  }
+  return cp.scope.some(([key]) => changed.has(key)) && cp.scope.every(([key, match]) => changed.has(key) || (instance.tags[key] !== undefined && match(instance.tags[key] as string)));
 }
 
 /** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
@@ -176,6 +190,8 @@ export type InstanceOutcome = { kind: 'judged'; result: InstanceResult } | { kin
  */
 export class ScopeJudge {
   private readonly compiled: CompiledPolicy[];
+  /** the tags the scope's policies select instances by */
+  private readonly scopeKeys: ReadonlySet<string>;
   private attributor: Attributor;
   private gapIndex: GapIndex;
   private readonly scope: { accountId: string; region: string };
@@ -197,7 +213,12 @@ export class ScopeJudge {
     private readonly manifests: ManifestIndex,
     options: { attributor?: Attributor; previous?: ScopeJudge } = {},
   ) {
-    this.compiled = policies.filter((p) => policyCovers(p, facts.accountId, facts.region)).map(compile);
+    const covering = policies.filter((p) => policyCovers(p, facts.accountId, facts.region));
+    // A tag any policy selects by decides which policy judges an instance, or whether one does: changed
+    // after launch by a principal the policy does not allow, it is tampering, like an exemption tag.
+    const scopeKeys = new Set(covering.flatMap((p) => Object.keys(p.scope.tags)));
+    this.compiled = covering.map((p) => compile(p, scopeKeys));
+    this.scopeKeys = scopeKeys;
     const prev = options.previous;
     const carry = !prev ? null : prev.policies !== policies ? { why: 'the policies changed' } : prev.attributor.carries(facts);
     if (carry && 'why' in carry) this.notCarried = carry.why;
@@ -247,9 +268,15 @@ export class ScopeJudge {
 
   judge(instance: Instance, now: number): InstanceOutcome {
     const { facts, scope, attributor } = this;
-    const cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
-    if (!cp) return { kind: 'out-of-scope' };
     const id = instance.instanceId;
+    const changes = attributor.tagChangesOf(id);
+    let cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
+    // Retagged out of every policy's scope: judged by the first policy it may have been in at launch.
+    if (!cp && changes.length > 0) cp = this.compiled.find((c) => mayHaveMatched(instance, c, changes));
+    if (!cp) return { kind: 'out-of-scope' };
+    const policy = cp;
+    const { scopeKeys } = this;
+    const retagged = changes.length > 0 && changes.some((a) => a.at > instance.firstLaunch && !policy.allows(a.actor) && a.tagChanges?.some((t) => scopeKeys.has(t.key)));
     let kept = this.kept.get(id);
     const changedAt = attributor.changedAt(id);
     if (
@@ -275,7 +302,9 @@ export class ScopeJudge {
       this.kept.set(id, kept);
     }
     const { activities } = kept;
-    let run = cp.runs.plain;
+    // A tag a policy selects by, changed after launch: tampering (it chooses the policy, or whether any
+    // judges), found whether or not the policy asks for guard-tampered, as with an exemption tag.
+    let run = retagged ? cp.runs.tampered : cp.runs.plain;
     const gaps: Gap[] = [];
     const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
     const beforeWindow = instance.firstLaunch < facts.window.from;

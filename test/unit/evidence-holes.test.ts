@@ -172,6 +172,55 @@ describe('the catalog: every event that can change an instance in place is track
   });
 });
 
+describe('an instance retagged out of its policy', () => {
+  const DEPLOYER = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: '111122223333' };
+  // mallory (Developer) changes the tag the web policy selects by; then alice opens a shell.
+  const retag = (op: 'CreateTags' | 'DeleteTags', value: string | null, by?: Record<string, unknown>, at = '2026-11-21T11:00:00Z') =>
+    trailActivity('ec2-create-tags-exempt', (r) => {
+      r['eventName'] = op;
+      r['eventID'] = `retag-${op}-${value}-${at}`;
+      r['eventTime'] = at;
+      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [value === null ? { key: 'role' } : { key: 'role', value }] };
+      if (by) r['userIdentity'] = by;
+    });
+  const shell = () => trailActivity('ssm-start-session');
+  const run = (activities: Activity[], tags: Record<string, string>, yaml = WEB_POLICY) => {
+    const f = facts({ instances: [instance({ tags })], activities, inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]) });
+    return evaluateScope(f, policies(yaml), manifests(baked), FIXTURE_NOW);
+  };
+
+  it('is still judged by the policy it left, and the retagging taints', () => {
+    const r = run([retag('DeleteTags', null), shell()], { Name: 'web-1' });
+    expect(r.outOfScope).toBe(0);
+    expect(r.results[0]).toMatchObject({ policy: 'web-immutable', verdict: 'tainted' });
+    expect(r.results[0]?.findings.map((f) => f.detector)).toEqual(expect.arrayContaining(['guard-tampered', 'interactive-session']));
+    expect(r.results[0]?.findings.find((f) => f.detector === 'guard-tampered')?.summary).toMatch(/guard tag removed role by arn:aws:sts::111122223333:assumed-role\/Developer\/mallory/);
+  });
+
+  it('moved into a laxer policy, the retagging taints there, whether or not that policy asks for guard-tampered', () => {
+    const lax = `${WEB_POLICY}
+  - name: fleet-baseline
+    scope: { tags: {} }
+    detect:
+      package-drift: {}
+`;
+    const r = run([retag('CreateTags', 'web-old')], { role: 'web-old', Name: 'web-1' }, lax);
+    expect(r.results[0]).toMatchObject({ policy: 'fleet-baseline', verdict: 'tainted' });
+    expect(r.results[0]?.findings.map((f) => f.detector)).toEqual(['guard-tampered']);
+  });
+
+  it('by an allowed principal, or before launch, is a retagging like any other', () => {
+    expect(run([retag('DeleteTags', null, DEPLOYER), shell()], { Name: 'web-1' }).outOfScope).toBe(1);
+    expect(run([retag('DeleteTags', null, undefined, '2026-11-18T00:00:00Z'), shell()], { Name: 'web-1' }).outOfScope).toBe(1);
+    // A tag no policy selects by changes nothing.
+    const other = trailActivity('ec2-create-tags-exempt', (r) => {
+      r['eventID'] = 'owner-tag';
+      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [{ key: 'Owner', value: 'team-x' }] };
+    });
+    expect(run([other], { role: 'web', Name: 'web-1', Owner: 'team-x' }).results[0]?.verdict).toBe('pristine');
+  });
+});
+
 describe('a command SSM cannot place', () => {
   const sent = () => trailActivity('ssm-send-command-tag-targets');
   const other = instance({ instanceId: 'i-0123456789abcdef0', tags: { role: 'db', Name: 'db-1' } });

@@ -6,7 +6,7 @@ const Options = z.strictObject({});
 
 export const guardTampered = defineDetector({
   id: 'guard-tampered',
-  description: "Someone added or removed one of pristine's own tags (pristine:*, or the policy's exemption tags) after launch.",
+  description: "Someone added or removed one of pristine's own tags (pristine:*, the policy's exemption tags, or a tag a policy's scope selects by) after launch.",
   severity: 'high',
   sources: ['cloudtrail'],
   options: Options,
