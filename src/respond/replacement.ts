@@ -335,7 +335,9 @@ export class Replacer {
           return (await store.replacement(row.id)) as ReplacementRow;
         }
       } else {
-        await this.run(step, row, d, c);
+        // What a step must remember before an AWS call it cannot take back (it is journaled before the call).
+        const keep = () => store.schedule(row.id, Date.now(), null, fence, d);
+        await this.run(step, row, d, c, keep);
       }
       const newInstanceId = row.newInstanceId;
       row = await store.transaction(async () => {
@@ -436,7 +438,7 @@ export class Replacer {
     }
   }
 
-  private async run(step: Step, row: ReplacementRow, d: ReplacementData, c: ScopeClients): Promise<void> {
+  private async run(step: Step, row: ReplacementRow, d: ReplacementData, c: ScopeClients, keep: () => Promise<void>): Promise<void> {
     switch (step) {
       case 'prepare':
         return d.kind === 'asg' ? this.prepareGroup(c, row, d) : this.prepareStandalone(c, row, d);
@@ -465,7 +467,7 @@ export class Replacer {
       case 'suspend':
         return this.suspend(c, d);
       case 'surge':
-        return this.surge(c, d);
+        return this.surge(c, d, keep);
       case 'restore':
         return this.restore(c, d);
       default:
@@ -582,9 +584,10 @@ export class Replacer {
 
   /**
    * One more than the group wants now, read at the moment of the surge (not at planning): a group that
-   * scaled meanwhile keeps its size plus one. Run again after a crash, it sees its own surge and adds none.
+   * scaled meanwhile keeps its size plus one. The surge is kept before it is asked for: run again after a
+   * crash (even one right after AWS took the call), it sees its own surge and adds none.
    */
-  private async surge(c: ScopeClients, d: ReplacementData): Promise<void> {
+  private async surge(c: ScopeClients, d: ReplacementData, keep: () => Promise<void>): Promise<void> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
     const g = await this.group(c, asg.name);
     const desired = g.DesiredCapacity ?? 0;
@@ -592,6 +595,7 @@ export class Replacer {
     const to = desired + 1;
     const raisedMax = to > (g.MaxSize ?? 0);
     asg.surge = { from: desired, to, at: Date.now(), raisedMax: raisedMax || (asg.surge?.raisedMax ?? false) };
+    await keep();
     if (raisedMax) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: to }));
     await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: to, HonorCooldown: false }));
   }

@@ -199,6 +199,67 @@ describe.each(STORE_BACKENDS)('the replacement state machine on $backend', ({ ba
   });
 });
 
+describe.each(STORE_BACKENDS)('an Auto Scaling group member replaced on $backend', ({ backend, missing }) => {
+  if (missing) {
+    it.skip(`skipped: ${missing}`, () => undefined);
+    return;
+  }
+
+  it('surges once when its driver died right after AWS took the surge: the next driver sees it and adds none', async () => {
+    const group = { desired: 3, max: 3 };
+    const asked: number[] = [];
+    let die = true;
+    const { clients } = stubClients({
+      DescribeInstances: () => ({ Reservations: [{ Instances: [{ InstanceId: OLD, State: { Name: 'running' }, Tags: [{ Key: 'aws:autoscaling:groupName', Value: 'web-asg' }] }] }] }),
+      DescribeAutoScalingGroups: () => ({
+        AutoScalingGroups: [{ AutoScalingGroupName: 'web-asg', DesiredCapacity: group.desired, MaxSize: group.max, Instances: [{ InstanceId: OLD, LifecycleState: 'InService', HealthStatus: 'Healthy' }], TargetGroupARNs: [], SuspendedProcesses: [] }],
+      }),
+      SuspendProcesses: () => ({}),
+      UpdateAutoScalingGroup: (input) => {
+        group.max = input['MaxSize'] as number;
+        return {};
+      },
+      SetDesiredCapacity: (input) => {
+        group.desired = input['DesiredCapacity'] as number;
+        asked.push(group.desired);
+        if (!die) return {};
+        die = false;
+        return new Promise(() => undefined); // AWS took it; the driver dies before it hears back
+      },
+    });
+    const store = await openStateStore(await freshStore(backend, ':memory:'));
+    stores.push(store);
+    const replacer = new Replacer({ store, clientsFor: () => clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
+    const row = (await replacer.create({
+      instanceId: OLD,
+      accountId: '111122223333',
+      region: 'us-east-1',
+      imageId: 'ami-0c0ffee1234567890',
+      policy: 'web',
+      healthTimeoutMs: 60_000,
+      channel: null,
+      alertOutboxId: null,
+      placement: { groups: new Map(), targetGroups: [], autoScalingGroup: { AutoScalingGroupName: 'web-asg' }, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
+      guardTagKeys: [],
+      holds: [],
+      moveElasticIp: false,
+    })) as ReplacementRow;
+    const polls = new PollCache(() => clients);
+    const first = (await store.claimReplacement(row.id, 'a:1:a', 200)) as Fence;
+    const turnOf = async (fence: Fence) => replacer.turn((await store.replacement(row.id)) as ReplacementRow, fence, polls);
+    await turnOf(first); // prepare
+    await turnOf(first); // suspend
+    void turnOf(first); // surge: never returns
+    await new Promise((r) => setTimeout(r, 300));
+    const second = (await store.claimReplacement(row.id, 'b:2:b', 60_000, 'a:1:a')) as Fence;
+    expect(second).toBeTruthy();
+    const after = await turnOf(second);
+    expect(asked).toEqual([4]);
+    expect(group).toEqual({ desired: 4, max: 4 });
+    expect(after.step).toBe('surge');
+  });
+});
+
 describe('a replacement an older pristine started', () => {
   it('finds the fresh instance it tagged with its row id, and launches no second one', async () => {
     const seen: unknown[] = [];
