@@ -205,7 +205,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
         throw new LeaseLostError(`the lease on ${scopeKey(s)} passed to another replica during the cycle`);
       }
       const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, scopes.filter((r) => !lost.has(scopeKey(r))));
-      await enqueueBreakers(store, policies, plan.breakers, startedAt);
+      await enqueueBreakers(store, policies, plan.breakers, scopes.filter((r) => !lost.has(scopeKey(r))), startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
@@ -240,15 +240,28 @@ function groupsOf(r: ReplacementRow): string[] {
   return [...(d.targetGroups ?? []).map((t) => t.arn), ...(d.asg ? [`asg:${d.asg.name}`] : [])];
 }
 
-/** A breaker is news when it trips, not every cycle it stays tripped. */
-async function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], now: number): Promise<void> {
+/**
+ * A breaker is news when it trips, not every cycle it stays tripped. Whether it was said is kept per
+ * policy and scope (account and region), the scopes this cycle audited: replicas auditing other scopes
+ * neither reset it nor say it again. (`breaker:POLICY`, as an older pristine kept it, counts as said.)
+ */
+export async function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], audited: readonly Scope[], now: number): Promise<void> {
+  const keys = (policy: string) => audited.map((s) => `breaker:${policy}:${scopeKey(s)}`);
   const tripped = new Set(breakers.map((b) => b.policy));
   for (const b of breakers) {
     const channel = channelOf(policies.get(b.policy));
-    if ((await store.meta(`breaker:${b.policy}`)) === null && channel) await store.enqueue(channel, { type: 'breaker', ...b }, null, now);
-    await store.setMeta(`breaker:${b.policy}`, String(now));
+    let said = (await store.meta(`breaker:${b.policy}`)) !== null;
+    for (const k of keys(b.policy)) if (!said && (await store.meta(k)) !== null) said = true;
+    if (!said && channel) await store.enqueue(channel, { type: 'breaker', ...b }, null, now);
+    for (const k of keys(b.policy)) await store.setMeta(k, String(now));
+    await store.setMeta(`breaker:${b.policy}`, null);
   }
-  for (const p of policies.keys()) if (!tripped.has(p)) await store.setMeta(`breaker:${p}`, null);
+  for (const [p, policy] of policies) {
+    if (tripped.has(p)) continue;
+    // Only an enforcing policy has a breaker that trips.
+    if (policy.respond.mode === 'enforce') for (const k of keys(p)) await store.setMeta(k, null);
+    await store.setMeta(`breaker:${p}`, null);
+  }
 }
 
 /**

@@ -239,7 +239,7 @@ describe.each(STORE_BACKENDS)('an Auto Scaling group member replaced on $backend
       healthTimeoutMs: 60_000,
       channel: null,
       alertOutboxId: null,
-      placement: { groups: new Map(), targetGroups: [], autoScalingGroup: { AutoScalingGroupName: 'web-asg' }, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
+      placement: { groups: new Map(), targetGroups: [], autoScalingGroup: { AutoScalingGroupName: 'web-asg' } as NonNullable<Candidate['placement']>['autoScalingGroup'], classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
       guardTagKeys: [],
       holds: [],
       moveElasticIp: false,
