@@ -45,3 +45,11 @@ export function actorFrom(arn: string | null, issuer?: string | null, invokedBy?
   actorCount++;
   return actor;
 }
+
+/**
+ * An AWS service-linked role (`role/aws-service-role/...`): AWS acting on the owner's own configuration
+ * (Auto Scaling and EC2 Fleet tagging what they launched). Nobody else can assume one.
+ */
+export function isServiceLinked(actor: Actor): boolean {
+  return actor.identities.some((id) => id.includes(':role/aws-service-role/'));
+}

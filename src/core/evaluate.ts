@@ -1,6 +1,7 @@
 import type { Manifest, ManifestIndex } from '../manifest/types.js';
 import { manifestKey } from '../manifest/types.js';
 import type { LoadedPolicy } from '../policy/schema.js';
+import { isServiceLinked } from './actor.js';
 import { Attributor, type Broadcast } from './attribute.js';
 import { ALWAYS_ON, DETECTORS } from './detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId, type Finding } from './detectors/types.js';
@@ -91,13 +92,22 @@ function tagsMatch(tags: Record<string, string>, matchers: Array<[string, Matche
 }
 
 /**
+ * A tag change that may move an instance between policies: after its first launch, by a principal the
+ * policy does not allow. AWS's own service-linked roles (Auto Scaling, EC2 Fleet tagging what they
+ * launched) act on the owner's configuration, and nobody else can use them: not tampering.
+ */
+function movesScope(a: Activity, instance: Instance, cp: CompiledPolicy): boolean {
+  return a.at > instance.firstLaunch && !cp.allows(a.actor) && !isServiceLinked(a.actor);
+}
+
+/**
  * Whether a policy may have selected an instance at launch that it does not select now: some of the
  * tags it selects by were changed since by a principal it does not allow, and the others still match.
  */
 function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonly Activity[]): boolean {
   const changed = new Set<string>();
   for (const a of changes) {
-    if (a.at <= instance.firstLaunch || cp.allows(a.actor)) continue;
+    if (!movesScope(a, instance, cp)) continue;
     for (const t of a.tagChanges ?? []) changed.add(t.key);
   }
   return cp.scope.some(([key]) => changed.has(key)) && cp.scope.every(([key, match]) => changed.has(key) || (instance.tags[key] !== undefined && match(instance.tags[key] as string)));
@@ -276,7 +286,7 @@ export class ScopeJudge {
     if (!cp) return { kind: 'out-of-scope' };
     const policy = cp;
     const { scopeKeys } = this;
-    const retagged = changes.length > 0 && changes.some((a) => a.at > instance.firstLaunch && !policy.allows(a.actor) && a.tagChanges?.some((t) => scopeKeys.has(t.key)));
+    const retagged = changes.length > 0 && changes.some((a) => movesScope(a, instance, policy) && a.tagChanges?.some((t) => scopeKeys.has(t.key)));
     let kept = this.kept.get(id);
     const changedAt = attributor.changedAt(id);
     if (
@@ -310,7 +320,7 @@ export class ScopeJudge {
     const beforeWindow = instance.firstLaunch < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
-      const tampered = activities.some((a) => a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
+      const tampered = activities.some((a) => !isServiceLinked(a.actor) && a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
       if (tampered) run = cp.runs.tampered;
       else if (trailGaps.length > 0 || beforeWindow) {
         gaps.push({

@@ -209,6 +209,21 @@ describe('an instance retagged out of its policy', () => {
     expect(r.results[0]?.findings.map((f) => f.detector)).toEqual(['guard-tampered']);
   });
 
+  it("by Auto Scaling's service-linked role, tagging what it launched, is no tampering (nor is an exemption it sets)", () => {
+    const asg = {
+      type: 'AssumedRole',
+      arn: 'arn:aws:sts::111122223333:assumed-role/AWSServiceRoleForAutoScaling/AutoScaling',
+      accountId: '111122223333',
+      sessionContext: { sessionIssuer: { arn: 'arn:aws:iam::111122223333:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling' } },
+      invokedBy: 'autoscaling.amazonaws.com',
+    };
+    expect(run([retag('CreateTags', 'web', asg)], { role: 'web', Name: 'web-1' }).results[0]?.verdict).toBe('pristine');
+    const exempt = trailActivity('ec2-create-tags-exempt', (r) => {
+      r['userIdentity'] = asg;
+    });
+    expect(run([exempt], { role: 'web', Name: 'web-1', 'pristine:exempt': 'true' }).exempt).toBe(1);
+  });
+
   it('by an allowed principal, or before launch, is a retagging like any other', () => {
     expect(run([retag('DeleteTags', null, DEPLOYER), shell()], { Name: 'web-1' }).outOfScope).toBe(1);
     expect(run([retag('DeleteTags', null, undefined, '2026-11-18T00:00:00Z'), shell()], { Name: 'web-1' }).outOfScope).toBe(1);

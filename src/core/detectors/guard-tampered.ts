@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isServiceLinked } from '../actor.js';
 import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
@@ -15,7 +16,8 @@ export const guardTampered = defineDetector({
   evaluate(ctx) {
     const findings = [];
     for (const a of ctx.activities) {
-      if (a.kind !== 'tag-change' || !a.tagChanges) continue;
+      // AWS's service-linked roles tag what they launched as the owner configured them: not tampering.
+      if (a.kind !== 'tag-change' || !a.tagChanges || isServiceLinked(a.actor)) continue;
       const touched = a.tagChanges.filter((t) => ctx.isGuardTag(t.key));
       if (touched.length === 0) continue;
       const what = touched
