@@ -45,6 +45,8 @@ interface CompiledPolicy {
   options: Map<DetectorId, unknown>;
   /** pristine's own tags, the policy's exemption tags and every tag a policy of the scope selects by */
   isGuardTag: (key: string) => boolean;
+  /** pristine's own tags and the policy's exemption tags: added after launch, they do not exempt */
+  guardsExemption: (key: string) => boolean;
 }
 
 interface DetectorRun {
@@ -84,6 +86,7 @@ function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): Compiled
     runs,
     options,
     isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key) || scopeKeys.has(key),
+    guardsExemption: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
   };
 }
 
@@ -248,7 +251,7 @@ export class ScopeJudge {
     this.carried = !options.attributor && this.attributor === prev?.attributor;
     if (this.carried && prev && !(carry && 'fresh' in carry && carry.reindex)) this.kept = prev.kept;
     else if (prev && !options.attributor && prev.scope.accountId === facts.accountId && prev.scope.region === facts.region) {
-      // Attributed afresh (an instance came or went, most often): what an instance was found to have
+      // Other instances (carried over them, or attributed afresh): what an instance was found to have
       // stays while its activities are the very same (see judge). Only the instances still here.
       for (const i of facts.instances) {
         const k = prev.kept.get(i.instanceId);
@@ -320,7 +323,7 @@ export class ScopeJudge {
     const beforeWindow = instance.firstLaunch < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
-      const tampered = activities.some((a) => !isServiceLinked(a.actor) && a.tagChanges?.some((t) => t.op === 'add' && cp.isGuardTag(t.key)));
+      const tampered = activities.some((a) => !isServiceLinked(a.actor) && a.tagChanges?.some((t) => t.op === 'add' && cp.guardsExemption(t.key)));
       if (tampered) run = cp.runs.tampered;
       else if (trailGaps.length > 0 || beforeWindow) {
         gaps.push({

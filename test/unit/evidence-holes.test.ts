@@ -224,6 +224,10 @@ describe('an instance retagged out of its policy', () => {
     expect(run([exempt], { role: 'web', Name: 'web-1', 'pristine:exempt': 'true' }).exempt).toBe(1);
   });
 
+  it('on an instance exempt from launch, leaves it exempt: only pristine:* and exemption tags guard an exemption', () => {
+    expect(run([retag('CreateTags', 'web')], { role: 'web', Name: 'web-1', 'pristine:exempt': 'true' }).exempt).toBe(1);
+  });
+
   it('by an allowed principal, or before launch, is a retagging like any other', () => {
     expect(run([retag('DeleteTags', null, DEPLOYER), shell()], { Name: 'web-1' }).outOfScope).toBe(1);
     expect(run([retag('DeleteTags', null, undefined, '2026-11-18T00:00:00Z'), shell()], { Name: 'web-1' }).outOfScope).toBe(1);
