@@ -279,10 +279,11 @@ export class Attributor {
   }
 
   /**
-   * The activities of the next cycle's facts not taken yet, when the rest would be attributed exactly
-   * as now: the same instances (in the same order, with the same ids, addresses, interfaces, volumes
-   * and tags), the same command, association and endpoint answers, and every activity taken before
-   * present as the very same object. Null when anything differs: then the next cycle starts afresh.
+   * The activities of the next cycle's facts not taken yet, when what was taken can be carried over:
+   * the same command, association and endpoint answers, and every activity taken before present as the
+   * very same object. `reindex` when the instances differ (in order, ids, addresses, interfaces,
+   * volumes or tags): what was tied through them is attributed again (see `reindex`). Why not, when
+   * anything else differs: then the next cycle starts afresh.
    */
   carries(next: ScopeFacts): { fresh: Activity[]; reindex: boolean } | { why: string } {
     const prev = this.facts;
