@@ -7,25 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { actorFrom } from '../../src/core/actor.js';
 import { ScopeJudge } from '../../src/core/evaluate.js';
 import type { Activity, Instance, ScopeFacts, Target } from '../../src/core/facts.js';
-import { FIXTURE_ACCOUNT, FIXTURE_NOW, REGION, cleanInventory, facts, instance, manifest, manifests, policies } from '../support/facts.js';
+import { FIXTURE_ACCOUNT, FIXTURE_NOW, REGION, WEB_POLICY, cleanInventory, facts, instance, manifest, manifests, policies } from '../support/facts.js';
 
 const baked = manifest();
 const MANIFESTS = manifests(baked);
-const POLICIES = policies(`
-policies:
-  - name: all
-    scope:
-      tags: {}
-      exclude: { tags: { "pristine:exempt": "true" } }
-    allow:
-      principals: ["arn:aws:iam::*:role/Deployer*"]
-    detect:
-      interactive-session: {}
-      remote-command: {}
-      instance-modified: {}
-      guard-tampered: {}
-`);
-
+// The web policy over every instance: which policy judges is not what this is about.
+const POLICIES = policies(WEB_POLICY.replace('tags: { role: web }', 'tags: {}'));
 const HOUR = 3_600_000;
 const START = FIXTURE_NOW - 48 * HOUR;
 const ALICE = actorFrom('arn:aws:sts::111122223333:assumed-role/Admin/alice', 'arn:aws:iam::111122223333:role/Admin');

@@ -70,12 +70,9 @@ afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }, backend: StoreBackend = 'sqlite') {
-  const store = await openStateStore(await freshStore(backend, ':memory:'));
-  stores.push(store);
-  const w = world(over);
-  const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs });
-  const candidate: Candidate = {
+/** The old instance as the cycle hands it to the replacer. */
+function candidateOf(over: Partial<Candidate>): Candidate {
+  return {
     instanceId: OLD,
     accountId: '111122223333',
     region: 'us-east-1',
@@ -84,12 +81,20 @@ async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, m
     healthTimeoutMs: 60_000,
     channel: '#web',
     alertOutboxId: null,
-    placement: { groups: new Map([[TG, 2]]), targetGroups: [{ arn: TG, port: 80 }], autoScalingGroup: null, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
+    placement: undefined,
     guardTagKeys: [],
     holds: [],
     moveElasticIp: false,
+    ...over,
   };
-  const row = (await replacer.create(candidate)) as ReplacementRow;
+}
+
+async function setup(over: Record<string, Handler> = {}, pollMs = { first: 10, max: 20, retry: 50 }, backend: StoreBackend = 'sqlite') {
+  const store = await openStateStore(await freshStore(backend, ':memory:'));
+  stores.push(store);
+  const w = world(over);
+  const replacer = new Replacer({ store, clientsFor: () => w.clients, logger, pollMs });
+  const row = (await replacer.create(candidateOf({ placement: { groups: new Map([[TG, 2]]), targetGroups: [{ arn: TG, port: 80 }], autoScalingGroup: null, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false } }))) as ReplacementRow;
   const fence = (await store.claimReplacement(row.id, 'test:1:a', 60_000)) as Fence;
   const turn = async () => replacer.turn((await store.replacement(row.id)) as ReplacementRow, fence, new PollCache(() => w.clients));
   return { store, replacer, row, fence, turn, ...w };
@@ -230,20 +235,8 @@ describe.each(STORE_BACKENDS)('an Auto Scaling group member replaced on $backend
     const store = await openStateStore(await freshStore(backend, ':memory:'));
     stores.push(store);
     const replacer = new Replacer({ store, clientsFor: () => clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
-    const row = (await replacer.create({
-      instanceId: OLD,
-      accountId: '111122223333',
-      region: 'us-east-1',
-      imageId: 'ami-0c0ffee1234567890',
-      policy: 'web',
-      healthTimeoutMs: 60_000,
-      channel: null,
-      alertOutboxId: null,
-      placement: { groups: new Map(), targetGroups: [], autoScalingGroup: { AutoScalingGroupName: 'web-asg' } as NonNullable<Candidate['placement']>['autoScalingGroup'], classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false },
-      guardTagKeys: [],
-      holds: [],
-      moveElasticIp: false,
-    })) as ReplacementRow;
+    const asg = { AutoScalingGroupName: 'web-asg' } as NonNullable<Candidate['placement']>['autoScalingGroup'];
+    const row = (await replacer.create(candidateOf({ channel: null, placement: { groups: new Map(), targetGroups: [], autoScalingGroup: asg, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false } }))) as ReplacementRow;
     const polls = new PollCache(() => clients);
     const first = (await store.claimReplacement(row.id, 'a:1:a', 200)) as Fence;
     const turnOf = async (fence: Fence) => replacer.turn((await store.replacement(row.id)) as ReplacementRow, fence, polls);
