@@ -103,6 +103,23 @@ describe('consumeOnce', () => {
     expect(await ctx.store.trailFile('trail', KEY)).toBeNull();
   });
 
+  it('remembers a trail file as read only once its events are in the log: a message that failed half way reads it again', async () => {
+    const OTHER_KEY = KEY.replace('_x.json.gz', '_y.json.gz');
+    // CloudTrail's own SNS delivery notice, naming two files; the second cannot be read the first time.
+    const notice = JSON.stringify({ s3Bucket: 'trail', s3ObjectKey: [KEY, OTHER_KEY] });
+    const objects: Record<string, Buffer> = { [KEY]: trailFile() };
+    const sqs = sqsStub([{ Body: notice }]);
+    const ctx = context(sqs.client, s3Stub(objects));
+    expect(await consumeOnce(ctx, URL)).toMatchObject({ received: 1, deleted: 0, failed: 1 });
+    expect(await ctx.store.trailFile('trail', KEY)).toBeNull();
+    // Received again, with both files there: the first file's session is in the log, and alerted now.
+    objects[OTHER_KEY] = gzipSync(Buffer.from(JSON.stringify({ Records: [] })));
+    const again = await consumeOnce(ctx, URL);
+    expect(again).toMatchObject({ received: 1, deleted: 1, failed: 0 });
+    expect(again.ingested.map((a) => a.eventName)).toEqual(['StartSession']);
+    expect(await ctx.store.trailFile('trail', KEY)).toMatchObject({ records: 1 });
+  });
+
   it('does not delete a message it could not read, and says when the redrive policy takes over', async () => {
     const warnings: string[] = [];
     const sqs = sqsStub([{ Body: s3Event('AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/21/missing.json.gz') }, { Body: '{"odd": true}', receives: REDRIVE_WARN_AFTER }]);

@@ -5,7 +5,7 @@ import type { Activity, Scope } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
 import type { Logger } from '../../../logger.js';
 import { recordsToEvidence } from '../../records.js';
-import type { EvidenceStore } from '../../store-port.js';
+import type { EvidenceStore, TrailFileRecord } from '../../store-port.js';
 import { parseTrailKey, readGzipObject, trailRecords } from '../../trail-files.js';
 import { rememberLocation } from '../trail-digests/index.js';
 import type { SourceDefinition } from '../types.js';
@@ -56,32 +56,40 @@ function keepInvisible(ctx: QueueContext, queueUrl: string, message: Message): (
   return () => clearInterval(timer);
 }
 
-async function evidenceOf(ctx: QueueContext, queueUrl: string, message: Message, item: QueueItem): Promise<Activity[]> {
-  if (item.kind === 'ignored') return [];
+/** What one item of a message brings: its activities, and the trail file to remember as read once they are stored. */
+interface ItemEvidence {
+  activities: Activity[];
+  file?: TrailFileRecord;
+}
+
+const NOTHING: ItemEvidence = { activities: [] };
+
+async function evidenceOf(ctx: QueueContext, queueUrl: string, message: Message, item: QueueItem): Promise<ItemEvidence> {
+  if (item.kind === 'ignored') return NOTHING;
   if (item.kind === 'record') {
     const record = item.record as Record<string, unknown>;
     const accountId = item.accountId ?? (typeof record['recipientAccountId'] === 'string' ? record['recipientAccountId'] : null);
     const region = item.region ?? (typeof record['awsRegion'] === 'string' ? record['awsRegion'] : null);
-    if (!accountId || !region || !ctx.inScope({ accountId, region })) return [];
+    if (!accountId || !region || !ctx.inScope({ accountId, region })) return NOTHING;
     const evidence = recordsToEvidence([{ raw: record }], { accountId, region }, 'eventbridge');
     for (const w of evidence.warnings) ctx.logger.warn({ queueUrl, message: w.message }, 'CloudTrail record from the queue could not be read');
-    return evidence.activities;
+    return { activities: evidence.activities };
   }
   const where = parseTrailKey(item.key);
   // Digests are read by the s3-digests source; Insights events are not API calls.
-  if (!where || where.kind !== 'log') return [];
+  if (!where || where.kind !== 'log') return NOTHING;
   const scope = { accountId: where.accountId, region: where.region };
-  if (!ctx.inScope(scope)) return [];
+  if (!ctx.inScope(scope)) return NOTHING;
   await rememberLocation(ctx.store, scope, { bucket: item.bucket, base: where.base });
-  if (await ctx.store.trailFile(item.bucket, item.key)) return [];
+  if (await ctx.store.trailFile(item.bucket, item.key)) return NOTHING;
   const stop = keepInvisible(ctx, queueUrl, message);
   try {
     const file = await readGzipObject(ctx.s3For(item.region), item.bucket, item.key, ctx.signal);
     const evidence = recordsToEvidence(trailRecords(file.text).map((raw) => ({ raw })), scope, 's3');
     for (const w of evidence.warnings) ctx.logger.warn({ file: item.key, message: w.message }, 'CloudTrail record in a trail file could not be read');
     // Not remembered as read when a record could not be: the digest check reads it again and says so.
-    if (evidence.unreadable === 0) await ctx.store.recordTrailFile({ bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() });
-    return evidence.activities;
+    const read = { bucket: item.bucket, key: item.key, ...scope, sha256: file.sha256, records: evidence.activities.length, readAt: ctx.now() };
+    return { activities: evidence.activities, ...(evidence.unreadable === 0 ? { file: read } : {}) };
   } finally {
     stop();
   }
@@ -103,9 +111,17 @@ export async function consumeOnce(ctx: QueueContext, queueUrl: string): Promise<
     out.received++;
     try {
       const activities: Activity[] = [];
-      // A trail file holds thousands of records: loops, not push(...spread).
-      for (const item of parseQueueMessage(message.Body ?? '')) for (const a of await evidenceOf(ctx, queueUrl, message, item)) activities.push(a);
+      const files: TrailFileRecord[] = [];
+      for (const item of parseQueueMessage(message.Body ?? '')) {
+        const got = await evidenceOf(ctx, queueUrl, message, item);
+        // A trail file holds thousands of records: loops, not push(...spread).
+        for (const a of got.activities) activities.push(a);
+        if (got.file) files.push(got.file);
+      }
       for (const a of await ctx.store.ingest(activities, ctx.now())) out.ingested.push(a);
+      // Remembered as read only once its events are in the log: a message that failed half way, received
+      // again, reads its files again.
+      for (const f of files) await ctx.store.recordTrailFile(f);
     } catch (err) {
       out.failed++;
       const receives = Number(message.Attributes?.ApproximateReceiveCount ?? 1);

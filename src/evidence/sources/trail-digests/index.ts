@@ -1,6 +1,6 @@
 import { paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { scopeKey, type Activity, type Gap, type Scope } from '../../../core/facts.js';
+import { scopeKey, type Gap, type Scope } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
 import { clampSpans, isoSpan, uncovered, type Span } from '../../coverage.js';
 import { recordsToEvidence } from '../../records.js';
@@ -57,7 +57,6 @@ export function daysOf(span: Span): Date[] {
 interface DigestCheck {
   span: Span;
   status: 'verified' | 'mismatch' | 'incomplete';
-  activities: Activity[];
   gaps: Gap[];
   warnings: SourceWarning[];
 }
@@ -70,7 +69,7 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
   const { text } = await readGzipObject(s3, bucket, key, signal);
   const digest = Digest.parse(JSON.parse(text));
   const span = { from: Date.parse(digest.digestStartTime), to: Date.parse(digest.digestEndTime) };
-  const out: DigestCheck = { span, status: 'verified', activities: [], gaps: [], warnings: [] };
+  const out: DigestCheck = { span, status: 'verified', gaps: [], warnings: [] };
   if (digest.awsAccountId !== scope.accountId) throw new Error(`digest of account ${digest.awsAccountId} filed under ${scope.accountId}`);
   for (const f of digest.logFiles) {
     let sha = (await store.trailFile(f.s3Bucket, f.s3Object))?.sha256;
@@ -79,9 +78,11 @@ async function checkDigest(s3: S3Client, store: EvidenceStore, scope: Scope, buc
       sha = file.sha256;
       if (sha === f.hashValue.toLowerCase()) {
         const evidence = recordsToEvidence(trailRecords(file.text).map((raw) => ({ raw })), scope, 's3');
-        for (const a of evidence.activities) out.activities.push(a);
         for (const g of evidence.gaps) out.gaps.push(g);
         for (const w of evidence.warnings) out.warnings.push(w);
+        // Its events go into the log before it is remembered as read (a later file of the digest may
+        // fail, or the process stop): a file remembered as read is never read again.
+        await store.ingest(evidence.activities, now);
         // A file with a record that could not be read is not remembered as read: it is read again (and
         // its gap given again) every cycle, and its digest proves nothing, for as long as it is wanted.
         if (evidence.unreadable) out.status = 'incomplete';
@@ -127,7 +128,6 @@ export const trailDigests = {
               const known = await store.digest(location.bucket, obj.Key);
               if (known?.status === 'verified') continue;
               const check = await checkDigest(ctx.clients.s3, store, scope, location.bucket, obj.Key, now, ctx.signal);
-              for (const a of check.activities) out.activities.push(a);
               for (const g of check.gaps) out.gaps.push(g);
               for (const w of check.warnings) out.warnings.push(w);
               for (const w of check.warnings) log.error({ message: w.message }, 'trail log file does not match its digest');
