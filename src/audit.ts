@@ -52,6 +52,8 @@ export interface ScopeAudit extends ScopeResult {
   window: { from: number; to: number };
   /** every source was read without an error and proved its span: nothing is replaced in a scope that is not */
   complete: boolean;
+  /** its running instances were listed (false: the scope could not be read at all, e.g. its role not assumed) */
+  listed: boolean;
   facts: ScopeFacts;
   /** the facts made ready to judge: events pushed before the next cycle are judged with it */
   judge?: ScopeJudge;
@@ -153,6 +155,7 @@ export async function runAudit(inputs: AuditInputs, opts: AuditOptions): Promise
           judge,
           window: facts.window,
           complete: collected.errors.length === 0 && !facts.gaps.some((g) => !g.instanceIds),
+          listed: collected.listed,
           facts,
         };
       }),

@@ -204,8 +204,11 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
         if (lost.has(scopeKey(s)) || (await opts.scopeLeases?.holds(s))) continue;
         throw new LeaseLostError(`the lease on ${scopeKey(s)} passed to another replica during the cycle`);
       }
-      const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, scopes.filter((r) => !lost.has(scopeKey(r))));
-      await enqueueBreakers(store, policies, plan.breakers, scopes.filter((r) => !lost.has(scopeKey(r))), startedAt);
+      // A scope whose instances could not be listed (its role not assumed) is not audited: what it held
+      // stays in `pristine status` as last seen, and its breaker stays as it was.
+      const audited = scopes.filter((r) => !lost.has(scopeKey(r)) && r.listed);
+      const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, audited);
+      await enqueueBreakers(store, policies, plan.breakers, audited, startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
@@ -243,10 +246,20 @@ function groupsOf(r: ReplacementRow): string[] {
 /**
  * A breaker is news when it trips, not every cycle it stays tripped. Whether it was said is kept per
  * policy and scope (account and region), the scopes this cycle audited: replicas auditing other scopes
- * neither reset it nor say it again. (`breaker:POLICY`, as an older pristine kept it, counts as said.)
+ * neither reset it nor say it again, and a scope is cleared only when read in full. (`breaker:POLICY`,
+ * as an older pristine kept it, counts as said.)
  */
-export async function enqueueBreakers(store: StateStore, policies: ReadonlyMap<string, LoadedPolicy>, breakers: Plan['breakers'], audited: readonly Scope[], now: number): Promise<void> {
-  const keys = (policy: string) => audited.map((s) => `breaker:${policy}:${scopeKey(s)}`);
+export async function enqueueBreakers(
+  store: StateStore,
+  policies: ReadonlyMap<string, LoadedPolicy>,
+  breakers: Plan['breakers'],
+  audited: ReadonlyArray<Scope & { complete: boolean }>,
+  now: number,
+): Promise<void> {
+  const keys = (policy: string, scopes: readonly Scope[] = audited) => scopes.map((s) => `breaker:${policy}:${scopeKey(s)}`);
+  // Only a scope read in full says the breaker no longer holds there: one half read (a source failed) may
+  // just not show what tripped it.
+  const settled = audited.filter((s) => s.complete);
   const tripped = new Set(breakers.map((b) => b.policy));
   for (const b of breakers) {
     const channel = channelOf(policies.get(b.policy));
@@ -259,7 +272,7 @@ export async function enqueueBreakers(store: StateStore, policies: ReadonlyMap<s
   for (const [p, policy] of policies) {
     if (tripped.has(p)) continue;
     // Only an enforcing policy has a breaker that trips.
-    if (policy.respond.mode === 'enforce') for (const k of keys(p)) await store.setMeta(k, null);
+    if (policy.respond.mode === 'enforce') for (const k of keys(p, settled)) await store.setMeta(k, null);
     await store.setMeta(`breaker:${p}`, null);
   }
 }

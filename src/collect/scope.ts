@@ -42,6 +42,8 @@ export interface CollectedScope {
   facts: ScopeFacts;
   errors: SourceError[];
   warnings: SourceWarning[];
+  /** its running instances were listed: what is not among them is gone (false: the scope could not be read at all) */
+  listed: boolean;
 }
 
 /** The parts of the window that neither the stored coverage of these kinds nor this cycle's reads cover. */
@@ -100,10 +102,10 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     facts.instances = await listRunningInstances(clients.ec2, scope, opts.signal);
   } catch (err) {
     gaps.push({ source: 'ec2', ...scope, message: fail('ec2', 'DescribeInstances', err) });
-    return { facts, errors, warnings };
+    return { facts, errors, warnings, listed: false };
   }
   // Nothing to judge: nothing is read, and no coverage is claimed for a span nobody read.
-  if (facts.instances.length === 0) return { facts, errors, warnings };
+  if (facts.instances.length === 0) return { facts, errors, warnings, listed: true };
   facts.window = evidenceWindow(
     facts.instances.map((i) => i.firstLaunch),
     opts.since,
@@ -149,7 +151,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
       gaps.push({ source, ...scope, before: hole.to, message: `${source === 'cloudtrail' ? 'CloudTrail' : 'SSM session history'} is not proven complete for ${isoSpan(hole)}: no source read it in full` });
     }
   }
-  return { facts, errors, warnings };
+  return { facts, errors, warnings, listed: true };
 }
 
 /**

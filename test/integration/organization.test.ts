@@ -104,6 +104,25 @@ regions: [${REGION}, ${EU}]
     const declared = allDeclaredActions();
     expect([...new Set(s.fake.calls.map((c) => `${c.service}:${c.operation}`))].filter((a) => !declared.has(a))).toEqual([]);
   });
+
+  it("keeps an account's open findings in pristine status while its role cannot be assumed", async () => {
+    const target = fleet.get(key({ account: member, region: EU }))!;
+    s.trail('ssm-start-session', target.instanceId, target.launchTime + 1200, MALLORY, { account: member, region: EU });
+    const open = async () => {
+      const r = await s.run(['status', '--format', 'json', '--state', s.statePath]);
+      return (JSON.parse(r.stdout) as { openFindings: Array<{ instanceId: string }> }).openFindings.map((f) => f.instanceId);
+    };
+    expect((await s.cycle([], {})).code).toBe(1);
+    expect(await open()).toEqual([target.instanceId]);
+    // The member's role now refused: its scopes were not read, so they say nothing of what they held.
+    s.fake.fail('AssumeRole', { code: 'AccessDenied', status: 403, message: `not authorized to assume arn:aws:iam::${member}:role/PristineAudit`, bodyContains: `${member}:role` });
+    try {
+      expect((await s.cycle([], {})).code).toBe(3);
+      expect(await open()).toEqual([target.instanceId]);
+    } finally {
+      s.fake.fail('AssumeRole', { code: 'AccessDenied', status: 403, message: `not authorized to assume arn:aws:iam::${LOCKED}:role/PristineAudit`, bodyContains: `${LOCKED}:role` });
+    }
+  });
 });
 
 describe('pristine audit of a few hundred instances in two accounts and two regions', () => {

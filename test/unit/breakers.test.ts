@@ -16,8 +16,8 @@ policies:
 `).map((p) => [p.name, p]),
 );
 const TRIPPED = [{ policy: 'web', tainted: 2, inScope: 2, limitPercent: 50 }];
-const EAST = { accountId: '111122223333', region: 'us-east-1' };
-const WEST = { accountId: '111122223333', region: 'eu-west-1' };
+const EAST = { accountId: '111122223333', region: 'us-east-1', complete: true };
+const WEST = { accountId: '111122223333', region: 'eu-west-1', complete: true };
 
 const stores: StateStore[] = [];
 afterEach(async () => {
@@ -39,6 +39,10 @@ describe('the breaker message', () => {
       await enqueueBreakers(store, POLICIES, TRIPPED, [EAST], (t += 1000));
       await enqueueBreakers(store, POLICIES, [], [WEST], (t += 1000));
     }
+    expect(await said(store)).toBe(1);
+    // A cycle that could not read all of us-east-1 does not say it stopped: no news when it trips again.
+    await enqueueBreakers(store, POLICIES, [], [{ ...EAST, complete: false }], (t += 1000));
+    await enqueueBreakers(store, POLICIES, TRIPPED, [EAST], (t += 1000));
     expect(await said(store)).toBe(1);
     // It stops tripping where it tripped, then trips again: news again.
     await enqueueBreakers(store, POLICIES, [], [EAST], (t += 1000));

@@ -42,7 +42,7 @@ async function setup(backend: StoreBackend) {
   const inputs: AuditInputs = { policies: policies(POLICY), manifests: manifests(baked), regions: ['us-east-1'], config: parseConfigText('', 'p.yaml'), configFile: null };
   // The last cycle: the instance judged pristine on complete evidence.
   const f = facts({ inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]) });
-  const audit: ScopeAudit = { ...evaluateScope(f, inputs.policies, inputs.manifests, FIXTURE_NOW), window: f.window, complete: true, facts: f };
+  const audit: ScopeAudit = { ...evaluateScope(f, inputs.policies, inputs.manifests, FIXTURE_NOW), window: f.window, complete: true, listed: true, facts: f };
   expect(audit.results[0]?.verdict).toBe('pristine');
   return { store, inputs, scopes: new Map([[scopeKey(f), audit]]), transport: new Recording() };
 }
