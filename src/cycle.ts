@@ -60,8 +60,11 @@ export interface CycleResult {
   exitCode: number;
   replacements: ReplacementRow[];
   outbox: DrainResult | null;
-  /** every account the audit resolved, whichever replica audits its scopes (the event queues take them all in) */
-  accountIds: string[];
+  /**
+   * every account the audit resolved, whichever replica audits its scopes (the event queues take them
+   * all in); null when they could not all be found this time
+   */
+  accountIds: string[] | null;
 }
 
 /**
@@ -232,7 +235,8 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
   }
 }
 
-const accountIdsOf = (accounts: AuditResult['accounts']) => accounts?.accounts.map((a) => a.id) ?? [];
+/** The accounts audited; null when they could not all be found (an organisation not listed, pristine's own identity unread). */
+const accountIdsOf = (accounts: AuditResult['accounts']): string[] | null => (accounts && accounts.errors.length === 0 ? accounts.accounts.map((a) => a.id) : null);
 
 export function outcomeOf(exitCode: number): 'ok' | 'tainted' | 'incomplete' | 'failed' {
   return exitCode === 0 ? 'ok' : exitCode === 1 ? 'tainted' : exitCode === 3 ? 'incomplete' : 'failed';

@@ -172,7 +172,9 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       lastScopes = new Map(result.scopes.map((s) => [scopeKey(s), s]));
       // Every account of the deployment, not only those of this replica's scopes: what the queues bring goes into
       // the shared log, and the replica auditing its scope judges it.
-      auditedAccounts = new Set(result.accountIds);
+      // Accounts that could not all be found this time (an organisation not listed): the queues keep taking
+      // in the ones known before (any, before a first full list) rather than dropping what they bring.
+      if (result.accountIds) auditedAccounts = new Set(result.accountIds);
       metrics.cycles.inc({ outcome: outcomeOf(result.exitCode) });
       metrics.lastCycle.set(lastFinished / 1000);
       metrics.setVerdicts(result.report.summary);

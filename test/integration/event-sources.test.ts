@@ -2,9 +2,11 @@
 // CloudTrail's digest files in S3. The real CLI and daemon against moto (SQS, S3) and the fakes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allDeclaredActions } from '../../src/permissions.js';
+import Database from 'better-sqlite3';
 import { Daemon } from '../support/daemon.js';
 import { readFixtureJson } from '../support/fixtures.js';
 import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched } from '../support/scenario.js';
+import { until } from '../support/until.js';
 import type { CloudTrailRecord } from '../support/aws-fake.js';
 
 const POLICY = `
@@ -136,6 +138,35 @@ describe('the daemon consumes the queue between cycles', () => {
       expect((await daemon.stop(30_000)).code).toBe(0);
     } finally {
       await daemon.kill();
+    }
+  });
+
+  it("keeps taking in a member account's events when the organisation could not be listed", async () => {
+    // Listing the organisation fails: the cycle knows no account at all.
+    await s.writeConfig(`organization: { role: PristineAudit }\nsources:\n  queues: ["${queueUrl}"]\n`);
+    s.fake.fail('ListAccounts', { code: 'AccessDeniedException', status: 400, message: 'not authorized to list the organization' });
+    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'];
+    const daemon = new Daemon(args, s.env(s.slackEnv()), s.dir);
+    try {
+      await daemon.waitFor('cycle finished', 60_000);
+      const member = (at: number) => withdraw(s, s.trail('ssm-start-session', 'i-0444455556666aaaa', at, MALLORY, { account: '444455556666' }));
+      const db = new Database(s.statePath, { readonly: true, fileMustExist: true });
+      const logged = (r: CloudTrailRecord) => db.prepare('SELECT 1 FROM activities WHERE id = ?').get(r['eventID']) !== undefined;
+      try {
+        // The first ends the long poll that began before the cycle finished; the second is read after it.
+        for (const record of [member(web.launchTime + 1000), member(web.launchTime + 2000)]) {
+          await s.send(queueUrl, { ...envelope(record), account: '444455556666' });
+          // In the log for the cycle that can list the account, not deleted from the queue unread.
+          await until("the member account's event is in the log", () => logged(record), 30_000);
+        }
+      } finally {
+        db.close();
+      }
+      expect((await daemon.stop(30_000)).code).toBe(0);
+    } finally {
+      await daemon.kill();
+      s.fake.clearFailures();
+      await s.writeConfig(`sources:\n  queues: ["${queueUrl}"]\n`);
     }
   });
 });
