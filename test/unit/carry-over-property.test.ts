@@ -176,6 +176,12 @@ function cycleFacts(instances: Instance[], acts: Activity[], answers: Pick<Scope
   });
 }
 
+function seedOption(): { seed?: number } {
+  const asked = process.env['PROPERTY_SEED'];
+  if (asked === 'random') return {};
+  return { seed: asked ? Number(asked) : 20261203 };
+}
+
 describe('a cycle carried over a change of instances', () => {
   it('judges as a fresh judge of the same facts, cycle after cycle', () => {
     fc.assert(
@@ -200,7 +206,8 @@ describe('a cycle carried over a change of instances', () => {
           previous = carried;
         }
       }),
-      { numRuns: 150 },
+      // A fixed seed in CI (the same runs every time); PROPERTY_SEED=random, or a seed fast-check reported, to explore.
+      { numRuns: 150, ...seedOption() },
     );
   });
 });
