@@ -81,7 +81,8 @@ const TARGETS: Target[][] = [[{ key: 'tag:role', values: ['web'] }], [{ key: 'ta
 function activities(r: ReturnType<typeof prng>, fleet: readonly Instance[], count: number, answers: Pick<ScopeFacts, 'commandTargets' | 'unresolvedCommands' | 'associationTargets' | 'endpointVpcs'>): Activity[] {
   const out: Activity[] = [];
   const sessions: string[] = [];
-  for (let k = 0; k < count; k++) {
+  // Every instance may have gone by now: nothing to act on.
+  for (let k = 0; k < count && fleet.length > 0; k++) {
     const i = r.pick(fleet);
     switch (r.int(0, 8)) {
       case 0: {
