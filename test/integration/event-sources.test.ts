@@ -122,9 +122,12 @@ describe('the daemon consumes the queue between cycles', () => {
   });
   afterAll(() => s?.stop());
 
+  /** A daemon whose schedule never comes: the start-up cycle, then only the queue. */
+  const startDaemon = () =>
+    new Daemon(['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'], s.env(s.slackEnv()), s.dir);
+
   it('alerts an event put on the queue within seconds, with no cycle in between', async () => {
-    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'];
-    const daemon = new Daemon(args, s.env(s.slackEnv()), s.dir);
+    const daemon = startDaemon();
     try {
       await daemon.waitFor('cycle finished', 60_000);
       const record = withdraw(s, s.trail('ssm-start-session', web.instanceId, web.launchTime + 1000, MALLORY));
@@ -145,8 +148,7 @@ describe('the daemon consumes the queue between cycles', () => {
     // Listing the organisation fails: the cycle knows no account at all.
     await s.writeConfig(`organization: { role: PristineAudit }\nsources:\n  queues: ["${queueUrl}"]\n`);
     s.fake.fail('ListAccounts', { code: 'AccessDeniedException', status: 400, message: 'not authorized to list the organization' });
-    const args = ['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'];
-    const daemon = new Daemon(args, s.env(s.slackEnv()), s.dir);
+    const daemon = startDaemon();
     try {
       await daemon.waitFor('cycle finished', 60_000);
       const member = (at: number) => withdraw(s, s.trail('ssm-start-session', 'i-0444455556666aaaa', at, MALLORY, { account: '444455556666' }));

@@ -68,6 +68,29 @@ export function trailActivity(name: string, edit?: (record: Record<string, unkno
   return r.activity;
 }
 
+/**
+ * A CreateTags (or DeleteTags) record on one instance as an Activity: the fixture's (by mallory, the
+ * fixture instance), with the tags, time, event id and caller given.
+ */
+export function tagChange(opts: {
+  tags: Array<{ key: string; value?: string }>;
+  at: number | string;
+  id: string;
+  op?: 'CreateTags' | 'DeleteTags';
+  instanceId?: string;
+  by?: Record<string, unknown>;
+}): Activity {
+  return trailActivity('ec2-create-tags-exempt', (r) => {
+    const req = r['requestParameters'] as Record<string, unknown>;
+    r['eventName'] = opts.op ?? 'CreateTags';
+    r['eventID'] = opts.id;
+    r['eventTime'] = typeof opts.at === 'number' ? new Date(opts.at).toISOString() : opts.at;
+    if (opts.instanceId) req['resourcesSet'] = { items: [{ resourceId: opts.instanceId }] };
+    req['tagSet'] = { items: opts.tags };
+    if (opts.by) r['userIdentity'] = opts.by;
+  });
+}
+
 /** Policies from YAML text, as `pristine` loads them; fails the test on a problem. */
 export function policies(yaml: string): LoadedPolicy[] {
   const parsed = parsePolicyText(yaml, 'test.yaml');

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ScopeJudge, type ScopeResult } from '../../src/core/evaluate.js';
 import type { Activity, ScopeFacts } from '../../src/core/facts.js';
-import { FIXTURE_INSTANCE, FIXTURE_NOW, WEB_POLICY, cleanInventory, driftedInventory, facts, instance, manifest, manifests, policies, trailActivity } from '../support/facts.js';
+import { FIXTURE_INSTANCE, FIXTURE_NOW, WEB_POLICY, cleanInventory, driftedInventory, facts, instance, manifest, manifests, policies, tagChange, trailActivity } from '../support/facts.js';
 
 const baked = manifest();
 const POLICIES = policies(WEB_POLICY);
@@ -86,12 +86,7 @@ describe('a cycle carried over from the previous one', () => {
       (r['requestParameters'] as Record<string, unknown>)['targets'] = [{ key: 'tag:Name', values: ['web-9'] }];
     });
     const renamed = cycleFacts([]).instances.map((i) => (i.instanceId === OTHER ? { ...i, tags: { role: 'web', Name: 'web-2' } } : i));
-    const retag = trailActivity('ec2-create-tags-exempt', (r) => {
-      r['eventID'] = 'late-retag';
-      r['eventTime'] = new Date(toWeb9.at + 60_000).toISOString();
-      (r['requestParameters'] as Record<string, unknown>)['resourcesSet'] = { items: [{ resourceId: OTHER }] };
-      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [{ key: 'Name', value: 'web-2' }] };
-    });
+    const retag = tagChange({ id: 'late-retag', at: toWeb9.at + 60_000, instanceId: OTHER, tags: [{ key: 'Name', value: 'web-2' }] });
     const first = new ScopeJudge(cycleFacts([toWeb9], { instances: renamed }), POLICIES, MANIFESTS);
     expect(verdicts(first.judgeAll(FIXTURE_NOW))[1]).toEqual([OTHER, 'pristine', []]);
 

@@ -22,6 +22,7 @@ import {
   manifest,
   manifests,
   policies,
+  tagChange,
   trailActivity,
 } from '../support/facts.js';
 
@@ -176,13 +177,7 @@ describe('an instance retagged out of its policy', () => {
   const DEPLOYER = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: '111122223333' };
   // mallory (Developer) changes the tag the web policy selects by; then alice opens a shell.
   const retag = (op: 'CreateTags' | 'DeleteTags', value: string | null, by?: Record<string, unknown>, at = '2026-11-21T11:00:00Z') =>
-    trailActivity('ec2-create-tags-exempt', (r) => {
-      r['eventName'] = op;
-      r['eventID'] = `retag-${op}-${value}-${at}`;
-      r['eventTime'] = at;
-      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [value === null ? { key: 'role' } : { key: 'role', value }] };
-      if (by) r['userIdentity'] = by;
-    });
+    tagChange({ op, id: `retag-${op}-${value}-${at}`, at, tags: [value === null ? { key: 'role' } : { key: 'role', value }], by });
   const shell = () => trailActivity('ssm-start-session');
   const run = (activities: Activity[], tags: Record<string, string>, yaml = WEB_POLICY) => {
     const f = facts({ instances: [instance({ tags })], activities, inventory: new Map([[FIXTURE_INSTANCE, cleanInventory(baked)]]) });
@@ -257,13 +252,7 @@ describe('a command SSM cannot place', () => {
 
   // The command (2026-11-20T16:00Z) targets tag:role=web. `other` says role=db now, but was retagged afterwards
   // (or before): targets matched against the tags of now cannot tell whether it ran there.
-  const retag = (at: string, key = 'role') =>
-    trailActivity('ec2-create-tags-exempt', (r) => {
-      r['eventID'] = `retag-${at}-${key}`;
-      r['eventTime'] = at;
-      (r['requestParameters'] as Record<string, unknown>)['resourcesSet'] = { items: [{ resourceId: other.instanceId }] };
-      (r['requestParameters'] as Record<string, unknown>)['tagSet'] = { items: [{ key, value: 'db' }] };
-    });
+  const retag = (at: string, key = 'role') => tagChange({ id: `retag-${at}-${key}`, at, instanceId: other.instanceId, tags: [{ key, value: 'db' }] });
   const untouched = instance({ instanceId: 'i-0fedcba9876543210', tags: { role: 'db', Name: 'db-2' } });
   const run = (over: Partial<ScopeFacts>) => {
     const all = [instance(), other, untouched];
