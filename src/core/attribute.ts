@@ -406,7 +406,7 @@ export class Attributor {
         // An action placed by this key's values of now before this change, on an instance that lived
         // then: placed otherwise now. (A new instance tagged after its launch changes nothing.)
         const placed = this.placedByTag.get(t.key);
-        if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.launchedBefore(id, placed.last))) this.stale = true;
+        if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.livedBefore(id, placed.last))) this.stale = true;
       }
       const updated = a.eventName === 'UpdateAssociation' ? a.commandTargets?.commandId || a.detail['associationId'] : undefined;
       if (typeof updated === 'string' && updated !== '') {
@@ -583,14 +583,14 @@ export class Attributor {
           placed.first = Math.min(placed.first, at);
           placed.last = Math.max(placed.last, at);
         }
-        for (const m of this.tagMoves.get(key) ?? []) if (m.at >= at && this.launchedBefore(m.instanceId, at)) out.push(m.instanceId);
+        for (const m of this.tagMoves.get(key) ?? []) if (m.at >= at && this.livedBefore(m.instanceId, at)) out.push(m.instanceId);
       }
     }
     return out;
   }
 
   /** Whether an instance of the scope was first launched before a time. */
-  private launchedBefore(instanceId: string, at: number): boolean {
+  private livedBefore(instanceId: string, at: number): boolean {
     const n = this.index.byId.get(instanceId);
     return n !== undefined && (this.facts.instances[n] as Instance).firstLaunch < at;
   }
