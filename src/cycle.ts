@@ -2,6 +2,7 @@ import { ownIdentity } from './accounts/resolve.js';
 import { runAudit, type AuditInputs, type AuditResult, type ScopeAudit } from './audit.js';
 import type { ClientPool } from './collect/clients.js';
 import { scopeKey, type Scope } from './core/facts.js';
+import { DECISION_DUE, decisionReplies, type DecisionDue, type DecisionReply } from './core/decision-replies.js';
 import { plan as makePlan, type Decision, type Plan, type PriorReplacement } from './core/plan.js';
 import { describeError } from './errors.js';
 import type { SlackOutcome } from './daemon/metrics.js';
@@ -76,7 +77,7 @@ export async function adoptLegacy(store: StateStore, pool: ClientPool): Promise<
   await store.adoptLegacyRows((await ownIdentity(pool.sts())).accountId);
 }
 
-function channelOf(policy: LoadedPolicy | undefined): string | null {
+export function channelOf(policy: LoadedPolicy | undefined): string | null {
   return policy?.respond.notify?.slack?.channel ?? null;
 }
 
@@ -197,6 +198,13 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
 
     if (opts.dryRun) return { report, scopes, plan, exitCode: exitCodeOf(report), replacements, outbox: null, accountIds: accountIdsOf(accounts) };
 
+    // A scope whose instances could not be listed (its role not assumed) is not audited: what it held
+    // stays in `pristine status` as last seen, and its breaker stays as it was.
+    const audited = scopes.filter((r) => !lost.has(scopeKey(r)) && r.listed);
+    // Alerts raised between cycles that said this cycle decides: what it decided goes in their threads.
+    const due = await decisionsDue(store);
+    const owed = decisionReplies([...due.values()], plan.decisions, new Map(results.map(({ result }) => [result.instance.instanceId, result])), audited);
+
     // The verdicts and what is news in them (taints never alerted, new evidence on ones that were) in one
     // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
     // progress threads under them.
@@ -207,12 +215,10 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
         if (lost.has(scopeKey(s)) || (await opts.scopeLeases?.holds(s))) continue;
         throw new LeaseLostError(`the lease on ${scopeKey(s)} passed to another replica during the cycle`);
       }
-      // A scope whose instances could not be listed (its role not assumed) is not audited: what it held
-      // stays in `pristine status` as last seen, and its breaker stays as it was.
-      const audited = scopes.filter((r) => !lost.has(scopeKey(r)) && r.listed);
       const { newlyTainted, newFindings } = await store.recordVerdicts(startedAt, verdicts, audited);
       await enqueueBreakers(store, policies, plan.breakers, audited, startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
+      await replyDecisions(store, owed.filter((r) => r.kind === 'reply'), due, startedAt);
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
 
@@ -223,6 +229,8 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       if (!decision) continue;
       const row = await replacer.create(await candidateOf(decision));
       if (row) replacements.push(row);
+      // Its "Replacing…" reply (or the replacement already under way) is the decision an alert raised between cycles waits for.
+      if (due.has(id)) await store.setMeta(`${DECISION_DUE}${id}`, null);
     }
 
     const outbox = await drainOutbox(store, opts.transport, logger, opts.hooks?.onSlack, opts.owner);
@@ -278,6 +286,34 @@ export async function enqueueBreakers(
     // Only an enforcing policy has a breaker that trips.
     if (policy.respond.mode === 'enforce') for (const k of keys(p, settled)) await store.setMeta(k, null);
     await store.setMeta(`breaker:${p}`, null);
+  }
+}
+
+/** The decisions alerts raised between cycles wait for (see judgePushed), by instance id. */
+async function decisionsDue(store: StateStore): Promise<Map<string, DecisionDue & { channel: string | null }>> {
+  const out = new Map<string, DecisionDue & { channel: string | null }>();
+  for (const [key, value] of await store.metaWithPrefix(DECISION_DUE)) {
+    const instanceId = key.slice(DECISION_DUE.length);
+    const v = JSON.parse(value) as { accountId: string; region: string; channel?: string | null };
+    out.set(instanceId, { instanceId, accountId: v.accountId, region: v.region, channel: v.channel ?? null });
+  }
+  return out;
+}
+
+/** Each owed decision, a reply in its alert's thread; then no longer due. Call in the cycle's transaction. */
+async function replyDecisions(
+  store: StateStore,
+  replies: ReadonlyArray<Extract<DecisionReply, { kind: 'reply' }>>,
+  due: ReadonlyMap<string, { channel: string | null }>,
+  now: number,
+): Promise<void> {
+  for (const r of replies) {
+    const channel = due.get(r.instanceId)?.channel ?? null;
+    const alert = (await store.instance(r.instanceId))?.alertOutboxId ?? null;
+    if (channel && alert !== null) {
+      await store.enqueue(channel, { type: 'progress', instanceId: r.instanceId, step: 'decision', outcome: 'held', message: r.message }, alert, now);
+    }
+    await store.setMeta(`${DECISION_DUE}${r.instanceId}`, null);
   }
 }
 

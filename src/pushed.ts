@@ -1,7 +1,8 @@
 import type { AuditInputs, ScopeAudit } from './audit.js';
 import { ScopeJudge, type InstanceResult } from './core/evaluate.js';
 import { scopeKey, type Activity } from './core/facts.js';
-import { enqueueAlerts } from './cycle.js';
+import { DECISION_DUE } from './core/decision-replies.js';
+import { channelOf, enqueueAlerts } from './cycle.js';
 import type { SlackOutcome } from './daemon/metrics.js';
 import type { Logger } from './logger.js';
 import { drainOutbox, type DrainResult } from './notify/outbox.js';
@@ -80,6 +81,12 @@ export async function judgePushed(opts: {
   const alerted = await opts.store.transaction(async () => {
     const { newlyTainted, newFindings } = await opts.store.recordVerdicts(now, verdicts);
     await enqueueAlerts(opts.store, policies, actions, newlyTainted, newFindings, reported, now);
+    for (const r of results) {
+      const { instanceId, accountId, region } = r.instance;
+      if (newlyTainted.includes(instanceId) && actions.get(instanceId) === NEXT_CYCLE) {
+        await opts.store.setMeta(`${DECISION_DUE}${instanceId}`, JSON.stringify({ accountId, region, channel: channelOf(policies.get(r.policy)), at: now }));
+      }
+    }
     return newlyTainted;
   });
   opts.logger.info({ tainted: verdicts.map((v) => v.instanceId), alerted }, 'pushed events judged');

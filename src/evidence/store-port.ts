@@ -51,4 +51,6 @@ export interface EvidenceStore {
   recordDigest(d: DigestRecord): Promise<void>;
   meta(key: string): Promise<string | null>;
   setMeta(key: string, value: string | null): Promise<void>;
+  /** Every meta entry whose key starts with `prefix`, by key. */
+  metaWithPrefix(prefix: string): Promise<Map<string, string>>;
 }

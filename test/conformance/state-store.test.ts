@@ -746,6 +746,25 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(await s.meta('never-set')).toBeNull();
     });
 
+    it('lists the meta entries under a prefix, and only those', async () => {
+      const s = await open();
+      await s.setMeta('decision-due:i-2', 'b');
+      await s.setMeta('decision-due:i-1', 'a');
+      await s.setMeta('decision-due', 'the prefix alone is not under it');
+      await s.setMeta('decision-duty', 'x');
+      await s.setMeta('decision-due:i-3', 'c');
+      await s.setMeta('decision-due:i-3', null);
+      // A LIKE would take _ and % as wildcards: the prefix is compared as it is.
+      await s.setMeta('a_b:1', 'literal');
+      await s.setMeta('axb:1', 'not a_b');
+      expect([...(await s.metaWithPrefix('decision-due:'))]).toEqual([
+        ['decision-due:i-1', 'a'],
+        ['decision-due:i-2', 'b'],
+      ]);
+      expect([...(await s.metaWithPrefix('a_b:'))]).toEqual([['a_b:1', 'literal']]);
+      expect((await s.metaWithPrefix('nothing:')).size).toBe(0);
+    });
+
     it('passes its health check while usable, and fails it once closed', async () => {
       const s = await open();
       await s.check();

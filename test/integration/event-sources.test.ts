@@ -8,6 +8,7 @@ import { readFixtureJson } from '../support/fixtures.js';
 import { ACCOUNT, MALLORY, REGION, Scenario, after, type Launched } from '../support/scenario.js';
 import { until } from '../support/until.js';
 import type { CloudTrailRecord } from '../support/aws-fake.js';
+import type { FakeMessage } from '../support/slack-fake.js';
 
 const POLICY = `
 policies:
@@ -107,6 +108,15 @@ describe('event queues: EventBridge envelopes and trail files', () => {
   });
 });
 
+/** Enforcing, but nothing here is old enough to replace (and one instance of one is no storm): every decision is a hold. */
+const ENFORCE_HELD = `
+policies:
+  - name: web
+    scope: { tags: { role: web } }
+    detect: { interactive-session: {}, remote-command: {}, instance-modified: {} }
+    respond: { mode: enforce, replace: { minAge: 30d }, breaker: { taintedShare: 100% }, notify: { slack: { channel: "#sec" } } }
+`;
+
 describe('the daemon consumes the queue between cycles', () => {
   let s: Scenario;
   let web: Launched;
@@ -114,7 +124,7 @@ describe('the daemon consumes the queue between cycles', () => {
 
   beforeAll(async () => {
     s = await Scenario.start();
-    await s.writePolicies(POLICY);
+    await s.writePolicies(ENFORCE_HELD);
     web = await s.launchOne(await s.image('web'), { role: 'web' });
     queueUrl = await s.queue('pristine-events');
     await s.writeConfig(`sources:\n  queues: ["${queueUrl}"]\n`);
@@ -126,22 +136,34 @@ describe('the daemon consumes the queue between cycles', () => {
   const startDaemon = () =>
     new Daemon(['--policies', s.policiesDir, '--manifests', s.manifestsDir, '--state', s.statePath, '--schedule', '0 0 1 1 *', '--listen', '127.0.0.1:0'], s.env(s.slackEnv()), s.dir);
 
-  it('alerts an event put on the queue within seconds, with no cycle in between', async () => {
+  it('alerts an event put on the queue within seconds, with no cycle in between; the next cycle replies with its decision', async () => {
     const daemon = startDaemon();
+    let alert: FakeMessage;
+    let record: CloudTrailRecord;
     try {
       await daemon.waitFor('cycle finished', 60_000);
-      const record = withdraw(s, s.trail('ssm-start-session', web.instanceId, web.launchTime + 1000, MALLORY));
+      record = withdraw(s, s.trail('ssm-start-session', web.instanceId, web.launchTime + 1000, MALLORY));
       const sent = Date.now();
       await s.send(queueUrl, envelope(record));
-      const message = await s.slack.waitFor((m) => m.channel === '#sec', 15_000);
+      alert = await s.slack.waitFor((m) => m.channel === '#sec', 15_000);
       expect(Date.now() - sent).toBeLessThan(10_000);
-      expect(message.text).toContain(web.instanceId);
+      expect(alert.text).toContain(web.instanceId);
+      expect(alert.text).toMatch(/next scheduled cycle decides/);
       expect(daemon.withMsg('cycle finished')).toHaveLength(1);
       expect(daemon.withMsg('pushed events judged')).toEqual([expect.objectContaining({ alerted: [web.instanceId] })]);
       expect((await daemon.stop(30_000)).code).toBe(0);
     } finally {
       await daemon.kill();
     }
+    // The alert promised a decision: the next cycle (the event is now in CloudTrail too) says it in the thread, once.
+    s.fake.cloudtrail.records.push(record);
+    expect((await s.cycle()).code).toBe(1);
+    const replies = s.slack.replies(alert.ts);
+    expect(replies).toHaveLength(1);
+    expect(replies[0]?.text).toMatch(/\*decision\*: held — The scheduled cycle does not replace it now: younger than minAge 43200m/);
+    await s.cycle();
+    expect(s.slack.replies(alert.ts)).toHaveLength(1);
+    expect(s.slack.topLevel('#sec')).toHaveLength(1);
   });
 
   it("keeps taking in a member account's events when the organisation could not be listed", async () => {

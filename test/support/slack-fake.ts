@@ -62,7 +62,6 @@ export class SlackFake {
     if (mode === 'refuse') for (const s of this.sockets) s.destroy();
   }
 
-  /** Replies posted in the thread of the message with `ts` parentTs. */
   /** The first message that matches, waiting for it up to `timeoutMs`. */
   async waitFor(match: (m: FakeMessage) => boolean, timeoutMs: number): Promise<FakeMessage> {
     const deadline = Date.now() + timeoutMs;
@@ -74,6 +73,7 @@ export class SlackFake {
     }
   }
 
+  /** Replies posted in the thread of the message with `ts` parentTs. */
   replies(parentTs: string): FakeMessage[] {
     return this.messages.filter((m) => m.thread_ts === parentTs);
   }

@@ -10,7 +10,7 @@ import type { Notice, Transport } from '../../src/notify/types.js';
 import { judgePushed } from '../../src/pushed.js';
 import { openStateStore } from '../../src/state/open.js';
 import type { StateStore } from '../../src/state/ports.js';
-import { FIXTURE_INSTANCE, FIXTURE_NOW, cleanInventory, facts, manifest, manifests, policies, trailActivity } from '../support/facts.js';
+import { FIXTURE_ACCOUNT, FIXTURE_INSTANCE, FIXTURE_NOW, cleanInventory, facts, manifest, manifests, policies, trailActivity } from '../support/facts.js';
 import { freshStore, STORE_BACKENDS, type StoreBackend } from '../support/postgres.js';
 
 const logger = pino({ level: 'silent' });
@@ -65,6 +65,10 @@ describe.each(STORE_BACKENDS)('judgePushed on $backend', ({ backend, missing }) 
     expect(transport.sent).toHaveLength(1);
     expect(transport.sent[0]).toMatchObject({ type: 'taint', action: { kind: 'hold', reason: expect.stringMatching(/next scheduled cycle decides/) } });
     expect(await store.instance(FIXTURE_INSTANCE)).toMatchObject({ verdict: 'tainted', alertOutboxId: 1 });
+    // The decision the alert promised is owed by the next cycle, which replies in the alert's channel.
+    const due = await store.metaWithPrefix('decision-due:');
+    expect([...due.keys()]).toEqual([`decision-due:${FIXTURE_INSTANCE}`]);
+    expect(JSON.parse(due.get(`decision-due:${FIXTURE_INSTANCE}`) ?? '')).toMatchObject({ accountId: FIXTURE_ACCOUNT, region: 'us-east-1', channel: '#sec' });
   });
 
   it('records nothing when the pushed event does not taint: a push never vouches', async () => {

@@ -186,6 +186,11 @@ export class PostgresStateStore implements StateStore {
     else await this.q('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 
+  async metaWithPrefix(prefix: string): Promise<Map<string, string>> {
+    const r = await this.q('SELECT key, value FROM meta WHERE substr(key, 1, length($1)) = $1 ORDER BY key', [prefix]);
+    return new Map(r.rows.map((x) => [x['key'] as string, x['value'] as string]));
+  }
+
   // --- the evidence log, coverage, trail files --------------------------------------------------
 
   async adoptLegacyRows(accountId: string): Promise<number> {

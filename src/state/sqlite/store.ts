@@ -125,6 +125,12 @@ export class SqliteStateStore implements StateStore {
     else this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
+  async metaWithPrefix(prefix: string): Promise<Map<string, string>> {
+    while (this.blocked()) await this.gate;
+    const rows = this.db.prepare('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ? ORDER BY key').all(prefix, prefix) as Row[];
+    return new Map(rows.map((r) => [r['key'] as string, r['value'] as string]));
+  }
+
   /**
    * Runs fn in one transaction (BEGIN IMMEDIATE on the one connection). Until it ends, calls from
    * outside it wait (they would otherwise run inside it); calls from inside it join it.
