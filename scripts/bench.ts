@@ -917,6 +917,7 @@ const factsOf = (activities: Activity[], inventory: Map<string, InventorySnapsho
   commandTargets,
   unresolvedCommands: new Map(),
   associationTargets: new Map(),
+  documentAssociations: new Map(),
   endpointVpcs: new Map(),
   gaps: [],
 });

@@ -1,12 +1,12 @@
 import { DescribeInstanceConnectEndpointsCommand, type EC2Client } from '@aws-sdk/client-ec2';
-import { DescribeAssociationCommand, paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
-import type { Target } from '../core/facts.js';
+import { DescribeAssociationCommand, paginateListAssociations, paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
+import type { DocumentAssociation, Target } from '../core/facts.js';
 
 /**
  * Readers for what some records name instead of an instance: where a command ran, what an association
  * targets, which VPC an EIC Endpoint serves. Each is called only for the records that need it.
  */
-export const IAM_ACTIONS = ['ssm:ListCommandInvocations', 'ssm:DescribeAssociation', 'ec2:DescribeInstanceConnectEndpoints'] as const;
+export const IAM_ACTIONS = ['ssm:ListCommandInvocations', 'ssm:DescribeAssociation', 'ssm:ListAssociations', 'ec2:DescribeInstanceConnectEndpoints'] as const;
 
 /** Invocation statuses after which SSM sends the command nowhere else. */
 const FINISHED = new Set(['Success', 'Cancelled', 'TimedOut', 'Failed']);
@@ -35,6 +35,32 @@ export async function readAssociationTargets(ssm: SSMClient, associationId: stri
   const targets = (d?.Targets ?? []).flatMap((t) => (t.Key ? [{ key: t.Key, values: t.Values ?? [] }] : []));
   if (targets.length === 0 && d?.InstanceId) return [{ key: 'InstanceIds', values: [d.InstanceId] }];
   return targets;
+}
+
+/**
+ * The associations that run a document (ListAssociations by its name, paged), with the version each
+ * runs and its targets: a changed document reaches their instances.
+ */
+export async function readDocumentAssociations(
+  ssm: SSMClient,
+  documentName: string,
+  signal?: AbortSignal,
+): Promise<Array<DocumentAssociation & { targets: Target[] }>> {
+  const out: Array<DocumentAssociation & { targets: Target[] }> = [];
+  const filter = { AssociationFilterList: [{ key: 'Name' as const, value: documentName }] };
+  for await (const page of paginateListAssociations({ client: ssm, pageSize: 50 }, filter, { abortSignal: signal })) {
+    for (const a of page.Associations ?? []) {
+      if (!a.AssociationId) continue;
+      const targets = (a.Targets ?? []).flatMap((t) => (t.Key ? [{ key: t.Key, values: t.Values ?? [] }] : []));
+      out.push({
+        associationId: a.AssociationId,
+        // An association that names no version runs the default one.
+        documentVersion: a.DocumentVersion || '$DEFAULT',
+        targets: targets.length === 0 && a.InstanceId ? [{ key: 'InstanceIds', values: [a.InstanceId] }] : targets,
+      });
+    }
+  }
+  return out;
 }
 
 /** EIC Endpoint id -> VPC id, for every endpoint in the scope (one call, paged). */

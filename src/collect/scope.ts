@@ -12,7 +12,7 @@ import { CLOUDTRAIL_COVERAGE, type CoverageKind, type PullResult, type SourceErr
 import type { EvidenceStore } from '../evidence/store-port.js';
 import type { ScopeClients } from './clients.js';
 import { listRunningInstances } from './instances.js';
-import { readAssociationTargets, readCommandInstances, readEndpointVpcs } from './references.js';
+import { readAssociationTargets, readCommandInstances, readDocumentAssociations, readEndpointVpcs } from './references.js';
 
 /** LookupEvents reaches back 90 days; keep an hour's margin so the oldest page is not cut at the edge. */
 export const CLOUDTRAIL_RETENTION_MS = 90 * 86_400_000 - 3_600_000;
@@ -88,6 +88,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
     commandTargets: new Map(),
     unresolvedCommands: new Map(),
     associationTargets: new Map(),
+    documentAssociations: new Map(),
     endpointVpcs: new Map(),
     gaps,
   };
@@ -195,6 +196,17 @@ async function resolveReferences(
       facts.associationTargets.set(id, await readAssociationTargets(clients.ssm, id, opts.signal));
     } catch (err) {
       opts.fail('ssm-commands', `DescribeAssociation(${id})`, err);
+    }
+  }
+
+  const documents = new Set(facts.activities.flatMap((a) => (a.documentUpdate && !a.associationIds ? [a.documentUpdate.name] : [])));
+  for (const name of documents) {
+    try {
+      const running = await readDocumentAssociations(clients.ssm, name, opts.signal);
+      facts.documentAssociations.set(name, running.map(({ associationId, documentVersion }) => ({ associationId, documentVersion })));
+      for (const r of running) if (!facts.associationTargets.has(r.associationId)) facts.associationTargets.set(r.associationId, r.targets);
+    } catch (err) {
+      opts.fail('ssm-commands', `ListAssociations(${name})`, err);
     }
   }
 

@@ -230,8 +230,8 @@ export class Attributor {
   private readonly indexed = new Map<string, { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] }>();
   /** activity id -> the activity taken */
   private readonly taken = new Map<string, Activity>();
-  /** the command, association and endpoint ids whose answers the activities taken were tied by */
-  private readonly asked = { commands: new Set<string>(), associations: new Set<string>(), endpoints: new Set<string>() };
+  /** the command, association, endpoint and document ids whose answers the activities taken were tied by */
+  private readonly asked = { commands: new Set<string>(), associations: new Set<string>(), endpoints: new Set<string>(), documents: new Set<string>() };
   /** activities tied to a session whose instance is not known yet: tied when it is */
   private readonly pending = new Map<string, Activity[]>();
   /**
@@ -293,13 +293,16 @@ export class Attributor {
     // was tied through the index is attributed again (`reindex`), the rest stands.
     const reindex = !sameInstances(prev.instances, next.instances);
     // Answers about commands, associations and endpoints the activities taken do not name may come and go.
-    const { commands, associations, endpoints } = this.asked;
+    const { commands, associations, endpoints, documents } = this.asked;
     if (!sameAnswers(commands, prev.commandTargets, next.commandTargets, sameList) || !sameAnswers(commands, prev.unresolvedCommands, next.unresolvedCommands, Object.is)) {
       return { why: 'SSM answered otherwise about a command' };
     }
     if (!sameAnswers(endpoints, prev.endpointVpcs, next.endpointVpcs, Object.is)) return { why: 'an endpoint changed' };
     if (!sameAnswers(associations, prev.associationTargets, next.associationTargets, (x, y) => JSON.stringify(x) === JSON.stringify(y))) {
       return { why: 'an association changed' };
+    }
+    if (!sameAnswers(documents, prev.documentAssociations, next.documentAssociations, (x, y) => JSON.stringify(x) === JSON.stringify(y))) {
+      return { why: 'the associations that run a changed document changed' };
     }
     const fresh: Activity[] = [];
     // The evidence log hands the same objects back in the same order, the new ones after: a prefix of
@@ -511,13 +514,28 @@ export class Attributor {
         this.gapRetagged(a, `${a.eventName} ${commandId || a.id} by targets ${describeTargets(targets)}`, byTags, this.retagged(targets, a.at));
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
       }
-    } else if (ids.length === 0 && a.associationIds) {
+    } else if (ids.length === 0 && (a.associationIds || a.documentUpdate)) {
       this.viaIndex(a);
+      let associationIds = a.associationIds;
+      if (!associationIds && a.documentUpdate) {
+        // A changed document reaches the instances of every association that runs it at a version it changed.
+        const { name, versions } = a.documentUpdate;
+        this.asked.documents.add(name);
+        const running = facts.documentAssociations.get(name);
+        if (!running) {
+          // Where an allowed principal's change runs does not matter: no policy could find anything in it.
+          if (this.irrelevant(a)) return;
+          this.gap(a, 'ssm-commands', `${a.eventName} ${a.id} of document ${name}: the associations that run it could not be listed`, index.launchedBefore(a.at));
+          return;
+        }
+        associationIds = running.filter((r) => versions === null || versions.includes(r.documentVersion)).map((r) => r.associationId);
+        activity = { ...a, detail: { ...a.detail, associationIds } };
+      }
       const found = new Set<string>();
       const moved = new Set<string>();
       let unresolved: string | null = null;
       let updated: string | null = null;
-      for (const id of a.associationIds) {
+      for (const id of associationIds ?? []) {
         this.asked.associations.add(id);
         const placed = this.placedByAssociation.get(id);
         if (placed === undefined || a.at < placed) this.placedByAssociation.set(id, a.at);
@@ -540,8 +558,8 @@ export class Attributor {
         const doubtful = index.launchedBefore(a.at).filter((id) => !found.has(id));
         if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
       }
-      this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${a.associationIds.join(', ')}`, ids, [...moved]);
-      activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
+      this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${(associationIds ?? []).join(', ')}`, ids, [...moved]);
+      activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };
     }
     this.where.set(a.id, ids);
     if (incremental && concerned) for (const id of ids) concerned.add(id);

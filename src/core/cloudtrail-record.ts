@@ -262,6 +262,27 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const associationIds = Array.isArray(req['associationIds']) ? req['associationIds'].filter((x): x is string => typeof x === 'string' && x !== '') : [];
       return { instanceIds: [], associationIds, detail: { sourceIPAddress: r.sourceIPAddress, associationIds } };
     }
+    case 'UpdateDocument': {
+      // A new version: what associations at $LATEST run from now on (and any pinned to that version).
+      const described = isObj(res['documentDescription']) ? res['documentDescription'] : {};
+      const name = str(req['name']) ?? str(described['name']);
+      const version = str(described['documentVersion']);
+      return {
+        instanceIds: [],
+        documentUpdate: name ? { name, versions: version ? ['$LATEST', version] : null } : undefined,
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: version },
+      };
+    }
+    case 'UpdateDocumentDefaultVersion': {
+      // Another default: what associations at $DEFAULT (or naming no version) run from now on.
+      const described = isObj(res['description']) ? res['description'] : {};
+      const name = str(req['name']) ?? str(described['name']);
+      return {
+        instanceIds: [],
+        documentUpdate: name ? { name, versions: ['$DEFAULT'] } : undefined,
+        detail: { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: str(req['documentVersion']) ?? str(described['defaultVersion']) },
+      };
+    }
     case 'CreateTags':
     case 'DeleteTags':
       return { instanceIds: resourceIds(req), tagChanges: tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove'), detail: { sourceIPAddress: r.sourceIPAddress } };
@@ -331,7 +352,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
   if (kind === 'tag-change' && s.instanceIds.length === 0) return { kind: 'ignored' };
   // A batch whose every entry failed made no association.
   if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
-  const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
+  const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.documentUpdate || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
   if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
   const ui = r.userIdentity;
   // Every field, optional ones undefined, in one order: every activity read from a record has one
@@ -351,6 +372,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
     sessionId: s.sessionId || undefined,
     commandTargets: s.commandTargets,
     associationIds: s.associationIds?.length ? s.associationIds : undefined,
+    documentUpdate: s.documentUpdate,
     refs: s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId) ? s.refs : undefined,
     tagChanges: s.tagChanges,
     detail: compact(s.detail),

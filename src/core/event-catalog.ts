@@ -29,6 +29,9 @@ export const TRACKED_EVENTS: ReadonlyArray<{
   { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateAssociation', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'StartAssociationsOnce', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'CreateAssociationBatch', kind: 'remote-command' },
+  // A changed document runs on every instance its associations target, with no event of its own there.
+  { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateDocument', kind: 'remote-command' },
+  { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateDocumentDefaultVersion', kind: 'remote-command' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified', namesItsInstances: true },

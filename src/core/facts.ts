@@ -114,6 +114,12 @@ export interface Activity {
   commandTargets?: { commandId: string; targets: Target[] };
   /** StartAssociationsOnce names associations, not instances */
   associationIds?: string[];
+  /**
+   * An SSM document changed (UpdateDocument, UpdateDocumentDefaultVersion): it reaches the instances of
+   * the associations that run it, at `versions` (their DocumentVersion: `$LATEST`, `$DEFAULT` or a
+   * number; null: whichever). Those come from ListAssociations by the document's name.
+   */
+  documentUpdate?: { name: string; versions: string[] | null };
   /** Join key for SSM sessions (StartSession, ResumeSession, DescribeSessions) */
   sessionId?: string;
   /** resources the record names that belong to an instance: its network interfaces, volumes, addresses */
@@ -136,6 +142,12 @@ export interface Gap {
   before?: number;
 }
 
+/** A State Manager association that runs a document, at the version it names (`$DEFAULT` when it names none). */
+export interface DocumentAssociation {
+  associationId: string;
+  documentVersion: string;
+}
+
 export interface ScopeFacts extends Scope {
   /** the evidence window, epoch ms */
   window: { from: number; to: number };
@@ -147,8 +159,10 @@ export interface ScopeFacts extends Scope {
   commandTargets: Map<string, string[]>;
   /** command id -> why SSM could not say where it ran */
   unresolvedCommands: Map<string, string>;
-  /** association id -> its targets, from DescribeAssociation (StartAssociationsOnce names only ids) */
+  /** association id -> its targets, from DescribeAssociation (StartAssociationsOnce names only ids) or ListAssociations */
   associationTargets: Map<string, Target[]>;
+  /** document name -> the associations that run it, from ListAssociations (a document changed: see Activity.documentUpdate) */
+  documentAssociations: Map<string, DocumentAssociation[]>;
   /** EIC Endpoint id -> its VPC, from DescribeInstanceConnectEndpoints */
   endpointVpcs: Map<string, string>;
   gaps: Gap[];

@@ -137,3 +137,36 @@ describe('an event CloudTrail delivers late', () => {
     expect(s.slack.topLevel('#sec')[0]?.text).toContain(web.instanceId);
   });
 });
+
+describe('a changed SSM document that a scheduled association runs', () => {
+  let s: Scenario;
+  let fleet: Launched[];
+
+  beforeAll(async () => {
+    s = await Scenario.start();
+    await s.writePolicies(POLICY);
+    fleet = await s.launch(await s.image('web'), { role: 'web' }, { count: 2 });
+    // The nightly hardening association, set up by the platform team, runs the document's default
+    // version on the web fleet; another runs version 3 of it on one instance only.
+    s.fake.ssm.associations.set('a1b2c3d4-0000-4000-8000-00000000000a', { name: 'Acme-HardenWeb', targets: [{ Key: 'tag:role', Values: ['web'] }] });
+    s.fake.ssm.associations.set('a1b2c3d4-0000-4000-8000-00000000000b', { name: 'Acme-HardenWeb', documentVersion: '3', targets: [{ Key: 'InstanceIds', Values: [fleet[1]!.instanceId] }] });
+    s.fake.ssm.associations.set('a1b2c3d4-0000-4000-8000-00000000000c', { name: 'Acme-Other', targets: [{ Key: 'tag:role', Values: ['web'] }] });
+    // mallory makes her own version the default: it runs on the fleet at the next schedule, with no event on any instance.
+    s.trail('ssm-update-document-default-version', fleet[0]!.instanceId, Math.max(...fleet.map((l) => l.launchTime)) + 1000, MALLORY);
+    await after(Math.max(...fleet.map((l) => l.launchTime)) + 2000);
+  });
+  afterAll(() => s?.stop());
+
+  it('taints every instance of the associations that run the changed version, found with one ListAssociations by name', async () => {
+    const { code, report } = await s.audit();
+    expect(code).toBe(1);
+    for (const l of fleet) {
+      const i = report.instances.find((x) => x.instanceId === l.instanceId);
+      expect(i?.verdict).toBe('tainted');
+      expect(i?.findings[0]?.summary).toMatch(/document Acme-HardenWeb given another default version, which State Manager association a1b2c3d4-0000-4000-8000-00000000000a runs here .*mallory/);
+    }
+    const listed = s.fake.calls.filter((c) => c.service === 'ssm' && c.operation === 'ListAssociations');
+    expect(listed).toHaveLength(1);
+    // (When they cannot be listed, every instance that lived then is unknown: evidence-holes.test.ts.)
+  });
+});

@@ -46,6 +46,19 @@ export interface FakeSession {
   account?: string;
 }
 
+/** A State Manager association (moto has no SSM here: the fake answers for it). */
+export interface FakeAssociation {
+  /** the document it runs */
+  name: string;
+  /** `$DEFAULT`, `$LATEST` or a number; absent: it names none (the default runs) */
+  documentVersion?: string;
+  targets: Array<{ Key: string; Values: string[] }>;
+  /** If set, only requests signed for this region see it; otherwise every region does. */
+  region?: string;
+  /** If set, only requests of this account see it; otherwise the default account does. */
+  account?: string;
+}
+
 export interface FakeInventory {
   /** ISO-8601, e.g. `2026-11-21T06:00:00Z`. */
   captureTime: string;
@@ -178,8 +191,8 @@ export class AwsFake {
     inventory: Map<string, FakeInventory>;
     /** command id -> the instances it was invoked on: an id alone has finished (Success), else its status */
     commandInvocations: Map<string, Array<string | { instanceId: string; status: string }>>;
-    /** association id -> its targets (DescribeAssociation) */
-    associations: Map<string, Array<{ Key: string; Values: string[] }>>;
+    /** association id -> the association (DescribeAssociation, ListAssociations) */
+    associations: Map<string, FakeAssociation>;
   } = { sessions: [], inventory: new Map(), commandInvocations: new Map(), associations: new Map() };
   readonly ec2: {
     endpoints: FakeEndpoint[];
@@ -216,6 +229,7 @@ export class AwsFake {
     'ssm.ListInventoryEntries': (input, region, account) => this.listInventoryEntries(input, region, account),
     'ssm.ListCommandInvocations': (input) => this.listCommandInvocations(input),
     'ssm.DescribeAssociation': (input) => this.describeAssociation(input),
+    'ssm.ListAssociations': (input, region, account) => this.listAssociations(input, region, account),
   };
 
   constructor(opts: AwsFakeOptions = {}) {
@@ -652,9 +666,22 @@ export class AwsFake {
 
   private describeAssociation(input: JsonObject): unknown {
     const id = optString(input, 'AssociationId');
-    const targets = id ? this.ssm.associations.get(id) : undefined;
-    if (!id || !targets) throw new ApiError(400, 'AssociationDoesNotExist', `Association ${String(id)} does not exist.`);
-    return { AssociationDescription: { AssociationId: id, Name: 'AWS-RunShellScript', Targets: targets } };
+    const a = id ? this.ssm.associations.get(id) : undefined;
+    if (!id || !a) throw new ApiError(400, 'AssociationDoesNotExist', `Association ${String(id)} does not exist.`);
+    return { AssociationDescription: { AssociationId: id, Name: a.name, DocumentVersion: a.documentVersion, Targets: a.targets } };
+  }
+
+  /** ListAssociations, filtered by document name (the one filter pristine uses), paged. */
+  private listAssociations(input: JsonObject, region: string | null, account: string | null): unknown {
+    const filters = Array.isArray(input.AssociationFilterList) ? (input.AssociationFilterList as JsonObject[]) : [];
+    const name = filters.find((f) => f.key === 'Name')?.value;
+    if (filters.some((f) => f.key !== 'Name')) throw new ApiError(400, 'ValidationException', 'the fake filters by Name only');
+    const maxResults = typeof input.MaxResults === 'number' ? input.MaxResults : 50;
+    const all = [...this.ssm.associations]
+      .filter(([, a]) => visibleIn(a.region, region) && ofAccount(a.account ?? DEFAULT_ACCOUNT, account) && (name === undefined || a.name === name))
+      .map(([id, a]) => ({ AssociationId: id, Name: a.name, DocumentVersion: a.documentVersion, Targets: a.targets, ScheduleExpression: 'cron(0 2 * * ? *)' }));
+    const { items, nextToken } = paginate(all, maxResults, JSON.stringify(['ListAssociations', region, account, name]), input.NextToken, 'InvalidNextToken');
+    return { Associations: items, NextToken: nextToken };
   }
 
   private describeInstanceConnectEndpoints(region: string | null, account: string | null): string {

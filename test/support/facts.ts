@@ -53,6 +53,7 @@ export function facts(over: Partial<ScopeFacts> = {}): ScopeFacts {
     commandTargets: new Map(),
     unresolvedCommands: new Map(),
     associationTargets: new Map(),
+    documentAssociations: new Map(),
     endpointVpcs: new Map(),
     gaps: [],
     ...over,

@@ -165,6 +165,55 @@ describe('the catalog: every event that can change an instance in place is track
     expect(none.kind).toBe('ignored');
   });
 
+  describe('a changed SSM document: it runs wherever an association runs it, with no event there', () => {
+    const DOC = 'Acme-HardenWeb';
+    const OTHER = 'i-0fedcba9876543210';
+    const fleet = [instance(), instance({ instanceId: OTHER, tags: { role: 'web' } })];
+    const judgeAll = (over: Partial<ScopeFacts>) => {
+      const f = facts({ instances: fleet, inventory: new Map(fleet.map((i) => [i.instanceId, cleanInventory(baked, i.instanceId)])), ...over });
+      return new Map(evaluateScope(f, policies(WEB_POLICY), manifests(baked), FIXTURE_NOW).results.map((r) => [r.instance.instanceId, r]));
+    };
+    // Three associations run the document: at its default version (naming none), at $LATEST, pinned to version 3.
+    const running = new Map([[DOC, [
+      { associationId: 'assoc-default', documentVersion: '$DEFAULT' },
+      { associationId: 'assoc-latest', documentVersion: '$LATEST' },
+      { associationId: 'assoc-pinned', documentVersion: '3' },
+    ]]]);
+    const targets = (of: Record<string, string>) => new Map(Object.entries(of).map(([id, instanceId]) => [id, [{ key: 'InstanceIds', values: [instanceId] }]]));
+
+    it('UpdateDocumentDefaultVersion taints the instances of the associations at $DEFAULT, not those pinned to a version', () => {
+      const a = trailActivity('ssm-update-document-default-version');
+      expect(TRACKED_EVENT_NAMES).toEqual(expect.arrayContaining(['UpdateDocument', 'UpdateDocumentDefaultVersion']));
+      expect(a).toMatchObject({ kind: 'remote-command', instanceIds: [], documentUpdate: { name: DOC, versions: ['$DEFAULT'] } });
+      const r = judgeAll({ activities: [a], documentAssociations: running, associationTargets: targets({ 'assoc-default': FIXTURE_INSTANCE, 'assoc-pinned': OTHER }) });
+      expect(r.get(FIXTURE_INSTANCE)).toMatchObject({ verdict: 'tainted', findings: [{ detector: 'remote-command', summary: expect.stringMatching(/document Acme-HardenWeb given another default version, which State Manager association assoc-default runs here \(matched by its targets\) by arn:aws:sts::111122223333:assumed-role\/Admin\/alice/) }] });
+      expect(r.get(OTHER)?.verdict).toBe('pristine');
+    });
+
+    it('UpdateDocument taints the instances of the associations at $LATEST and at the new version', () => {
+      const a = trailActivity('ssm-update-document');
+      expect(a.documentUpdate).toEqual({ name: DOC, versions: ['$LATEST', '4'] });
+      const r = judgeAll({ activities: [a], documentAssociations: running, associationTargets: targets({ 'assoc-latest': OTHER, 'assoc-default': FIXTURE_INSTANCE }) });
+      expect(r.get(OTHER)?.verdict).toBe('tainted');
+      expect(r.get(FIXTURE_INSTANCE)?.verdict).toBe('pristine');
+      const pinned = judgeAll({ activities: [a], documentAssociations: new Map([[DOC, [{ associationId: 'assoc-v4', documentVersion: '4' }]]]), associationTargets: targets({ 'assoc-v4': FIXTURE_INSTANCE }) });
+      expect(pinned.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    });
+
+    it('is unknown on every instance that lived then when the associations could not be listed; harmless when none runs it or an allowed principal changed it', () => {
+      const a = trailActivity('ssm-update-document-default-version');
+      const blind = judgeAll({ activities: [a] });
+      for (const id of [FIXTURE_INSTANCE, OTHER]) {
+        expect(blind.get(id)).toMatchObject({ verdict: 'unknown', gaps: [{ source: 'ssm-commands', message: expect.stringMatching(/UpdateDocumentDefaultVersion .* of document Acme-HardenWeb: the associations that run it could not be listed/) }] });
+      }
+      expect([...judgeAll({ activities: [a], documentAssociations: new Map([[DOC, []]]) }).values()].map((r) => r.verdict)).toEqual(['pristine', 'pristine']);
+      const byPipeline = trailActivity('ssm-update-document-default-version', (rec) => {
+        rec['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: FIXTURE_ACCOUNT, sessionContext: { sessionIssuer: { type: 'Role', arn: 'arn:aws:iam::111122223333:role/Deployer-ci' } } };
+      });
+      expect([...judgeAll({ activities: [byPipeline] }).values()].map((r) => r.verdict)).toEqual(['pristine', 'pristine']);
+    });
+  });
+
   it('an inventory association (AWS-GatherSoftwareInventory) never taints', () => {
     const a = trailActivity('ssm-create-association', (r) => {
       (r['requestParameters'] as Record<string, unknown>)['name'] = 'AWS-GatherSoftwareInventory';

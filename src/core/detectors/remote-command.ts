@@ -27,6 +27,10 @@ function describe(eventName: string, doc: string, association: unknown): string 
       return `State Manager association ${name} run on demand`;
     case 'CreateAssociationBatch':
       return `State Manager associations ${name} created to run ${doc}`;
+    case 'UpdateDocument':
+      return `document ${doc} changed (a new version), which State Manager association ${name} runs here`;
+    case 'UpdateDocumentDefaultVersion':
+      return `document ${doc} given another default version, which State Manager association ${name} runs here`;
     default:
       return `command ${doc} sent`;
   }
