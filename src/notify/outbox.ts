@@ -55,6 +55,14 @@ async function drainLeased(store: StateStore, transport: Transport, logger: Logg
     await sleep(250);
   }
   try {
+    // Slack asked to wait (a 429's Retry-After): no drain of any replica tries before then, and so none
+    // spends one of a message's MAX_ATTEMPTS on an answer known in advance.
+    const notBefore = Number((await store.meta(SLACK_NOT_BEFORE)) ?? 0);
+    if (Date.now() < notBefore) {
+      const pending = (await store.outboxStats()).pending;
+      logger.info({ pending, retryAt: new Date(notBefore).toISOString() }, 'Slack asked to wait: the outbox is sent after that');
+      return { sent: 0, failed: 0, dropped: 0, pending };
+    }
     return await drainNow(store, transport, logger, onOutcome, () => store.leases.claim(OUTBOX_LEASE, owner, OUTBOX_LEASE_TTL_MS).then((f) => f !== null));
   } finally {
     await store.leases.release(OUTBOX_LEASE, owner).catch(() => undefined);
@@ -63,6 +71,9 @@ async function drainLeased(store: StateStore, transport: Transport, logger: Logg
 
 /** A message Slack keeps refusing for this many attempts is given up on, loudly. */
 export const MAX_ATTEMPTS = 24;
+
+/** Meta key: epoch ms before which Slack asked not to be sent to (its last 429's Retry-After). */
+const SLACK_NOT_BEFORE = 'outbox:slack-not-before';
 
 /**
  * Sends what waits in the outbox, oldest first. A message is marked sent only once Slack took it;
@@ -127,6 +138,9 @@ async function drainNow(store: StateStore, transport: Transport, logger: Logger,
         break;
       }
       await store.markFailed(m.id, message);
+      if (err instanceof NotifyError && err.retryAfterSeconds !== null && err.retryAfterSeconds > 0) {
+        await store.setMeta(SLACK_NOT_BEFORE, String(Date.now() + err.retryAfterSeconds * 1000));
+      }
       result.failed++;
       result.pending = pending.length - n;
       onOutcome?.('failed');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { drainOutbox, MAX_ATTEMPTS } from '../../src/notify/outbox.js';
 import { NotifyError, RenderError } from '../../src/notify/slack-transport.js';
 import type { Notice, Transport } from '../../src/notify/types.js';
@@ -184,6 +184,33 @@ describe.each(STORE_BACKENDS)('the outbox on $backend', ({ backend, missing }) =
         ['m2-reply', 'ts-m2'],
       ]);
       expect(await store.outboxStats()).toEqual({ pending: 0, sent: 5, dropped: 0 });
+    });
+
+    it("waits out Slack's Retry-After: no drain tries before then, so none spends an attempt on it", async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.parse('2026-12-03T12:00:00Z'));
+        const transport = new FakeTransport();
+        transport.failWith = (m, attempt) =>
+          m === 'm1' && attempt === 1 ? new NotifyError('Slack chat.postMessage failed: rate limited (retry after 30 s)', { retryable: true, code: 'rate_limited', retryAfterSeconds: 30 }) : null;
+        await store.enqueue('#ops', progress('m1'));
+        await store.enqueue('#ops', progress('m2'));
+
+        const limited = await drainOutbox(store, transport, logger);
+        vi.setSystemTime(Date.parse('2026-12-03T12:00:29Z'));
+        const early = await drainOutbox(store, transport, logger);
+        const attemptsBefore = (await store.pending()).map((m) => m.attempts);
+        vi.setSystemTime(Date.parse('2026-12-03T12:00:31Z'));
+        const after = await drainOutbox(store, transport, logger);
+
+        expect(limited).toEqual({ sent: 0, failed: 1, dropped: 0, pending: 2 });
+        expect(early).toEqual({ sent: 0, failed: 0, dropped: 0, pending: 2 });
+        expect(attemptsBefore).toEqual([1, 0]);
+        expect(after).toEqual({ sent: 2, failed: 0, dropped: 0, pending: 0 });
+        expect(transport.attempts).toEqual(['m1', 'm1', 'm2']);
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it('treats an error that is not a NotifyError as retryable', async () => {
