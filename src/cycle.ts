@@ -203,7 +203,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
     const audited = scopes.filter((r) => !lost.has(scopeKey(r)) && r.listed);
     // Alerts raised between cycles that said this cycle decides: what it decided goes in their threads.
     const due = await decisionsDue(store);
-    const owed = decisionReplies([...due.values()], plan.decisions, new Map(results.map(({ result }) => [result.instance.instanceId, result])), audited);
+    const owed = decisionReplies([...due.values()], plan.decisions, new Map(results.map(({ result }) => [result.instance.instanceId, result])), audited, startedAt);
 
     // The verdicts and what is news in them (taints never alerted, new evidence on ones that were) in one
     // transaction: a crash cannot record a finding and lose its message. Alerts first, so replacement
@@ -294,8 +294,8 @@ async function decisionsDue(store: StateStore): Promise<Map<string, DecisionDue 
   const out = new Map<string, DecisionDue & { channel: string | null }>();
   for (const [key, value] of await store.metaWithPrefix(DECISION_DUE)) {
     const instanceId = key.slice(DECISION_DUE.length);
-    const v = JSON.parse(value) as { accountId: string; region: string; channel?: string | null };
-    out.set(instanceId, { instanceId, accountId: v.accountId, region: v.region, channel: v.channel ?? null });
+    const v = JSON.parse(value) as { accountId: string; region: string; channel?: string | null; at?: number };
+    out.set(instanceId, { instanceId, accountId: v.accountId, region: v.region, at: v.at ?? 0, channel: v.channel ?? null });
   }
   return out;
 }

@@ -17,6 +17,8 @@ export interface DecisionDue {
   instanceId: string;
   accountId: string;
   region: string;
+  /** when the alert promised it (epoch ms) */
+  at: number;
 }
 
 export type DecisionReply =
@@ -31,20 +33,22 @@ function why(result: InstanceResult): string {
 }
 
 /**
- * The replies this cycle owes, for the due decisions in the scopes it audited (listed). A scope it did
- * not audit (another replica's, or its role not assumed) is left to the cycle that does.
+ * The replies this cycle (started at `startedAt`) owes, for the due decisions in the scopes it audited
+ * (listed). A scope it did not audit (another replica's, or its role not assumed) is left to the cycle
+ * that does; so is an alert raised after this cycle started, whose event its facts may not hold.
  */
 export function decisionReplies(
   due: readonly DecisionDue[],
   decisions: readonly Decision[],
   judged: ReadonlyMap<string, InstanceResult>,
   audited: readonly Scope[],
+  startedAt: number,
 ): DecisionReply[] {
   const scopes = new Set(audited.map(scopeKey));
   const decisionOf = new Map(decisions.map((d) => [d.instanceId, d]));
   const out: DecisionReply[] = [];
   for (const d of due) {
-    if (!scopes.has(scopeKey(d))) continue;
+    if (!scopes.has(scopeKey(d)) || d.at > startedAt) continue;
     const id = d.instanceId;
     const decision = decisionOf.get(id);
     const result = judged.get(id);

@@ -107,6 +107,21 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
   };
 
   describe('verdicts and findings', () => {
+    it('keeps a verdict judged since from later facts: a cycle that read older ones does not overwrite it', async () => {
+      const s = await open();
+      // An event pushed at T0 + 5 min taints i-1 while a cycle that started at T0 reads facts without it.
+      await s.recordVerdicts(T0 - 10 * MIN, [verdict('i-1', 'pristine'), verdict('i-2', 'pristine')]);
+      const pushed = await s.recordVerdicts(T0 + 5 * MIN, [verdict('i-1', 'tainted', [finding('a')])]);
+      const cycle = await s.recordVerdicts(T0, [verdict('i-1', 'pristine'), verdict('i-2', 'tainted', [finding('b')])]);
+      expect(pushed.newlyTainted).toEqual(['i-1']);
+      expect(cycle.newlyTainted).toEqual(['i-2']);
+      expect(await s.instance('i-1')).toMatchObject({ verdict: 'tainted', lastSeen: T0 + 5 * MIN, taintedSince: T0 + 5 * MIN });
+      expect(await s.instance('i-2')).toMatchObject({ verdict: 'tainted', lastSeen: T0 });
+      // The next cycle, from facts read after the push, records as usual.
+      await s.recordVerdicts(T0 + 10 * MIN, [verdict('i-1', 'tainted', [finding('a')])]);
+      expect(await s.instance('i-1')).toMatchObject({ verdict: 'tainted', lastSeen: T0 + 10 * MIN });
+    });
+
     it('reports a tainted instance as newly tainted until its alert is recorded', async () => {
       // Prepare
       const s = await open();

@@ -7,7 +7,8 @@ import type { Decision } from '../../src/core/plan.js';
 import { FIXTURE_ACCOUNT, REGION, instance } from '../support/facts.js';
 
 const US = { accountId: FIXTURE_ACCOUNT, region: REGION };
-const due = (instanceId: string, scope = US): DecisionDue => ({ instanceId, ...scope });
+const STARTED = Date.parse('2026-12-03T12:00:00Z');
+const due = (instanceId: string, scope = US, at = STARTED - 60_000): DecisionDue => ({ instanceId, ...scope, at });
 const result = (instanceId: string, verdict: Verdict, gaps: Gap[] = []): InstanceResult => ({
   instance: instance({ instanceId }),
   policy: 'web',
@@ -24,7 +25,7 @@ describe('decisionReplies', () => {
       { instanceId: 'i-replaced', policy: 'web', action: { kind: 'replace' } },
       { instanceId: 'i-observed', policy: 'web', action: { kind: 'observe' } },
     ];
-    const replies = decisionReplies([due('i-held'), due('i-replaced'), due('i-observed')], decisions, judged(result('i-held', 'tainted'), result('i-replaced', 'tainted'), result('i-observed', 'tainted')), [US]);
+    const replies = decisionReplies([due('i-held'), due('i-replaced'), due('i-observed')], decisions, judged(result('i-held', 'tainted'), result('i-replaced', 'tainted'), result('i-observed', 'tainted')), [US], STARTED);
     expect(replies).toEqual([
       { instanceId: 'i-held', kind: 'reply', message: 'The scheduled cycle does not replace it now: outside the replacement windows (Sat 02:00-04:00)' },
       { instanceId: 'i-replaced', kind: 'replacing' },
@@ -39,6 +40,7 @@ describe('decisionReplies', () => {
       [],
       judged(result('i-unknown', 'unknown', [gap]), result('i-pristine', 'pristine')),
       [US],
+      STARTED,
     );
     expect(replies).toEqual([
       { instanceId: 'i-unknown', kind: 'reply', message: 'Not replaced: the scheduled cycle judged it unknown, SSM DescribeSessions failed: ThrottlingException.' },
@@ -49,7 +51,12 @@ describe('decisionReplies', () => {
 
   it("leaves a scope this cycle did not audit (another replica's, or unread) to the cycle that does", () => {
     const EU = { accountId: FIXTURE_ACCOUNT, region: 'eu-west-1' };
-    const replies = decisionReplies([due('i-eu', EU), due('i-us')], [], judged(), [US]);
+    const replies = decisionReplies([due('i-eu', EU), due('i-us')], [], judged(), [US], STARTED);
     expect(replies.map((r) => r.instanceId)).toEqual(['i-us']);
+  });
+
+  it('leaves an alert raised after the cycle started to the next cycle: its facts may not hold the event', () => {
+    const replies = decisionReplies([due('i-late', US, STARTED + 1000), due('i-early')], [], judged(result('i-late', 'pristine'), result('i-early', 'pristine')), [US], STARTED);
+    expect(replies.map((r) => r.instanceId)).toEqual(['i-early']);
   });
 });

@@ -398,16 +398,23 @@ export class PostgresStateStore implements StateStore {
     await this.transaction(async () => {
       // Instances are written in id order: a cycle and an event judged by another replica cannot deadlock.
       const sorted = [...verdicts].sort((x, y) => (x.instanceId < y.instanceId ? -1 : x.instanceId > y.instanceId ? 1 : 0));
-      for (const batch of chunks(sorted)) {
+      for (let batch of chunks(sorted)) {
+        // Rows judged since, from later facts (an event pushed while a cycle read older ones), are locked
+        // and left as they are: that verdict stands.
+        const known = (await this.q('SELECT instance_id, alert_outbox_id, last_seen FROM instances WHERE instance_id = ANY($1::text[]) ORDER BY instance_id FOR UPDATE', [batch.map((v) => v.instanceId)])).rows;
+        const later = new Set(known.filter((r) => Number(r['last_seen']) > now).map((r) => r['instance_id'] as string));
+        const alerted = new Map(known.map((r) => [r['instance_id'] as string, r['alert_outbox_id']]));
+        batch = batch.filter((v) => !later.has(v.instanceId));
+        if (batch.length === 0) continue;
         const ids = batch.map((v) => v.instanceId);
-        const alerted = new Map((await this.q('SELECT instance_id, alert_outbox_id FROM instances WHERE instance_id = ANY($1::text[])', [ids])).rows.map((r) => [r['instance_id'] as string, r['alert_outbox_id']]));
         const seen = new Set((await this.q('SELECT instance_id, key FROM findings WHERE instance_id = ANY($1::text[])', [ids])).rows.map((r) => `${r['instance_id'] as string}\0${r['key'] as string}`));
         await this.q(
           `INSERT INTO instances (instance_id, account_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
            SELECT x.instance_id, x.account_id, x.region, x.policy, x.name, x.verdict, $2, $2, CASE WHEN x.verdict = 'tainted' THEN $2::bigint END
            FROM jsonb_to_recordset($1::jsonb) AS x(instance_id text, account_id text, region text, policy text, name text, verdict text)
            ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
-             last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)`,
+             last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)
+           WHERE instances.last_seen <= excluded.last_seen`,
           [JSON.stringify(batch.map((v) => ({ instance_id: v.instanceId, account_id: v.accountId, region: v.region, policy: v.policy, name: v.name === null ? null : storable(v.name), verdict: v.verdict }))), now],
         );
         const findings = batch.flatMap((v) =>

@@ -372,6 +372,7 @@ export class SqliteStateStore implements StateStore {
       VALUES (@instanceId, @accountId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
       ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
         last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)
+      WHERE instances.last_seen <= excluded.last_seen
       RETURNING alert_outbox_id`);
     const had = this.db.prepare('SELECT key, summary FROM findings WHERE instance_id = ?').raw();
     const seen = this.db.prepare('UPDATE findings SET last_seen = ? WHERE instance_id = ? AND key IN (SELECT value FROM json_each(?))');
@@ -382,7 +383,9 @@ export class SqliteStateStore implements StateStore {
     this.tx(() => {
       for (const v of verdicts) {
         const tainted = v.verdict === 'tainted';
-        const row = upsert.get({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null }) as Row;
+        const row = upsert.get({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null }) as Row | undefined;
+        // Judged since, from later facts (an event pushed while a cycle read older ones): that verdict stands.
+        if (!row) continue;
         const fresh: string[] = [];
         if (v.findings.length > 0) {
           const before = new Map(had.all(v.instanceId) as Array<[string, string]>);
