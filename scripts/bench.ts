@@ -19,6 +19,8 @@
  * setup, marked so. A seeded PRNG makes every run the same fleet. Exits 1 when the verdicts look
  * implausible; `--dump FILE` writes every verdict and finding (the equivalence test compares them).
  */
+// First, as in the CLI: the V8 tuning pristine runs with (see src/runtime-tuning.ts).
+import { appliedV8Flags } from '../src/runtime-tuning.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -1042,7 +1044,8 @@ const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 
 say(
   `\npristine bench: ${fmt(N_INSTANCES)} instances, ${fmt(N_EVENTS)} CloudTrail records, ${fmt(N_PACKAGES)} packages/instance, ` +
-    `${manifests.size} manifests, ${DISTINCT_PCT}% distinct inventories, seed ${SEED}\n`,
+    `${manifests.size} manifests, ${DISTINCT_PCT}% distinct inventories, seed ${SEED}` +
+    `${appliedV8Flags.length ? `, V8 ${appliedV8Flags.join(' ')}` : ''}\n`,
 );
 const w = Math.max(...rows.map((r) => r.phase.length)) + 10;
 const line = (phase: string, ms: number, cpuS: number, gcMs: number, rss?: number) =>
@@ -1133,6 +1136,7 @@ if (argv.json) {
       secondCycleCpuS: round(cpuOf(SECOND), 3),
       rejudgeMs: { p50: round(quantile(0.5), 3), p99: round(quantile(0.99), 3), max: round(quantile(1), 3) },
       peakRssMiB: round(peakRssMiB, 1),
+      v8Flags: appliedV8Flags,
     })}\n`,
   );
 }

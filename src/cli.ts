@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: V8's flags apply to the code loaded after them.
+import './runtime-tuning.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

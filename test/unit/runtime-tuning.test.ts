@@ -1,0 +1,16 @@
+// The V8 flags pristine sets for itself, unless the user set them.
+import { describe, expect, it } from 'vitest';
+import { flagsToSet, TUNED_V8_FLAGS } from '../../src/runtime-tuning.js';
+
+describe('flagsToSet', () => {
+  it('sets the tuned flags when node was given none of them', () => {
+    expect(flagsToSet([], undefined)).toEqual([...TUNED_V8_FLAGS]);
+    expect(flagsToSet(['--enable-source-maps'], '--max-old-space-size=4096')).toEqual([...TUNED_V8_FLAGS]);
+  });
+
+  it("leaves a flag the user gave node, in either spelling, as the user set it", () => {
+    expect(flagsToSet(['--interrupt-budget=65536'], undefined)).toEqual([]);
+    expect(flagsToSet(['--interrupt_budget=65536'], undefined)).toEqual([]);
+    expect(flagsToSet([], '--interrupt-budget=65536')).toEqual([]);
+  });
+});
