@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { actorFrom } from './actor.js';
-import { namesItsInstances, trackedKind } from './event-catalog.js';
+import { namesItsInstances, trackedEvent } from './event-catalog.js';
 import type { Activity, TagChange, Target } from './facts.js';
 
 export const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
@@ -305,6 +305,21 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
   }
 }
 
+/**
+ * Accounts and regions, one string each: every record carries its own copy (JSON.parse does not share
+ * values), and a cycle keeps tens of thousands of activities. Bounded: a process that sees more
+ * distinct values than any organisation has starts again.
+ */
+const INTERNED = new Map<string, string>();
+function interned<T extends string | null>(value: T): T {
+  if (value === null) return value;
+  const known = INTERNED.get(value);
+  if (known !== undefined) return known as T;
+  if (INTERNED.size >= 50_000) INTERNED.clear();
+  INTERNED.set(value, value);
+  return value;
+}
+
 /** Drop undefined values so evidence stays readable in JSON. */
 function compact(o: Obj): Obj {
   const out: Obj = {};
@@ -322,8 +337,9 @@ export function activityFromRecord(raw: unknown): RecordResult {
   if (!isObj(raw)) return { kind: 'malformed', reason: 'record is not a JSON object', at: null, accountId: null, region: null, instanceIds: [] };
   const source = str(raw['eventSource']);
   const name = str(raw['eventName']);
-  const kind = source && name ? trackedKind(source, name) : undefined;
-  if (!kind) return { kind: 'ignored' };
+  const tracked = source && name ? trackedEvent(source, name) : undefined;
+  if (!tracked) return { kind: 'ignored' };
+  const kind = tracked.kind;
   const malformed = (reason: string): RecordResult => {
     // A time without its zone is no time: Date.parse would read it in the local zone of whoever runs pristine.
     const at = typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']) ? Date.parse(raw['eventTime']) : NaN;
@@ -362,11 +378,11 @@ export function activityFromRecord(raw: unknown): RecordResult {
     id: r.eventID,
     kind,
     source: 'cloudtrail',
-    eventSource: r.eventSource,
-    eventName: r.eventName,
+    eventSource: tracked.eventSource,
+    eventName: tracked.eventName,
     at: Date.parse(r.eventTime),
-    region: r.awsRegion,
-    accountId: r.recipientAccountId ?? ui?.accountId ?? null,
+    region: interned(r.awsRegion),
+    accountId: interned(r.recipientAccountId ?? ui?.accountId ?? null),
     actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
     instanceIds: s.instanceIds,
     sessionId: s.sessionId || undefined,

@@ -53,15 +53,21 @@ export const TRACKED_EVENTS: ReadonlyArray<{
 /** The distinct event names to look up. */
 export const TRACKED_EVENT_NAMES: readonly string[] = [...new Set(TRACKED_EVENTS.map((e) => e.eventName))];
 
-/** event name -> event source -> kind: looked up without building a key per record */
-const BY_NAME = new Map<string, Map<string, ActivityKind>>();
+type TrackedEvent = (typeof TRACKED_EVENTS)[number];
+
+/** event name -> event source -> the catalog's entry: looked up without building a key per record */
+const BY_NAME = new Map<string, Map<string, TrackedEvent>>();
 for (const e of TRACKED_EVENTS) {
-  const bySource = BY_NAME.get(e.eventName) ?? new Map<string, ActivityKind>();
-  bySource.set(e.eventSource, e.kind);
+  const bySource = BY_NAME.get(e.eventName) ?? new Map<string, TrackedEvent>();
+  bySource.set(e.eventSource, e);
   BY_NAME.set(e.eventName, bySource);
 }
 
-export function trackedKind(eventSource: string, eventName: string): ActivityKind | undefined {
+/**
+ * The catalog's entry of a tracked event: its source and name are the catalog's own strings, so the
+ * activities of a cycle share a handful of them instead of holding a copy each.
+ */
+export function trackedEvent(eventSource: string, eventName: string): TrackedEvent | undefined {
   return BY_NAME.get(eventName)?.get(eventSource);
 }
 
