@@ -134,6 +134,7 @@ export async function collectScope(clients: ScopeClients, opts: CollectOptions):
   }
   await store.ingest(read, now);
   for (const r of results) for (const p of r.proven) await store.addCoverage(scope, p.kind, p.span);
+  for (const r of results) for (const m of r.meta ?? []) await store.setMeta(m.key, m.value);
   facts.activities = await store.activities(scope, facts.window.from);
 
   await resolveReferences(clients, facts, store, { fail, signal: opts.signal });

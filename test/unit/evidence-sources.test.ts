@@ -2,7 +2,10 @@
 // reconciler runs, the wire form of DescribeSessions' filter, trail file keys and queue messages.
 import { describe, expect, it } from 'vitest';
 import { clampSpans, deliveredToHappened, mergeSpans, uncovered } from '../../src/evidence/coverage.js';
-import { reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
+import { lookupEvents, reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
+import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
+import { pino } from 'pino';
+import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 import { parseQueueMessage, s3EventKey } from '../../src/evidence/sources/event-queue/messages.js';
 import { sessionFilterTime, sessionsFrom } from '../../src/evidence/sources/ssm-sessions/index.js';
 import { daysOf } from '../../src/evidence/sources/trail-digests/index.js';
@@ -60,6 +63,23 @@ describe('LookupEvents: what a cycle reads', () => {
 
   it('adds the reconcile window when it is due, joined with what is open', () => {
     expect(spansToRead({ from: 0, to: now }, [{ from: 0, to: now - H }], { from: now - 24 * H, to: now })).toEqual([{ from: now - 24 * H, to: now }]);
+  });
+
+  it('leaves the time of a reconcile to be kept after what it read is stored: a crash before reconciles again', async () => {
+    const store = SqliteStateStore.open(':memory:');
+    try {
+      const now = Date.parse('2026-12-03T12:00:00Z');
+      const cloudtrail = { send: async () => ({ Events: [] }) } as unknown as CloudTrailClient;
+      const config = { enabled: true, settle: 15 * 60_000, reconcile: { every: H, window: 24 * H } };
+      const out = await lookupEvents.read(
+        { scope: { accountId: '111122223333', region: 'us-east-1' }, clients: { cloudtrail }, store, instances: [], window: { from: now - 48 * H, to: now }, now, settle: config.settle, logger: pino({ level: 'silent' }) },
+        config,
+      );
+      expect(out.meta).toEqual([{ key: 'reconciled:111122223333/us-east-1', value: String(now) }]);
+      expect(await store.metaWithPrefix('reconciled:')).toEqual(new Map());
+    } finally {
+      await store.close();
+    }
   });
 
   it('reconciles every `every`, the first time, and after the clock moved backwards', () => {

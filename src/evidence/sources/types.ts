@@ -40,6 +40,8 @@ export interface PullResult {
    * before it, so that the next cycle reads it again; its own gap already covers what it may hide)
    */
   read?: Array<{ kind: CoverageKind; span: Span }>;
+  /** meta the source keeps (a reconcile's time), written only once its activities and coverage are stored */
+  meta?: Array<{ key: string; value: string }>;
 }
 
 /** What a pull source is given for one scope. The clients and the store are the adapters it may use. */

@@ -107,7 +107,8 @@ export const lookupEvents = {
       (out.read ??= []).push({ kind: 'lookup-events', span });
     }
     if (reconcile && called) {
-      await store.setMeta(RECONCILED_AT(key), String(now));
+      // Kept by the caller after what it read is in the log: a crash before that reconciles again.
+      out.meta = [{ key: RECONCILED_AT(key), value: String(now) }];
       log.debug({ span: isoSpan(reconcile) }, 'reconciled');
     }
     return out;
