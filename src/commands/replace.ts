@@ -1,4 +1,5 @@
 import { loadAuditInputs, runAudit } from '../audit.js';
+import type { InstanceResult } from '../core/evaluate.js';
 import { describeError, InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { drainOutbox } from '../notify/outbox.js';
@@ -32,6 +33,22 @@ function describeRow(r: ReplacementRow): string {
  * `pristine replace INSTANCE_ID`: the same replacement a cycle would start, on demand. The instance
  * must be in scope, not exempt, not protected from termination, with its evidence read in full.
  */
+/** What pristine cannot vouch for in what a replacement would launch (an unrecorded image, an unread inventory…). */
+function cannotVouch(result: InstanceResult): string[] {
+  return [...new Set(result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary))];
+}
+
+/**
+ * What `pristine replace` asks before it acts: the instance, its verdict and what would replace it,
+ * and first what pristine cannot vouch for (the reason a cycle holds such an instance for a human).
+ */
+export function replaceQuestion(result: InstanceResult, where: string): string {
+  const { instance } = result;
+  const doubts = cannotVouch(result);
+  const caveat = doubts.length > 0 ? `pristine cannot vouch for what it would launch: ${doubts.join('; ')}.\n` : '';
+  return `${caveat}Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
+}
+
 export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (question: string) => Promise<boolean>): Promise<{ text: string; exitCode: number }> {
   if (!/^i-[0-9a-f]{8,17}$/.test(flags.instanceId)) throw new InputError(`not an instance id: ${flags.instanceId}`);
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });
@@ -74,7 +91,8 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     const reason = await replacer.preflight(candidate);
     if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);
     const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';
-    const question = `Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
+    const question = replaceQuestion(result, where);
+    if (flags.yes && cannotVouch(result).length > 0) logger.warn({ instanceId: instance.instanceId, cannotVouch: cannotVouch(result) }, 'replacing on --yes although pristine cannot vouch for what it launches');
     if (!flags.yes && !(await confirm(question))) return { text: 'Nothing done.\n', exitCode: REPLACE_EXIT.refused };
     const row = await replacer.create(candidate);
     if (!row) throw new InputError(`${flags.instanceId} already has a replacement`);
