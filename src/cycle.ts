@@ -219,6 +219,7 @@ export async function runCycle(opts: CycleOptions): Promise<CycleResult> {
       await enqueueBreakers(store, policies, plan.breakers, audited, startedAt);
       await enqueueAlerts(store, policies, new Map(plan.decisions.map((d) => [d.instanceId, d.action])), newlyTainted, newFindings, reported, startedAt);
       await replyDecisions(store, owed.filter((r) => r.kind === 'reply'), due, startedAt);
+      for (const r of owed) if (r.kind === 'forget') await store.setMeta(`${DECISION_DUE}${r.instanceId}`, null);
     });
     for (const d of plan.decisions) if (d.action.kind === 'hold') opts.hooks?.onReplacement?.('held');
 

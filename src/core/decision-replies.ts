@@ -25,7 +25,12 @@ export type DecisionReply =
   /** the cycle starts a replacement: its own "Replacing…" reply says so; settled once it is created */
   | { instanceId: string; kind: 'replacing' }
   /** not replaced (now): say why in the thread */
-  | { instanceId: string; kind: 'reply'; message: string };
+  | { instanceId: string; kind: 'reply'; message: string }
+  /** owed for longer than DECISION_KEPT_MS by a scope no replica audits any more: no longer owed */
+  | { instanceId: string; kind: 'forget' };
+
+/** How long a decision is owed in a scope no cycle audits (an account that left the organisation). */
+export const DECISION_KEPT_MS = 7 * 86_400_000;
 
 function why(result: InstanceResult): string {
   const missing = [...result.gaps.map((g) => g.message), ...result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary)];
@@ -48,7 +53,11 @@ export function decisionReplies(
   const decisionOf = new Map(decisions.map((d) => [d.instanceId, d]));
   const out: DecisionReply[] = [];
   for (const d of due) {
-    if (!scopes.has(scopeKey(d)) || d.at > startedAt) continue;
+    if (!scopes.has(scopeKey(d))) {
+      if (startedAt - d.at > DECISION_KEPT_MS) out.push({ instanceId: d.instanceId, kind: 'forget' });
+      continue;
+    }
+    if (d.at > startedAt) continue;
     const id = d.instanceId;
     const decision = decisionOf.get(id);
     const result = judged.get(id);

@@ -1,6 +1,6 @@
 // What a cycle replies to an alert raised between cycles that said "the next scheduled cycle decides".
 import { describe, expect, it } from 'vitest';
-import { decisionReplies, type DecisionDue } from '../../src/core/decision-replies.js';
+import { DECISION_KEPT_MS, decisionReplies, type DecisionDue } from '../../src/core/decision-replies.js';
 import type { InstanceResult, Verdict } from '../../src/core/evaluate.js';
 import type { Gap } from '../../src/core/facts.js';
 import type { Decision } from '../../src/core/plan.js';
@@ -53,6 +53,12 @@ describe('decisionReplies', () => {
     const EU = { accountId: FIXTURE_ACCOUNT, region: 'eu-west-1' };
     const replies = decisionReplies([due('i-eu', EU), due('i-us')], [], judged(), [US], STARTED);
     expect(replies.map((r) => r.instanceId)).toEqual(['i-us']);
+  });
+
+  it('forgets one owed for over a week by a scope no cycle audits any more (an account gone from the organisation)', () => {
+    const EU = { accountId: '444455556666', region: 'eu-west-1' };
+    const replies = decisionReplies([due('i-gone', EU, STARTED - DECISION_KEPT_MS - 1), due('i-recent', EU, STARTED - DECISION_KEPT_MS + 60_000)], [], judged(), [US], STARTED);
+    expect(replies).toEqual([{ instanceId: 'i-gone', kind: 'forget' }]);
   });
 
   it('leaves an alert raised after the cycle started to the next cycle: its facts may not hold the event', () => {
