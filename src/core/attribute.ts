@@ -258,6 +258,12 @@ export class Attributor {
   private readonly associationUpdates = new Map<string, number[]>();
   /** association id -> the earliest run placed by its targets of now: a later update would place it otherwise */
   private readonly placedByAssociation = new Map<string, number>();
+  /** DeleteAssociation activities: an association deleted after a document changed may have run it, unlisted now */
+  private readonly deletions: Activity[] = [];
+  /** association id -> the documents its CreateAssociation and UpdateAssociation records say it ran */
+  private readonly associationDocs = new Map<string, Set<string>>();
+  /** document name -> its earliest change attributed: a later deletion would place it otherwise */
+  private readonly placedByDocument = new Map<string, number>();
   /** instance id -> the change (a count) that last touched its list: what was judged from the list before still holds */
   private readonly changed = new Map<string, number>();
   private changes = 0;
@@ -411,6 +417,19 @@ export class Attributor {
         const placed = this.placedByTag.get(t.key);
         if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.livedBefore(id, placed.last))) this.stale = true;
       }
+      if (a.deletedAssociation) {
+        this.deletions.push(a);
+        for (const placed of this.placedByDocument.values()) if (incremental && placed <= a.at) this.stale = true;
+      }
+      const ran = a.eventName === 'CreateAssociation' || a.eventName === 'UpdateAssociation' ? a.detail['associationId'] : undefined;
+      const doc = a.detail['documentName'];
+      if (typeof ran === 'string' && ran !== '' && typeof doc === 'string') {
+        const docs = this.associationDocs.get(ran) ?? new Set<string>();
+        docs.add(doc);
+        this.associationDocs.set(ran, docs);
+        // What a deletion of it was taken to have run is known otherwise now.
+        if (incremental && this.deletions.some((d) => d.deletedAssociation?.associationId === ran)) this.stale = true;
+      }
       const updated = a.eventName === 'UpdateAssociation' ? a.commandTargets?.commandId || a.detail['associationId'] : undefined;
       if (typeof updated === 'string' && updated !== '') {
         push(this.associationUpdates, updated, a.at);
@@ -444,6 +463,17 @@ export class Attributor {
     for (const a of waited) this.attributeOne(a, concerned, true);
     for (const a of fresh) this.attributeOne(a, concerned, incremental);
     return concerned;
+  }
+
+  /** Whether a deleted association may have run `document`: by its name in the deletion, else by what its records said it ran. */
+  private mayHaveRun(deletion: Activity, document: string, listed: ReadonlySet<string>): boolean {
+    const d = deletion.deletedAssociation;
+    if (!d) return false;
+    if (d.documentName !== null) return d.documentName === document;
+    if (d.associationId === null) return true;
+    if (listed.has(d.associationId)) return false;
+    const docs = this.associationDocs.get(d.associationId);
+    return docs === undefined || docs.has(document);
   }
 
   /** A gap an activity tied through the index left (see `indexed`). */
@@ -517,6 +547,7 @@ export class Attributor {
     } else if (ids.length === 0 && (a.associationIds || a.documentUpdate)) {
       this.viaIndex(a);
       let associationIds = a.associationIds;
+      const gone: Activity[] = [];
       if (!associationIds && a.documentUpdate) {
         // A changed document reaches the instances of every association that runs it at a version it changed.
         const { name, versions } = a.documentUpdate;
@@ -530,6 +561,11 @@ export class Attributor {
         }
         associationIds = running.filter((r) => versions === null || versions.includes(r.documentVersion)).map((r) => r.associationId);
         activity = { ...a, detail: { ...a.detail, associationIds } };
+        const placed = this.placedByDocument.get(name);
+        if (placed === undefined || a.at < placed) this.placedByDocument.set(name, a.at);
+        // An association deleted since may have run the changed document: ListAssociations lists it no more.
+        const listed = new Set(running.map((r) => r.associationId));
+        for (const d of this.deletions) if (d.at >= a.at && this.mayHaveRun(d, name, listed)) gone.push(d);
       }
       const found = new Set<string>();
       const moved = new Set<string>();
@@ -557,6 +593,17 @@ export class Attributor {
         // Where it ran then is not where the association's targets of now point.
         const doubtful = index.launchedBefore(a.at).filter((id) => !found.has(id));
         if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
+      }
+      if (gone.length > 0 && !this.irrelevant(a)) {
+        // Where each could have run it: the instance a deletion names (an association by instance id), else
+        // every instance that lived before the deletion.
+        const reach = new Set<string>();
+        for (const d of gone) for (const id of d.instanceIds.length > 0 ? d.instanceIds : index.launchedBefore(d.at)) reach.add(id);
+        const which = gone.map((d) => d.deletedAssociation?.associationId ?? `of ${d.deletedAssociation?.documentName ?? '?'}`).join(', ');
+        const doubtful = [...reach].filter((id) => !found.has(id));
+        if (doubtful.length > 0) {
+          this.gap(a, 'ssm-commands', `${a.eventName} ${a.id} of document ${a.documentUpdate?.name ?? '?'}: association ${which} was deleted since (DeleteAssociation), so where it ran the changed document is not known`, doubtful);
+        }
       }
       this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${(associationIds ?? []).join(', ')}`, ids, [...moved]);
       activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };

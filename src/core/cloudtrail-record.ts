@@ -283,6 +283,12 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
         detail: { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: str(req['documentVersion']) ?? str(described['defaultVersion']) },
       };
     }
+    case 'DeleteAssociation':
+      return {
+        instanceIds: ids(),
+        deletedAssociation: { associationId: str(req['associationId']) ?? null, documentName: str(req['name']) ?? null },
+        detail: { sourceIPAddress: r.sourceIPAddress, associationId: str(req['associationId']), documentName: str(req['name']) },
+      };
     case 'CreateTags':
     case 'DeleteTags':
       return { instanceIds: resourceIds(req), tagChanges: tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove'), detail: { sourceIPAddress: r.sourceIPAddress } };
@@ -368,7 +374,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
   if (kind === 'tag-change' && s.instanceIds.length === 0) return { kind: 'ignored' };
   // A batch whose every entry failed made no association.
   if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
-  const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.documentUpdate || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
+  const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.documentUpdate || s.deletedAssociation || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
   if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
   const ui = r.userIdentity;
   // Every field, optional ones undefined, in one order: every activity read from a record has one
@@ -389,6 +395,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
     commandTargets: s.commandTargets,
     associationIds: s.associationIds?.length ? s.associationIds : undefined,
     documentUpdate: s.documentUpdate,
+    deletedAssociation: s.deletedAssociation,
     refs: s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId) ? s.refs : undefined,
     tagChanges: s.tagChanges,
     detail: compact(s.detail),

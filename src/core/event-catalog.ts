@@ -32,6 +32,8 @@ export const TRACKED_EVENTS: ReadonlyArray<{
   // A changed document runs on every instance its associations target, with no event of its own there.
   { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateDocument', kind: 'remote-command' },
   { eventSource: 'ssm.amazonaws.com', eventName: 'UpdateDocumentDefaultVersion', kind: 'remote-command' },
+  // Taints nothing itself: an association deleted after its document changed is no longer listed.
+  { eventSource: 'ssm.amazonaws.com', eventName: 'DeleteAssociation', kind: 'association-deleted' },
   { eventSource: 'ec2.amazonaws.com', eventName: 'ModifyInstanceAttribute', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StopInstances', kind: 'instance-modified', namesItsInstances: true },
   { eventSource: 'ec2.amazonaws.com', eventName: 'StartInstances', kind: 'instance-modified', namesItsInstances: true },

@@ -69,7 +69,8 @@ export interface Actor {
   identities: string[];
 }
 
-export type ActivityKind = 'interactive-session' | 'remote-command' | 'instance-modified' | 'tag-change';
+/** `association-deleted` changes no instance: it tells where a changed document may have run (see Attributor). */
+export type ActivityKind = 'interactive-session' | 'remote-command' | 'instance-modified' | 'tag-change' | 'association-deleted';
 
 export interface TagChange {
   op: 'add' | 'remove';
@@ -120,6 +121,8 @@ export interface Activity {
    * number; null: whichever). Those come from ListAssociations by the document's name.
    */
   documentUpdate?: { name: string; versions: string[] | null };
+  /** DeleteAssociation: the association gone (by id, or by document and instance), which ListAssociations no longer lists */
+  deletedAssociation?: { associationId: string | null; documentName: string | null };
   /** Join key for SSM sessions (StartSession, ResumeSession, DescribeSessions) */
   sessionId?: string;
   /** resources the record names that belong to an instance: its network interfaces, volumes, addresses */

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { activityFromRecord } from '../../src/core/cloudtrail-record.js';
 import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
-import { evaluateScope, type InstanceResult } from '../../src/core/evaluate.js';
+import { evaluateScope, ScopeJudge, type InstanceResult } from '../../src/core/evaluate.js';
 import type { Activity, ScopeFacts } from '../../src/core/facts.js';
 import { firstLaunchOf } from '../../src/collect/instances.js';
 import { recordsToEvidence } from '../../src/evidence/records.js';
@@ -198,6 +198,66 @@ describe('the catalog: every event that can change an instance in place is track
       expect(r.get(FIXTURE_INSTANCE)?.verdict).toBe('pristine');
       const pinned = judgeAll({ activities: [a], documentAssociations: new Map([[DOC, [{ associationId: 'assoc-v4', documentVersion: '4' }]]]), associationTargets: targets({ 'assoc-v4': FIXTURE_INSTANCE }) });
       expect(pinned.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+    });
+
+    describe('an association deleted since the change (ListAssociations lists it no more)', () => {
+      const GONE = 'a1b2c3d4-0000-4000-8000-00000000000d';
+      const change = () => trailActivity('ssm-update-document-default-version');
+      const deletion = (edit?: (r: Record<string, unknown>) => void) => trailActivity('ssm-delete-association', edit);
+      // The pipeline made it, to run another document: its deletion cannot hide the changed one.
+      const madeForOther = () =>
+        trailActivity('ssm-create-association', (r) => {
+          r['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: FIXTURE_ACCOUNT, sessionContext: { sessionIssuer: { type: 'Role', arn: 'arn:aws:iam::111122223333:role/Deployer-ci' } } };
+          (r['requestParameters'] as Record<string, unknown>)['name'] = 'Acme-Other';
+          const d = (r['responseElements'] as { associationDescription: Record<string, unknown> }).associationDescription;
+          d['associationId'] = GONE;
+          d['name'] = 'Acme-Other';
+        });
+      const listed = new Map([[DOC, [{ associationId: 'assoc-default', documentVersion: '$DEFAULT' }]]]);
+      const ran = targets({ 'assoc-default': FIXTURE_INSTANCE });
+
+      it('may have run it anywhere it could reach: those instances are unknown, not pristine', () => {
+        const d = deletion();
+        expect(TRACKED_EVENT_NAMES).toContain('DeleteAssociation');
+        expect(d).toMatchObject({ kind: 'association-deleted', instanceIds: [], deletedAssociation: { associationId: GONE, documentName: null } });
+        const r = judgeAll({ activities: [change(), d], documentAssociations: listed, associationTargets: ran });
+        expect(r.get(FIXTURE_INSTANCE)?.verdict).toBe('tainted');
+        expect(r.get(OTHER)).toMatchObject({ verdict: 'unknown', gaps: [{ source: 'ssm-commands', message: expect.stringMatching(new RegExp(`association ${GONE} was deleted since \\(DeleteAssociation\\), so where it ran the changed document is not known`)) }] });
+        // A deletion by document and instance (an association by instance id) reaches that instance only.
+        const byInstance = deletion((rec) => {
+          rec['requestParameters'] = { name: DOC, instanceId: OTHER };
+        });
+        expect(byInstance).toMatchObject({ instanceIds: [OTHER], deletedAssociation: { associationId: null, documentName: DOC } });
+        expect(judgeAll({ activities: [change(), byInstance], documentAssociations: new Map([[DOC, []]]) }).get(OTHER)?.verdict).toBe('unknown');
+        expect(judgeAll({ activities: [change(), byInstance], documentAssociations: new Map([[DOC, []]]) }).get(FIXTURE_INSTANCE)?.verdict).toBe('pristine');
+      });
+
+      it('changes nothing when it ran another document, was deleted before the change, or the change was allowed', () => {
+        const other = judgeAll({ activities: [madeForOther(), change(), deletion()], documentAssociations: listed, associationTargets: ran });
+        expect(other.get(OTHER)?.verdict).toBe('pristine');
+        const before = deletion((rec) => {
+          rec['eventTime'] = '2026-11-21T10:30:00Z';
+        });
+        expect(judgeAll({ activities: [before, change()], documentAssociations: listed, associationTargets: ran }).get(OTHER)?.verdict).toBe('pristine');
+        const allowed = trailActivity('ssm-update-document-default-version', (rec) => {
+          rec['userIdentity'] = { type: 'AssumedRole', arn: 'arn:aws:sts::111122223333:assumed-role/Deployer-ci/pipeline', accountId: FIXTURE_ACCOUNT, sessionContext: { sessionIssuer: { type: 'Role', arn: 'arn:aws:iam::111122223333:role/Deployer-ci' } } };
+        });
+        expect([...judgeAll({ activities: [allowed, deletion()], documentAssociations: listed, associationTargets: ran }).values()].map((r) => r.verdict)).toEqual(['pristine', 'pristine']);
+      });
+
+      it('pushed after the change was judged, makes the judgement what a fresh one gives', () => {
+        const f = (activities: Activity[]) =>
+          facts({ instances: fleet, activities, documentAssociations: listed, associationTargets: ran, inventory: new Map(fleet.map((i) => [i.instanceId, cleanInventory(baked, i.instanceId)])) });
+        const c = change();
+        const d = deletion();
+        const judge = new ScopeJudge(f([c]), policies(WEB_POLICY), manifests(baked));
+        expect(judge.judgeAll(FIXTURE_NOW).results.find((r) => r.instance.instanceId === OTHER)?.verdict).toBe('pristine');
+        judge.add([d]);
+        const carried = judge.judgeAll(FIXTURE_NOW).results.map((r) => [r.instance.instanceId, r.verdict, r.gaps.length]);
+        const fresh = evaluateScope(f([c, d]), policies(WEB_POLICY), manifests(baked), FIXTURE_NOW).results.map((r) => [r.instance.instanceId, r.verdict, r.gaps.length]);
+        expect(carried).toEqual(fresh);
+        expect(carried).toContainEqual([OTHER, 'unknown', 1]);
+      });
     });
 
     it('is unknown on every instance that lived then when the associations could not be listed; harmless when none runs it or an allowed principal changed it', () => {
