@@ -5,10 +5,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** Longest first, as measured on the 2-core build machine; files not listed come after, in name order. */
 const LONGEST_FIRST = [
-  'crash-resume',
   'replace-background',
   'run-safety',
   'evidence-evasion',
+  'crash-resume-serve',
+  'crash-resume-launch',
   'event-sources',
   'audit-failures',
   'organization',

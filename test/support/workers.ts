@@ -1,2 +1,2 @@
 /** How many test files run side by side (vitest's maxWorkers); one moto is started for each. */
-export const MAX_WORKERS = 6;
+export const MAX_WORKERS = 7;
