@@ -29,10 +29,6 @@ function describeRow(r: ReplacementRow): string {
   return `replacement of ${r.oldInstanceId} stopped at step ${r.step}${r.error ? `: ${r.error}` : ''}; the next run resumes it`;
 }
 
-/**
- * `pristine replace INSTANCE_ID`: the same replacement a cycle would start, on demand. The instance
- * must be in scope, not exempt, not protected from termination, with its evidence read in full.
- */
 /** What pristine cannot vouch for in what a replacement would launch (an unrecorded image, an unread inventory…). */
 function cannotVouch(result: InstanceResult): string[] {
   return [...new Set(result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary))];
@@ -49,6 +45,10 @@ export function replaceQuestion(result: InstanceResult, where: string): string {
   return `${caveat}Replace ${instance.instanceId}${instance.name ? ` (${instance.name})` : ''}, verdict ${result.verdict}, with a fresh instance of ${instance.imageId}${where}?`;
 }
 
+/**
+ * `pristine replace INSTANCE_ID`: the same replacement a cycle would start, on demand. The instance
+ * must be in scope, not exempt, not protected from termination, with its evidence read in full.
+ */
 export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (question: string) => Promise<boolean>): Promise<{ text: string; exitCode: number }> {
   if (!/^i-[0-9a-f]{8,17}$/.test(flags.instanceId)) throw new InputError(`not an instance id: ${flags.instanceId}`);
   const inputs = await loadAuditInputs({ policiesDir: flags.policies, manifestsDir: flags.manifests, configFile: flags.config });

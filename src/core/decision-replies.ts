@@ -2,11 +2,10 @@ import type { InstanceResult } from './evaluate.js';
 import { scopeKey, type Scope } from './facts.js';
 import type { Decision } from './plan.js';
 
-/**
- * An alert raised between cycles (a pushed event) says "the next scheduled cycle decides the
- * replacement": that cycle owes the alert's thread its decision. Pure: what to reply, from the cycle's
- * decisions and verdicts.
- */
+// An alert raised between cycles (a pushed event) says "the next scheduled cycle decides the
+// replacement": that cycle owes the alert's thread its decision. Pure: what to reply, from the cycle's
+// decisions and verdicts.
+
 /**
  * The state store's meta key prefix (then the instance id) of a decision an alert waits for. Its value:
  * the instance's scope and the alert's channel, as JSON. The cycle that decides clears it.
