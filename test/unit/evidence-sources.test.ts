@@ -7,7 +7,8 @@ import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { pino } from 'pino';
 import { SqliteStateStore } from '../../src/state/sqlite/store.js';
 import { parseQueueMessage, s3EventKey } from '../../src/evidence/sources/event-queue/messages.js';
-import { sessionFilterTime, sessionsFrom } from '../../src/evidence/sources/ssm-sessions/index.js';
+import { sessionFilterTime, sessionsFrom, ssmSessions } from '../../src/evidence/sources/ssm-sessions/index.js';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { daysOf } from '../../src/evidence/sources/trail-digests/index.js';
 import { digestDayPrefix, parseTrailKey } from '../../src/evidence/trail-files.js';
 import { SOURCES, SourcesConfig } from '../../src/evidence/sources/registry.js';
@@ -77,6 +78,31 @@ describe('LookupEvents: what a cycle reads', () => {
       );
       expect(out.meta).toEqual([{ key: 'reconciled:111122223333/us-east-1', value: String(now) }]);
       expect(await store.metaWithPrefix('reconciled:')).toEqual(new Map());
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('proves spans up to AWS time minus settle when the local clock runs ahead of AWS (the SDK keeps the skew)', async () => {
+    const store = SqliteStateStore.open(':memory:');
+    try {
+      const now = Date.parse('2026-12-03T12:00:00Z');
+      const settle = 15 * 60_000;
+      const read = async (systemClockOffset: number, ssmOffset = systemClockOffset) => {
+        const cloudtrail = { config: { systemClockOffset }, send: async () => ({ Events: [] }) } as unknown as CloudTrailClient;
+        // A real client (the paginator checks it), answering nothing.
+        const ssm = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' } });
+        ssm.send = (async () => ({ Sessions: [] })) as unknown as SSMClient['send'];
+        ssm.config.systemClockOffset = ssmOffset;
+        const ctx = { scope: { accountId: '111122223333', region: 'us-east-1' }, store, instances: [], window: { from: now - 48 * H, to: now }, now, settle, logger: pino({ level: 'silent' }) };
+        const trail = await lookupEvents.read({ ...ctx, clients: { cloudtrail } }, { enabled: true, settle, reconcile: { every: H, window: 24 * H } });
+        const sessions = await ssmSessions.read({ ...ctx, clients: { ssm } });
+        return [Math.max(...trail.proven.map((p) => p.span.to)), Math.max(...sessions.proven.map((p) => p.span.to))];
+      };
+      // 20 minutes ahead: nothing after AWS's now minus settle is proven.
+      expect(await read(-20 * 60_000)).toEqual([now - settle - 20 * 60_000, now - settle - 20 * 60_000]);
+      // Within a minute (the Date header's second, the request's latency), or behind: as the local clock says.
+      expect(await read(-30_000, 5 * 60_000)).toEqual([now - settle, now - settle]);
     } finally {
       await store.close();
     }

@@ -2,6 +2,7 @@ import { LookupEventsCommand, type CloudTrailClient } from '@aws-sdk/client-clou
 import { TRACKED_EVENT_NAMES } from '../../../core/event-catalog.js';
 import { scopeKey } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
+import { clockAhead } from '../../clock.js';
 import { clampSpans, isoSpan, mergeSpans, uncovered, type Span } from '../../coverage.js';
 import { recordsToEvidence } from '../../records.js';
 import type { EvidenceStore } from '../../store-port.js';
@@ -79,8 +80,8 @@ export const lookupEvents = {
     const due = reconcileDue(Number.isNaN(lastReconcile) ? null : lastReconcile, now, config.reconcile.every);
     const reconcile = due ? { from: Math.max(ctx.window.from, now - config.reconcile.window), to: now } : null;
     const spans = spansToRead(ctx.window, covered, reconcile);
-    const settled = now - ctx.settle;
     const log = ctx.logger.child({ source: 'lookup-events', scope: key });
+    let settled = now - ctx.settle;
     // The reconcile is done when every call succeeded; a record that could not be read is its own gap.
     let called = true;
     for (const span of spans) {
@@ -94,6 +95,13 @@ export const lookupEvents = {
         out.errors.push({ source: 'cloudtrail:LookupEvents', ...scope, message });
         out.gaps.push({ source: 'cloudtrail', ...scope, message, before: span.to });
         continue;
+      }
+      // What is proven is AWS's time minus settle: a local clock ahead of AWS would prove spans whose
+      // events CloudTrail has not shown yet (the SDK keeps AWS's Date header against the local clock).
+      const ahead = clockAhead(ctx.clients.cloudtrail);
+      if (ahead > 0 && now - ctx.settle - ahead < settled) {
+        settled = now - ctx.settle - ahead;
+        log.warn({ aheadMs: ahead }, 'the local clock is ahead of AWS: spans are proven up to AWS time minus settle');
       }
       const evidence = recordsToEvidence(read.records, scope, 'lookup-events');
       for (const a of evidence.activities) out.activities.push(a);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { activityFromSession, type SessionRecord } from '../../../core/ssm-session.js';
 import { scopeKey } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
+import { clockAhead } from '../../clock.js';
 import { clampSpans, type Span } from '../../coverage.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
@@ -69,8 +70,11 @@ export const ssmSessions = {
     try {
       const records = await readSessions(ctx.clients.ssm, from, ctx.signal);
       out.activities = records.flatMap((s) => activityFromSession(s, scope) ?? []);
-      // A session is listed from its start: what started since `from` is all here, but for the last minutes.
-      const to = now - ctx.settle;
+      // A session is listed from its start: what started since `from` is all here, but for the last minutes
+      // (of AWS's clock: see clock.ts).
+      const ahead = clockAhead(ctx.clients.ssm);
+      if (ahead > 0) ctx.logger.warn({ source: 'ssm-sessions', scope: scopeKey(scope), aheadMs: ahead }, 'the local clock is ahead of AWS: sessions are proven up to AWS time minus settle');
+      const to = now - ctx.settle - ahead;
       if (to >= from) out.proven.push({ kind: 'ssm-sessions', span: { from, to } });
     } catch (err) {
       const message = `DescribeSessions failed: ${describeError(err)}`;
