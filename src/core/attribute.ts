@@ -183,7 +183,6 @@ function sameInstances(x: readonly Instance[], y: readonly Instance[]): boolean 
   return true;
 }
 
-
 /** An action that reached many instances (a command by tags to a whole fleet): kept once, with its members. */
 export interface Broadcast {
   /** by instance position in the scope: 1 for each instance it reached */
@@ -589,21 +588,16 @@ export class Attributor {
         return;
       }
       ids = [...found];
-      if (updated !== null && !this.irrelevant(a)) {
+      if (updated !== null) {
         // Where it ran then is not where the association's targets of now point.
-        const doubtful = index.launchedBefore(a.at).filter((id) => !found.has(id));
-        if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`, doubtful);
+        this.gapBeyond(a, found, index.launchedBefore(a.at), () => `${a.eventName} ${a.id}: association ${updated} was updated since, so the targets it ran with are not known`);
       }
-      if (gone.length > 0 && !this.irrelevant(a)) {
+      if (gone.length > 0) {
         // Where each could have run it: the instance a deletion names (an association by instance id), else
         // every instance that lived before the deletion.
-        const reach = new Set<string>();
-        for (const d of gone) for (const id of d.instanceIds.length > 0 ? d.instanceIds : index.launchedBefore(d.at)) reach.add(id);
-        const which = gone.map((d) => d.deletedAssociation?.associationId ?? `of ${d.deletedAssociation?.documentName ?? '?'}`).join(', ');
-        const doubtful = [...reach].filter((id) => !found.has(id));
-        if (doubtful.length > 0) {
-          this.gap(a, 'ssm-commands', `${a.eventName} ${a.id} of document ${a.documentUpdate?.name ?? '?'}: association ${which} was deleted since (DeleteAssociation), so where it ran the changed document is not known`, doubtful);
-        }
+        const reach = gone.flatMap((d) => (d.instanceIds.length > 0 ? d.instanceIds : index.launchedBefore(d.at)));
+        const which = () => gone.map((d) => d.deletedAssociation?.associationId ?? `of ${d.deletedAssociation?.documentName ?? '?'}`).join(', ');
+        this.gapBeyond(a, found, reach, () => `${a.eventName} ${a.id} of document ${a.documentUpdate?.name ?? '?'}: association ${which()} was deleted since (DeleteAssociation), so where it ran the changed document is not known`);
       }
       this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${(associationIds ?? []).join(', ')}`, ids, [...moved]);
       activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };
@@ -665,10 +659,18 @@ export class Attributor {
    * never clean. (Not for an action no verdict can depend on: an allowed caller's.)
    */
   private gapRetagged(a: Activity, what: string, selected: readonly string[], retagged: readonly string[]): void {
-    if (retagged.length === 0 || this.irrelevant(a)) return;
-    const chosen = new Set(selected);
-    const doubtful = [...new Set(retagged)].filter((id) => !chosen.has(id));
-    if (doubtful.length > 0) this.gap(a, 'ssm-commands', `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`, doubtful);
+    if (retagged.length === 0) return;
+    this.gapBeyond(a, new Set(selected), retagged, () => `${what}: the tags it targets changed on this instance since, so whether it ran here is unknown`);
+  }
+
+  /**
+   * The instances an action may have reached beyond those it was tied to: unknown, never clean, each
+   * once. (Not for an action no verdict can depend on: an allowed caller's.)
+   */
+  private gapBeyond(a: Activity, tied: ReadonlySet<string>, reached: Iterable<string>, message: () => string): void {
+    if (this.irrelevant(a)) return;
+    const doubtful = [...new Set(reached)].filter((id) => !tied.has(id));
+    if (doubtful.length > 0) this.gap(a, 'ssm-commands', message(), doubtful);
   }
 
   /** The tag changes naming an instance, by anyone, in the order taken (whatever lists or broadcasts hold them). */

@@ -62,6 +62,7 @@ function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): Compiled
   // A fleet repeats the same tag values and callers: each glob is tested once per distinct string.
   const tagMatchers = (tags: Record<string, string>) => Object.entries(tags).map(([k, v]) => [k, memoized(compileGlob(v))] as [string, Matcher]);
   const excludeKeys = new Set(Object.keys(policy.scope.exclude?.tags ?? {}));
+  const guardsExemption = (key: string) => key.startsWith('pristine:') || excludeKeys.has(key);
   const enabled = (Object.keys(policy.detect) as DetectorId[]).filter((id) => policy.detect[id] !== undefined);
   const allowed = memoized(anyGlob(policy.allow.principals));
   const detectors = [...new Set([...ALWAYS_ON, ...enabled])];
@@ -85,8 +86,8 @@ function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): Compiled
     mayMatter: (a) => !allows(a.actor) && (a.tagChanges !== undefined || runs.tampered.detectors.some((id) => DETECTORS[id].concerns(a, options.get(id)))),
     runs,
     options,
-    isGuardTag: (key) => key.startsWith('pristine:') || excludeKeys.has(key) || scopeKeys.has(key),
-    guardsExemption: (key) => key.startsWith('pristine:') || excludeKeys.has(key),
+    isGuardTag: (key) => guardsExemption(key) || scopeKeys.has(key),
+    guardsExemption,
   };
 }
 
