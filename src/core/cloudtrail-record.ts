@@ -123,32 +123,53 @@ function keyNames(key: string): Names {
   return Names.Nothing;
 }
 
-/** The ids a request or response names under an instance-ish, network-interface or volume key, in one walk. */
+/**
+ * The ids a request or response names under an instance-ish, network-interface or volume key, in one
+ * walk, each once, in the order found (a record names a few: a list is cheaper than a set).
+ */
 interface NamedIds {
-  instances: Set<string>;
-  enis: Set<string>;
-  volumes: Set<string>;
+  instances: string[];
+  enis: string[];
+  volumes: string[];
+}
+
+const addOnce = (list: string[], value: string): void => {
+  if (!list.includes(value)) list.push(value);
+};
+
+/** A string value under a key that names ids: kept when it looks like one. */
+function collectId(value: string, out: NamedIds, under: Names): void {
+  if (under === Names.Instance) {
+    if (isInstanceId(value)) addOnce(out.instances, value);
+  } else if (under === Names.Eni) {
+    if (isAwsId(value, 'eni')) addOnce(out.enis, value);
+  } else if (under === Names.Volume && isAwsId(value, 'vol')) addOnce(out.volumes, value);
 }
 
 /**
  * Shapes differ per API (`instanceId`, `InstanceId`, `ModifyInstanceMetadataOptionsRequest.InstanceId`,
  * `instanceIds[]`, `instancesSet.items[].instanceId`); a value counts when it sits under such a key and
- * looks like the id.
+ * looks like the id. Strings are looked at where they are found: most values are strings under keys
+ * that name nothing.
  */
 function collectIds(value: unknown, out: NamedIds, depth: number, under: Names): void {
-  if (depth > 8 || value == null) return;
-  if (typeof value === 'string') {
-    if (under === Names.Instance) {
-      if (isInstanceId(value)) out.instances.add(value);
-    } else if (under === Names.Eni) {
-      if (isAwsId(value, 'eni')) out.enis.add(value);
-    } else if (under === Names.Volume && isAwsId(value, 'vol')) out.volumes.add(value);
-  } else if (Array.isArray(value)) {
-    for (const v of value) collectIds(v, out, depth + 1, under);
-  } else if (typeof value === 'object') {
+  // Eight levels of values below the request or response are looked at, no deeper.
+  if (depth >= 8) return;
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      if (typeof v === 'string') {
+        if (under !== Names.Nothing) collectId(v, out, under);
+      } else if (typeof v === 'object' && v !== null) collectIds(v, out, depth + 1, under);
+    }
+  } else if (typeof value === 'object' && value !== null) {
     const o = value as Obj;
     for (const k in o) {
-      if (Object.prototype.hasOwnProperty.call(o, k)) collectIds(o[k], out, depth + 1, keyNames(k));
+      if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+      const v = o[k];
+      if (typeof v === 'string') {
+        const names = keyNames(k);
+        if (names !== Names.Nothing) collectId(v, out, names);
+      } else if (typeof v === 'object' && v !== null) collectIds(v, out, depth + 1, keyNames(k));
     }
   }
 }
@@ -195,10 +216,11 @@ function resourceIds(req: Obj): string[] {
 function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'> & Partial<Activity> {
   const req: Obj = r.requestParameters ?? {};
   const res: Obj = r.responseElements ?? {};
-  const named: NamedIds = { instances: new Set(), enis: new Set(), volumes: new Set() };
+  const named: NamedIds = { instances: [], enis: [], volumes: [] };
   collectIds(req, named, 0, Names.Nothing);
   collectIds(res, named, 0, Names.Nothing);
-  const ids = () => [...named.instances];
+  // Kept by the activity: a list of its own length (one grown by push holds room for sixteen).
+  const ids = () => named.instances.slice();
   switch (r.eventName) {
     case 'StartSession':
       return {
@@ -296,8 +318,8 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const attributes = r.eventName === 'ModifyInstanceAttribute' || r.eventName === 'ModifyNetworkInterfaceAttribute'
         ? Object.keys(req).filter((k) => k !== 'instanceId' && k !== 'networkInterfaceId')
         : undefined;
-      const networkInterfaceIds = [...named.enis];
-      const volumeIds = [...named.volumes];
+      const networkInterfaceIds = named.enis.slice();
+      const volumeIds = named.volumes.slice();
       const refs = {
         ...(networkInterfaceIds.length ? { networkInterfaceIds } : {}),
         ...(volumeIds.length ? { volumeIds } : {}),
