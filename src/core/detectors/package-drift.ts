@@ -80,15 +80,23 @@ function withRemoved(diff: PackageDiff, baseline: VersionsByName, installed: ((n
 }
 
 /**
+ * The names of the list diffList looks at, marked with its turn: a name is in that list when its mark
+ * is the turn's. One map for every list (the fleet's package names), so no set is built per list.
+ */
+const namesSeen = new Map<string, number>();
+let turn = 0;
+
+/**
  * diffPackages over a package list. Most lists hold each name once: they are compared as they are,
  * without indexing them, and when every name of the image is still there nothing is looked for as
  * removed; a list with a name twice (kernels) is indexed first. Same result either way.
  */
 function diffList(baseline: VersionsByName, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
-  const names = new Set<string>();
+  if (namesSeen.size > 1_000_000) namesSeen.clear();
+  const mark = ++turn;
   for (const p of packages) {
-    if (names.has(p.name)) return diffPackages(baseline, index(packages), ignored);
-    names.add(p.name);
+    if (namesSeen.get(p.name) === mark) return diffPackages(baseline, index(packages), ignored);
+    namesSeen.set(p.name, mark);
   }
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
   let kept = 0; // installed names the image has too
@@ -100,7 +108,7 @@ function diffList(baseline: VersionsByName, packages: readonly Package[], ignore
     if (!then) diff.added.push({ name: p.name, version: p.version });
     else diff.changed.push({ name: p.name, from: then.join(', '), to: p.version });
   }
-  return withRemoved(diff, baseline, kept === baseline.size ? null : (name) => names.has(name), ignored);
+  return withRemoved(diff, baseline, kept === baseline.size ? null : (name) => namesSeen.get(name) === mark, ignored);
 }
 
 function describeDiff(diff: PackageDiff, limit = 5): string {
