@@ -117,6 +117,8 @@ function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonl
   return cp.scope.some(([key]) => changed.has(key)) && cp.scope.every(([key, match]) => changed.has(key) || (instance.tags[key] !== undefined && match(instance.tags[key] as string)));
 }
 
+const NO_GAPS: readonly Gap[] = Object.freeze([]);
+
 /** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
 class GapIndex {
   private readonly everyone: Gap[] = [];
@@ -132,9 +134,9 @@ class GapIndex {
         }
     }
   }
-  for(instance: Instance, sources: ReadonlySet<EvidenceSource>): Gap[] {
+  for(instance: Instance, sources: ReadonlySet<EvidenceSource>): readonly Gap[] {
     const own = this.byInstance.get(instance.instanceId);
-    if (this.everyone.length === 0 && !own) return [];
+    if (this.everyone.length === 0 && !own) return NO_GAPS;
     const out: Gap[] = [];
     const concerns = (g: Gap) => sources.has(g.source) && (g.before === undefined || instance.firstLaunch < g.before);
     for (const g of this.everyone) if (concerns(g)) out.push(g);
@@ -320,10 +322,10 @@ export class ScopeJudge {
     // judges), found whether or not the policy asks for guard-tampered, as with an exemption tag.
     let run = retagged ? cp.runs.tampered : cp.runs.plain;
     const gaps: Gap[] = [];
-    const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
     const beforeWindow = instance.firstLaunch < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
+      const trailGaps = this.gapIndex.for(instance, TRAIL_ONLY);
       const tampered = activities.some((a) => !isServiceLinked(a.actor) && a.tagChanges?.some((t) => t.op === 'add' && cp.guardsExemption(t.key)));
       if (tampered) run = cp.runs.tampered;
       else if (trailGaps.length > 0 || beforeWindow) {
