@@ -76,7 +76,7 @@ export interface ReplacementData {
   spec?: LaunchSpec;
   asg?: {
     name: string;
-    /** the group's members before the surge: its new instance is not among them */
+    /** the group's members when the surge was asked for (at planning, until then): its new instance is not among them */
     before: string[];
     originalMax: number;
     /** what the surge did, once it did: the desired capacity it found and set, when, and a raised maximum */
@@ -595,12 +595,15 @@ export class Replacer {
     const to = desired + 1;
     const raisedMax = to > (g.MaxSize ?? 0);
     asg.surge = { from: desired, to, at: Date.now(), raisedMax: raisedMax || (asg.surge?.raisedMax ?? false) };
+    // The members of now, not of planning: one the group launched meanwhile (replacing a failed member)
+    // is not the surge's, though it may be in service first.
+    asg.before = (g.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : []));
     await keep();
     if (raisedMax) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: to }));
     await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: to, HonorCooldown: false }));
   }
 
-  /** The group's new instance: not a member before the surge, and launched after it (the first such, if the group scaled meanwhile). */
+  /** The group's new instance: not a member when the surge was asked for, and launched after it (the first such, if the group scaled meanwhile). */
   private async findNew(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<boolean> {
     const asg = d.asg as NonNullable<ReplacementData['asg']>;
     const g = await this.group(c, asg.name);

@@ -260,6 +260,51 @@ describe.each(STORE_BACKENDS)('an Auto Scaling group member replaced on $backend
   });
 });
 
+describe('an Auto Scaling group that replaced a member of its own between planning and the surge', () => {
+  it("waits for the instance its surge launched, not the group's own replacement of another member", async () => {
+    const OTHER = 'i-00000000000other0';
+    // At prepare the group holds the old instance; before the surge it replaced a failed member with
+    // OTHER (in service, healthy); the surge's instance comes later.
+    const members: Array<{ InstanceId: string; LifecycleState: string; HealthStatus: string }> = [{ InstanceId: OLD, LifecycleState: 'InService', HealthStatus: 'Healthy' }];
+    const group = { desired: 2, max: 3 };
+    const { clients, calls } = stubClients({
+      DescribeInstances: (input) => {
+        const ids = (input['InstanceIds'] as string[] | undefined) ?? [];
+        if (ids.includes(OLD)) return { Reservations: [{ Instances: [{ InstanceId: OLD, State: { Name: 'running' }, Tags: [{ Key: 'aws:autoscaling:groupName', Value: 'web-asg' }] }] }] };
+        // Launch times as EC2 tells them: OTHER a few seconds before the surge, NEW after it.
+        return { Reservations: [{ Instances: ids.map((id) => ({ InstanceId: id, LaunchTime: new Date(Date.now() - (id === OTHER ? 5_000 : 0)) })) }] };
+      },
+      DescribeAutoScalingGroups: () => ({
+        AutoScalingGroups: [{ AutoScalingGroupName: 'web-asg', DesiredCapacity: group.desired, MaxSize: group.max, Instances: members.map((m) => ({ ...m })), TargetGroupARNs: [], SuspendedProcesses: [] }],
+      }),
+      SuspendProcesses: () => ({}),
+      SetDesiredCapacity: (input) => {
+        group.desired = input['DesiredCapacity'] as number;
+        return {};
+      },
+    });
+    const store = await openStateStore(await freshStore('sqlite', ':memory:'));
+    stores.push(store);
+    const replacer = new Replacer({ store, clientsFor: () => clients, logger, pollMs: { first: 10, max: 20, retry: 50 } });
+    const asg = { AutoScalingGroupName: 'web-asg' } as NonNullable<Candidate['placement']>['autoScalingGroup'];
+    const row = (await replacer.create(candidateOf({ channel: null, placement: { groups: new Map(), targetGroups: [], autoScalingGroup: asg, classicLoadBalancers: [], ipTargetGroups: [], elasticIp: null, instanceStore: false } }))) as ReplacementRow;
+    const fence = (await store.claimReplacement(row.id, 'a:1:a', 60_000)) as Fence;
+    const turn = async () => replacer.turn((await store.replacement(row.id)) as ReplacementRow, fence, new PollCache(() => clients));
+    await turn(); // prepare
+    members.push({ InstanceId: OTHER, LifecycleState: 'InService', HealthStatus: 'Healthy' });
+    await turn(); // suspend
+    await turn(); // surge
+    expect(group.desired).toBe(3);
+    // The surge's instance has not joined yet: the group's own replacement is not it.
+    expect(await turn()).toMatchObject({ step: 'wait-new', newInstanceId: null });
+    members.push({ InstanceId: NEW, LifecycleState: 'InService', HealthStatus: 'Healthy' });
+    await new Promise((r) => setTimeout(r, 30));
+    expect(await turn()).toMatchObject({ step: 'wait-new', newInstanceId: NEW });
+    expect((await store.journalOf(row.id)).filter((j) => j.step === 'wait-new').map((j) => j.phase)).toEqual(['begin', 'end']);
+    expect(calls).not.toContain('TerminateInstanceInAutoScalingGroup');
+  });
+});
+
 describe('a replacement an older pristine started', () => {
   it('finds the fresh instance it tagged with its row id, and launches no second one', async () => {
     const seen: unknown[] = [];
