@@ -2,21 +2,21 @@ import v8 from 'node:v8';
 
 /**
  * V8 tuned for what pristine runs: a cycle sweeps much of its code over a fleet for well under a
- * second, then sleeps; CPU is what it costs, a pause of a few milliseconds costs nothing. Imported
- * first by the CLI (and by the bench, which measures what the CLI runs). A flag the user gives node
- * (on its command line or in NODE_OPTIONS, either spelling, with or without `no-`) wins.
+ * second, then sleeps; CPU is what it costs, a pause of a few milliseconds costs nothing. Set by the
+ * CLI's entry (cli.ts) before the rest of pristine loads, and by the bench's (which measures what the
+ * CLI runs). A flag the user gives node (on its command line or in NODE_OPTIONS, either spelling, with
+ * or without `no-`) wins.
  *
  * - `--interrupt-budget`: V8 optimises a function once it has spent an "interrupt budget" of
- *   bytecode; by default (132 KB) the cycle's code is compiled by TurboFan, on background threads,
- *   while it is still running once, and much of it again after a deoptimisation. Eight times the
- *   budget keeps short-lived code in the interpreter and baseline tiers and optimises what stays hot:
- *   `npm run bench` measured about 10% less CPU for the first cycle of 10,000 instances and 30% less
- *   for the next one.
+ *   bytecode; by default (66 KB in Node 20's V8) the cycle's code is compiled by TurboFan, on
+ *   background threads, while it is still running once, and much of it again after a deoptimisation.
+ *   Sixteen times the budget keeps short-lived code in the interpreter and baseline tiers and
+ *   optimises what stays hot: `npm run bench` measured about 10% less CPU for the first cycle of
+ *   10,000 instances and 30% less for the next one.
  * - `--no-concurrent-marking`: a first cycle grows the heap past V8's first limit, and the full
  *   collection that follows marks ~100 MB. Marked on the main thread, in increments between the
- *   cycle's work, it costs less CPU in all than on helper threads racing the main one (which must
- *   then re-check what they marked): about 0.1 CPU-s less for that first cycle, the same for the
- *   next ones.
+ *   cycle's work, it costs less CPU in all than marked by helper threads alongside it: `npm run
+ *   bench` measured 0.1 to 0.2 CPU-s less for that first cycle, and the same for the next ones.
  */
 export const TUNED_V8_FLAGS: readonly string[] = ['--interrupt-budget=1081344', '--no-concurrent-marking'];
 
