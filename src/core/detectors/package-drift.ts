@@ -81,9 +81,11 @@ function withRemoved(diff: PackageDiff, baseline: VersionsByName, installed: ((n
 
 /**
  * The names of the list diffList looks at, marked with its turn: a name is in that list when its mark
- * is the turn's. One map for every list (the fleet's package names), so no set is built per list.
+ * is the turn's. One map for every list (the fleet's package names), so no set is built per list;
+ * started again past NAMES_KEPT names (a fleet whose package names keep changing).
  */
 const namesSeen = new Map<string, number>();
+export const NAMES_KEPT = 200_000;
 let turn = 0;
 
 /**
@@ -92,7 +94,7 @@ let turn = 0;
  * removed; a list with a name twice (kernels) is indexed first. Same result either way.
  */
 function diffList(baseline: VersionsByName, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
-  if (namesSeen.size > 1_000_000) namesSeen.clear();
+  if (namesSeen.size > NAMES_KEPT) namesSeen.clear();
   const mark = ++turn;
   for (const p of packages) {
     if (namesSeen.get(p.name) === mark) return diffPackages(baseline, index(packages), ignored);
