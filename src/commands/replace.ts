@@ -1,5 +1,6 @@
 import { loadAuditInputs, runAudit } from '../audit.js';
 import type { InstanceResult } from '../core/evaluate.js';
+import { cannotVouch } from '../core/plan.js';
 import { describeError, InputError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { drainOutbox } from '../notify/outbox.js';
@@ -27,11 +28,6 @@ function describeRow(r: ReplacementRow): string {
   if (r.status === 'done') return `replaced ${r.oldInstanceId} with ${r.newInstanceId}`;
   if (r.status === 'rolled-back') return `replacement of ${r.oldInstanceId} rolled back: ${r.error ?? 'unknown error'}; it keeps serving`;
   return `replacement of ${r.oldInstanceId} stopped at step ${r.step}${r.error ? `: ${r.error}` : ''}; the next run resumes it`;
-}
-
-/** What pristine cannot vouch for in what a replacement would launch (an unrecorded image, an unread inventory…). */
-function cannotVouch(result: InstanceResult): string[] {
-  return [...new Set(result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary))];
 }
 
 /**
@@ -92,7 +88,8 @@ export async function replaceOne(flags: ReplaceFlags, logger: Logger, confirm: (
     if (reason) throw new InputError(`${flags.instanceId}: ${reason}`);
     const where = placement?.autoScalingGroup ? ` through Auto Scaling group ${placement.autoScalingGroup.AutoScalingGroupName}` : placement?.targetGroups.length ? ` behind ${placement.targetGroups.length} target group(s)` : '';
     const question = replaceQuestion(result, where);
-    if (flags.yes && cannotVouch(result).length > 0) logger.warn({ instanceId: instance.instanceId, cannotVouch: cannotVouch(result) }, 'replacing on --yes although pristine cannot vouch for what it launches');
+    const doubts = cannotVouch(result);
+    if (flags.yes && doubts.length > 0) logger.warn({ instanceId: instance.instanceId, cannotVouch: doubts }, 'replacing on --yes although pristine cannot vouch for what it launches');
     if (!flags.yes && !(await confirm(question))) return { text: 'Nothing done.\n', exitCode: REPLACE_EXIT.refused };
     const row = await replacer.create(candidate);
     if (!row) throw new InputError(`${flags.instanceId} already has a replacement`);

@@ -61,9 +61,9 @@ function tripped(share: Share, tainted: number, inScope: number): boolean {
 
 const minutes = (ms: number) => `${Math.round(ms / 60_000)}m`;
 
-/** Why a tainted instance cannot be vouched for either: its image was never recorded, its inventory is stale… */
-function unknownReason(result: InstanceResult): string {
-  return [...new Set(result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary))].join('; ');
+/** What pristine cannot vouch for in an instance, each once: its image was never recorded, its inventory is stale… */
+export function cannotVouch(result: InstanceResult): string[] {
+  return [...new Set(result.findings.filter((f) => f.effect === 'unknown').map((f) => f.summary))];
 }
 
 /**
@@ -117,7 +117,7 @@ export function plan(input: PlanInput): Plan {
       else if (prior) hold(`the last replacement ${prior.status === 'failed' ? 'failed' : 'was rolled back'}: run \`pristine replace ${instance.instanceId}\` to try again`);
       else if (breaker) hold(`breaker tripped: ${tainted.length} of ${results.length} instances tainted`);
       else if (!regionComplete || result.gaps.length > 0) hold('evidence is incomplete: nothing is replaced on partial evidence');
-      else if (result.findings.some((f) => f.effect === 'unknown')) hold(`pristine cannot vouch for what it would launch (${unknownReason(result)}): a human must decide`);
+      else if (result.findings.some((f) => f.effect === 'unknown')) hold(`pristine cannot vouch for what it would launch (${cannotVouch(result).join('; ')}): a human must decide`);
       else if (input.now - instance.launchTime < respond.replace.minAge) hold(`younger than minAge ${minutes(respond.replace.minAge)}`);
       else if (input.blocked?.has(instance.instanceId)) hold(input.blocked.get(instance.instanceId) as string);
       else if (!inAnyWindow(respond.replace.windows, input.now)) hold(`outside the replacement windows (${(respond.replace.windows ?? []).map((w) => w.text).join('; ')})`);
