@@ -225,6 +225,43 @@ describe.each(BACKENDS)('state store conformance: $name', (b) => {
       expect(e).toMatchObject({ detector: 'interactive-session', summary: 'again', firstSeen: T0 + 40 * MIN });
     });
 
+    it('records a fleet larger than it writes at once as it records one instance: every row moves, what is new comes back in the order given', async () => {
+      // Prepare: 1,201 instances, ids given in no sorted order; every third tainted with two findings.
+      const s = await open();
+      const ids = Array.from({ length: 1201 }, (_, n) => `i-${((n * 7919) % 1201).toString().padStart(4, '0')}`);
+      const cycle = (extra: (n: number) => FindingInput[]) =>
+        ids.map((id, n) => (n % 3 === 0 ? verdict(id, 'tainted', [finding(`a-${id}`), finding(`b-${id}`), ...extra(n)]) : verdict(id, 'pristine')));
+      const first = await s.recordVerdicts(T0, cycle(() => []));
+      for (const id of ids.filter((_, n) => n % 6 === 0)) await s.setAlert(id, 1);
+      // An event pushed later re-judged one instance of the second half: that verdict stands.
+      const late = ids[901]!;
+      await s.recordVerdicts(T0 + 15 * MIN, [verdict(late, 'tainted', [finding('pushed')])]);
+
+      // Act: the next cycle finds one more thing on every ninth instance.
+      const second = await s.recordVerdicts(T0 + 10 * MIN, cycle((n) => (n % 9 === 0 ? [finding(`c-${ids[n]!}`)] : [])), [{ accountId: ACCOUNT, region: 'us-east-1' }]);
+
+      // Assess
+      const tainted = ids.filter((_, n) => n % 3 === 0);
+      expect(first.newlyTainted).toEqual(tainted);
+      expect(second.newlyTainted).toEqual(ids.filter((_, n) => n % 3 === 0 && n % 6 !== 0));
+      expect([...second.newFindings]).toEqual(ids.flatMap((id, n) => (n % 18 === 0 ? [[id, [`c-${id}`]]] : [])));
+      for (const n of [0, 3, 499, 500, 501, 999, 1000, 1200]) {
+        expect(await s.instance(ids[n]!)).toMatchObject({ verdict: n % 3 === 0 ? 'tainted' : 'pristine', firstSeen: T0, lastSeen: T0 + 10 * MIN });
+      }
+      expect(await s.instance(late)).toMatchObject({ verdict: 'tainted', lastSeen: T0 + 15 * MIN });
+      const open1 = new Map((await s.openFindings()).map((o) => [o.instanceId, o.findings]));
+      for (const n of [0, 3, 498, 501, 999, 1200]) {
+        const id = ids[n]!;
+        expect(new Map(open1.get(id)!.map((f) => [f.key, [f.firstSeen, f.lastSeen]]))).toEqual(
+          new Map([
+            [`a-${id}`, [T0, T0 + 10 * MIN]],
+            [`b-${id}`, [T0, T0 + 10 * MIN]],
+            ...(n % 9 === 0 ? [[`c-${id}`, [T0 + 10 * MIN, T0 + 10 * MIN]] as const] : []),
+          ]),
+        );
+      }
+    });
+
     it('takes text from evidence that is not well-formed (a NUL, a lone surrogate) without failing, and a finding keyed by it is new once', async () => {
       // Prepare: what an instance's root can put in SSM Inventory, and what a forged record can carry.
       const s = await open();

@@ -33,6 +33,9 @@ import { migrate } from './schema.js';
 /** The store whose transaction the running code is inside, if any. */
 const inTransaction = new AsyncLocalStorage<SqliteStateStore>();
 
+/** Verdicts written together (recordVerdicts): each chunk's ids and rows go to SQLite as one JSON text. */
+const VERDICTS_AT_ONCE = 500;
+
 /**
  * pristine's memory between cycles, in one SQLite file (WAL): verdicts and findings, what was
  * alerted, the Slack outbox, the replacement journal, the sources' high-water marks and the
@@ -365,42 +368,56 @@ export class SqliteStateStore implements StateStore {
     while (this.blocked()) await this.gate;
     const newlyTainted: string[] = [];
     const newFindings = new Map<string, string[]>();
-    // Three statements an instance whose findings are as they were: the row (its alert as it stood:
-    // the upsert leaves it alone), the findings it had, and their last seen moved.
+    // A few statements per VERDICTS_AT_ONCE instances, not a few per instance: a cycle of a fleet whose
+    // findings are as they were moves every row's last seen in a handful of statements.
+    const known = this.db.prepare('SELECT instance_id, alert_outbox_id, last_seen FROM instances WHERE instance_id IN (SELECT value FROM json_each(?))').raw();
+    // (The SELECT of an INSERT with ON CONFLICT takes a WHERE, or SQLite reads ON as a join's.)
     const upsert = this.db.prepare(`
       INSERT INTO instances (instance_id, account_id, region, policy, name, verdict, first_seen, last_seen, tainted_since)
-      VALUES (@instanceId, @accountId, @region, @policy, @name, @verdict, @now, @now, @taintedSince)
+      SELECT x.value ->> 0, x.value ->> 1, x.value ->> 2, x.value ->> 3, x.value ->> 4, x.value ->> 5, @now, @now, CASE WHEN x.value ->> 5 = 'tainted' THEN @now END
+      FROM json_each(@rows) AS x WHERE true
       ON CONFLICT (instance_id) DO UPDATE SET account_id = excluded.account_id, policy = excluded.policy, name = excluded.name, verdict = excluded.verdict,
         last_seen = excluded.last_seen, tainted_since = COALESCE(instances.tainted_since, excluded.tainted_since)
-      WHERE instances.last_seen <= excluded.last_seen
-      RETURNING alert_outbox_id`);
-    const had = this.db.prepare('SELECT key, summary FROM findings WHERE instance_id = ?').raw();
-    const seen = this.db.prepare('UPDATE findings SET last_seen = ? WHERE instance_id = ? AND key IN (SELECT value FROM json_each(?))');
+      WHERE instances.last_seen <= excluded.last_seen`);
+    const had = this.db.prepare('SELECT instance_id, key, summary, rowid FROM findings WHERE instance_id IN (SELECT value FROM json_each(?))').raw();
+    const seen = this.db.prepare('UPDATE findings SET last_seen = ? WHERE rowid IN (SELECT value FROM json_each(?))');
     const putFinding = this.db.prepare(`
       INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
       VALUES (@instanceId, @key, @detector, @severity, @summary, @at, @actor, @now, @now)
       ON CONFLICT (instance_id, key) DO UPDATE SET last_seen = excluded.last_seen, summary = excluded.summary`);
     this.tx(() => {
-      for (const v of verdicts) {
-        const tainted = v.verdict === 'tainted';
-        const row = upsert.get({ instanceId: v.instanceId, accountId: v.accountId, region: v.region, policy: v.policy, name: v.name, verdict: v.verdict, now, taintedSince: tainted ? now : null }) as Row | undefined;
+      for (let from = 0; from < verdicts.length; from += VERDICTS_AT_ONCE) {
+        let batch = verdicts.slice(from, from + VERDICTS_AT_ONCE);
+        const rows = new Map((known.all(JSON.stringify(batch.map((v) => v.instanceId))) as Array<[string, number | null, number]>).map(([id, alert, lastSeen]) => [id, { alert, lastSeen }]));
         // Judged since, from later facts (an event pushed while a cycle read older ones): that verdict stands.
-        if (!row) continue;
-        const fresh: string[] = [];
-        if (v.findings.length > 0) {
-          const before = new Map(had.all(v.instanceId) as Array<[string, string]>);
-          const same: string[] = [];
-          for (const f of v.findings) {
-            const summary = before.get(f.key);
-            if (summary === undefined) fresh.push(f.key);
-            if (summary === f.summary) same.push(f.key);
-            else putFinding.run({ instanceId: v.instanceId, now, ...f });
-            before.set(f.key, f.summary); // a key given twice is new once
-          }
-          if (same.length > 0) seen.run(now, v.instanceId, JSON.stringify(same));
+        batch = batch.filter((v) => !((rows.get(v.instanceId)?.lastSeen ?? -Infinity) > now));
+        if (batch.length === 0) continue;
+        upsert.run({ now, rows: JSON.stringify(batch.map((v) => [v.instanceId, v.accountId, v.region, v.policy, v.name, v.verdict])) });
+        const withFindings = batch.filter((v) => v.findings.length > 0).map((v) => v.instanceId);
+        const stored = new Map<string, Map<string, { summary: string; rowid: number | null }>>();
+        for (const [id, key, summary, rowid] of had.all(JSON.stringify(withFindings)) as Array<[string, string, string, number]>) {
+          let of = stored.get(id);
+          if (!of) stored.set(id, (of = new Map()));
+          of.set(key, { summary, rowid });
         }
-        if (tainted && (row['alert_outbox_id'] ?? null) === null) newlyTainted.push(v.instanceId);
-        else if (tainted && fresh.length > 0) newFindings.set(v.instanceId, fresh);
+        const same: number[] = [];
+        for (const v of batch) {
+          const tainted = v.verdict === 'tainted';
+          const fresh: string[] = [];
+          const before = stored.get(v.instanceId) ?? new Map<string, { summary: string; rowid: number | null }>();
+          for (const f of v.findings) {
+            const b = before.get(f.key);
+            if (b === undefined) fresh.push(f.key);
+            if (b?.summary === f.summary) {
+              // (A row written just now, for the same key given twice, already has this last seen.)
+              if (b.rowid !== null) same.push(b.rowid);
+            } else putFinding.run({ instanceId: v.instanceId, now, ...f });
+            before.set(f.key, { summary: f.summary, rowid: b?.rowid ?? null }); // a key given twice is new once
+          }
+          if (tainted && (rows.get(v.instanceId)?.alert ?? null) === null) newlyTainted.push(v.instanceId);
+          else if (tainted && fresh.length > 0) newFindings.set(v.instanceId, fresh);
+        }
+        if (same.length > 0) seen.run(now, JSON.stringify(same));
       }
       const put = this.db.prepare('INSERT INTO scope_audits (account_id, region, audited_at) VALUES (?, ?, ?) ON CONFLICT (account_id, region) DO UPDATE SET audited_at = excluded.audited_at');
       for (const s of audited) put.run(s.accountId, s.region, now);
