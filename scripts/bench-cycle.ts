@@ -11,8 +11,9 @@
  * returns them, twenty pages at a time, and parsed a page at a time as they come.
  *
  * Phases of one cycle's judgement (their CPU is `totalCpuS`): normalise (the inventory catalog),
- * parse (JSON.parse and activityFromRecord), attribute (ScopeJudge), evaluate (every instance) and
- * report (built, and streamed as JSON into a counter). Reported apart: store (the evidence log and the
+ * parse (recordsToEvidence, as the LookupEvents collector reads a page: JSON.parse and
+ * activityFromRecord), attribute (ScopeJudge), evaluate (every instance) and report (built, and
+ * streamed as JSON into a counter). Reported apart: store (the evidence log and the
  * verdicts in a SQLite file), a second cycle ten minutes later over the same inventories and 1% more
  * records (`secondCycleCpuS`; its report is built, not written, as the daemon does), and 200 events
  * pushed between cycles, each re-judging the instance it names (`rejudgeMs`). Generating data is
@@ -29,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { InventoryCatalog } from '../src/evidence/sources/ssm-inventory/catalog.js';
-import { activityFromRecord } from '../src/core/cloudtrail-record.js';
+import { recordsToEvidence } from '../src/evidence/records.js';
 import { ScopeJudge, type ScopeResult } from '../src/core/evaluate.js';
 import { buildReport } from '../src/report/model.js';
 import { jsonChunks } from '../src/report/json-stream.js';
@@ -124,6 +125,8 @@ function shuffled<T>(items: readonly T[]): T[] {
 
 const REGION = 'us-east-1';
 const ACCOUNT = '111122223333';
+/** The account and region the bench's collectors read. */
+const SCOPE = { accountId: ACCOUNT, region: REGION };
 const NOW = Date.parse('2026-11-21T12:00:00Z');
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -920,14 +923,12 @@ interface Parsed {
   malformed: string[];
 }
 
-/** JSON.parse and activityFromRecord, one record at a time, as the collectors read pages. */
+/** A page of records read as the LookupEvents collector reads one: recordsToEvidence (JSON.parse, activityFromRecord). */
 function parseRecords(json: readonly string[], into: Parsed = { activities: [], ignored: 0, malformed: [] }): Parsed {
-  for (const text of json) {
-    const out = activityFromRecord(JSON.parse(text) as unknown);
-    if (out.kind === 'activity') into.activities.push(out.activity);
-    else if (out.kind === 'ignored') into.ignored++;
-    else into.malformed.push(`${out.eventId ?? '?'}: ${out.reason}`);
-  }
+  const evidence = recordsToEvidence(json.map((raw) => ({ raw })), SCOPE, 'lookup-events');
+  for (const a of evidence.activities) into.activities.push(a);
+  into.ignored += json.length - evidence.activities.length - evidence.unreadable;
+  for (const g of evidence.gaps) into.malformed.push(g.message);
   return into;
 }
 
@@ -1040,9 +1041,10 @@ let pushedTainted = 0;
 timed('pushed', `${PUSHES} pushed events, each re-judging its instance`, () => {
   for (const text of pushedRecords) {
     const start = performance.now();
-    const out = activityFromRecord(JSON.parse(text) as unknown);
-    if (out.kind !== 'activity') throw new Error('a pushed record did not parse');
-    const judged = pushedJudge.judgeOnly(pushedJudge.add([out.activity]), NOW2);
+    // As the event queue's source reads an event (its record as text: parsing it is part of the cost).
+    const { activities } = recordsToEvidence([{ raw: text }], SCOPE, 'eventbridge');
+    if (activities.length !== 1) throw new Error('a pushed record did not parse');
+    const judged = pushedJudge.judgeOnly(pushedJudge.add(activities), NOW2);
     rejudgeMs.push(performance.now() - start);
     pushedTainted += judged.filter((r) => r.verdict === 'tainted').length;
   }

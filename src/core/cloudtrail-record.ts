@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { actorFrom } from './actor.js';
 import { namesItsInstances, trackedEvent } from './event-catalog.js';
-import type { Activity, TagChange, Target } from './facts.js';
+import type { Activity, Channel, TagChange, Target } from './facts.js';
 
 export const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
 
@@ -356,12 +356,24 @@ function compact(o: Obj): Obj {
 }
 
 /**
+ * What the channel a record came by knows for certain: the account and region it read (LookupEvents of
+ * an account and region, a trail file's key, an envelope), and its own name.
+ */
+export interface RecordChannel {
+  accountId: string;
+  region: string;
+  /** the activity's `via`: shared by the channel's activities, so never changed (mergeActivity makes a new one) */
+  via: readonly Channel[];
+}
+
+/**
  * One CloudTrail record to an Activity. Records of events pristine does not track, and calls that
  * failed (they changed nothing), are ignored. A record of a tracked event with an unexpected shape,
  * or one naming no instance and no way to find it, is `malformed`: the caller turns it into a gap
- * on the instances it names (or its whole account and region), never into a clean result.
+ * on the instances it names (or its whole account and region), never into a clean result. With
+ * `channel`, the activity has the channel's account, region and `via`; without, the record's own.
  */
-export function activityFromRecord(raw: unknown): RecordResult {
+export function activityFromRecord(raw: unknown, channel?: RecordChannel): RecordResult {
   if (!isObj(raw)) return { kind: 'malformed', reason: 'record is not a JSON object', at: null, accountId: null, region: null, instanceIds: [] };
   const source = str(raw['eventSource']);
   const name = str(raw['eventName']);
@@ -409,8 +421,8 @@ export function activityFromRecord(raw: unknown): RecordResult {
     eventSource: tracked.eventSource,
     eventName: tracked.eventName,
     at: Date.parse(r.eventTime),
-    region: interned(r.awsRegion),
-    accountId: interned(r.recipientAccountId ?? ui?.accountId ?? null),
+    region: channel ? channel.region : interned(r.awsRegion),
+    accountId: channel ? channel.accountId : interned(r.recipientAccountId ?? ui?.accountId ?? null),
     actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
     instanceIds: s.instanceIds,
     sessionId: s.sessionId || undefined,
@@ -421,6 +433,7 @@ export function activityFromRecord(raw: unknown): RecordResult {
     refs: s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId) ? s.refs : undefined,
     tagChanges: s.tagChanges,
     detail: compact(s.detail),
+    via: channel?.via as Channel[] | undefined,
   };
   return { kind: 'activity', activity };
 }

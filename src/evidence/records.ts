@@ -1,6 +1,14 @@
-import { activityFromRecord, type MalformedRecord } from '../core/cloudtrail-record.js';
+import { activityFromRecord, type MalformedRecord, type RecordChannel } from '../core/cloudtrail-record.js';
 import type { Activity, Channel, Gap, Scope } from '../core/facts.js';
 import type { SourceWarning } from './sources/types.js';
+
+/** One `via` per channel, shared by its activities (never changed: a merge makes a new one). */
+const VIA: Readonly<Record<Channel, readonly Channel[]>> = {
+  'lookup-events': Object.freeze(['lookup-events']),
+  eventbridge: Object.freeze(['eventbridge']),
+  s3: Object.freeze(['s3']),
+  'ssm-sessions': Object.freeze(['ssm-sessions']),
+};
 
 export interface RecordsEvidence {
   activities: Activity[];
@@ -31,6 +39,8 @@ export function gapOf(m: MalformedRecord, scope: Scope, channel: Channel): Gap {
  */
 export function recordsToEvidence(records: ReadonlyArray<{ eventId?: string; raw: string | unknown }>, scope: Scope, channel: Channel): RecordsEvidence {
   const out: RecordsEvidence = { activities: [], gaps: [], warnings: [], unreadable: 0, oldestUnreadable: Infinity };
+  // The channel knows the scope for certain (LookupEvents of an account and region, a trail file's key, an envelope).
+  const known: RecordChannel = { accountId: scope.accountId, region: scope.region, via: VIA[channel] };
   for (const r of records) {
     let record: unknown = r.raw;
     if (typeof r.raw === 'string') {
@@ -43,13 +53,26 @@ export function recordsToEvidence(records: ReadonlyArray<{ eventId?: string; raw
         continue;
       }
     }
-    const result = activityFromRecord(record);
-    // The channel knows the scope for certain (LookupEvents of an account and region, a trail file's key, an envelope).
-    if (result.kind === 'activity') out.activities.push({ ...result.activity, accountId: scope.accountId, region: scope.region, via: [channel] });
+    const result = activityFromRecord(record, known);
+    if (result.kind === 'activity') out.activities.push(result.activity);
     else if (result.kind === 'malformed') unreadable(out, { ...result, eventId: result.eventId ?? r.eventId }, scope, channel);
   }
   if (out.unreadable === 0) out.oldestUnreadable = null;
   return out;
+}
+
+/** Evidence of no records, to add pages to (addEvidence). */
+export const noEvidence = (): RecordsEvidence => ({ activities: [], gaps: [], warnings: [], unreadable: 0, oldestUnreadable: null });
+
+/** The evidence of more records (the next page) added to what came before: as if read in one go. */
+export function addEvidence(into: RecordsEvidence, more: RecordsEvidence): void {
+  for (const a of more.activities) into.activities.push(a);
+  for (const g of more.gaps) into.gaps.push(g);
+  for (const w of more.warnings) into.warnings.push(w);
+  if (more.unreadable === 0) return;
+  into.oldestUnreadable =
+    into.unreadable === 0 ? more.oldestUnreadable : into.oldestUnreadable === null || more.oldestUnreadable === null ? null : Math.min(into.oldestUnreadable, more.oldestUnreadable);
+  into.unreadable += more.unreadable;
 }
 
 function unreadable(out: RecordsEvidence, m: MalformedRecord, scope: Scope, channel: Channel): void {

@@ -7,7 +7,7 @@ import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
 import { evaluateScope, ScopeJudge, type InstanceResult } from '../../src/core/evaluate.js';
 import type { Activity, ScopeFacts } from '../../src/core/facts.js';
 import { firstLaunchOf } from '../../src/collect/instances.js';
-import { recordsToEvidence } from '../../src/evidence/records.js';
+import { addEvidence, noEvidence, recordsToEvidence } from '../../src/evidence/records.js';
 import { readFixtureJson } from '../support/fixtures.js';
 import {
   FIXTURE_ACCOUNT,
@@ -510,6 +510,44 @@ describe('a tracked record that cannot be read', () => {
     const noise = readFixtureJson('cloudtrail/ec2-describe-instances-noise.json');
     const failed = { ...raw(), errorCode: 'Client.UnauthorizedOperation' };
     expect(recordsToEvidence([{ raw: noise }, { raw: failed }], SCOPE, 's3')).toMatchObject({ activities: [], gaps: [], unreadable: 0 });
+  });
+
+  it('read a page at a time (as LookupEvents gives them) leaves the same evidence as read at once: the oldest time, or none when one has none', () => {
+    const good = { raw: JSON.stringify(raw()) };
+    const at = (eventTime: string) => ({ raw: JSON.stringify({ ...raw(), eventTime, userIdentity: 'not an object' }) });
+    const older = at('2026-11-21T09:00:00Z');
+    const newer = at('2026-11-21T10:00:00Z');
+    const timeless = { eventId: 'e-1', raw: '{' };
+    for (const records of [
+      [good, newer, good, older, good],
+      [good, good, good],
+      [newer, good, timeless, good, older],
+      [timeless, good, newer],
+      [older, newer, good],
+    ]) {
+      const atOnce = recordsToEvidence(records, SCOPE, 'lookup-events');
+      for (const size of [1, 2]) {
+        const paged = noEvidence();
+        for (let k = 0; k < records.length; k += size) addEvidence(paged, recordsToEvidence(records.slice(k, k + size), SCOPE, 'lookup-events'));
+        expect(paged).toEqual(atOnce);
+      }
+    }
+    // The case the loop must get right: a first page with nothing unreadable, then a timeless one.
+    const mixed = noEvidence();
+    addEvidence(mixed, recordsToEvidence([good, older], SCOPE, 'lookup-events'));
+    addEvidence(mixed, recordsToEvidence([timeless], SCOPE, 'lookup-events'));
+    expect(mixed).toMatchObject({ unreadable: 2, oldestUnreadable: null });
+  });
+
+  it('an activity carries the account and region of the channel that read it, and the channel', () => {
+    const record = { ...raw(), recipientAccountId: '999999999999', awsRegion: 'eu-west-3' };
+    const [viaTrail] = recordsToEvidence([{ raw: record }], SCOPE, 's3').activities;
+    const [viaQueue] = recordsToEvidence([{ raw: JSON.stringify(record) }], SCOPE, 'eventbridge').activities;
+    expect(viaTrail).toMatchObject({ ...SCOPE, via: ['s3'] });
+    expect(viaQueue).toMatchObject({ ...SCOPE, via: ['eventbridge'] });
+    const own = activityFromRecord(record);
+    expect(own).toMatchObject({ kind: 'activity', activity: { accountId: '999999999999', region: 'eu-west-3' } });
+    expect(own.kind === 'activity' && own.activity.via).toBeUndefined();
   });
 });
 

@@ -2,7 +2,7 @@
 // reconciler runs, the wire form of DescribeSessions' filter, trail file keys and queue messages.
 import { describe, expect, it } from 'vitest';
 import { clampSpans, deliveredToHappened, mergeSpans, uncovered } from '../../src/evidence/coverage.js';
-import { lookupEvents, reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
+import { lookupEvents, readTrackedEvents, reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
 import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { pino } from 'pino';
 import { SqliteStateStore } from '../../src/state/sqlite/store.js';
@@ -103,6 +103,50 @@ describe('LookupEvents: what a cycle reads', () => {
       expect(await read(-20 * 60_000)).toEqual([now - settle - 20 * 60_000, now - settle - 20 * 60_000]);
       // Within a minute (the Date header's second, the request's latency), or behind: as the local clock says.
       expect(await read(-30_000, 5 * 60_000)).toEqual([now - settle, now - settle]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('hands each page on before asking for the next: the raw records of a whole span never sit in memory', async () => {
+    const log: string[] = [];
+    const pages: Record<string, Array<{ Events: Array<{ EventId: string; CloudTrailEvent: string }>; NextToken?: string }>> = {
+      StartSession: [{ Events: [{ EventId: 'a', CloudTrailEvent: '{}' }], NextToken: 't' }, { Events: [{ EventId: 'b', CloudTrailEvent: '{}' }] }],
+      SendCommand: [{ Events: [{ EventId: 'c', CloudTrailEvent: '{}' }] }],
+    };
+    const cloudtrail = {
+      send: async (cmd: { input: { LookupAttributes: Array<{ AttributeValue: string }>; NextToken?: string } }) => {
+        const name = cmd.input.LookupAttributes[0]!.AttributeValue;
+        log.push(`send ${name} ${cmd.input.NextToken ?? '-'}`);
+        return pages[name]![cmd.input.NextToken ? 1 : 0];
+      },
+    } as unknown as CloudTrailClient;
+    const { calls } = await readTrackedEvents(cloudtrail, ['StartSession', 'SendCommand'], { from: 0, to: H }, (records) => log.push(`page ${records.map((r) => r.eventId).join(',')}`));
+    expect(calls).toBe(3);
+    expect(log).toEqual(['send StartSession -', 'page a', 'send StartSession t', 'page b', 'send SendCommand -', 'page c']);
+  });
+
+  it('counts nothing of a span whose reading failed part way: a gap on the scope, and nothing proven', async () => {
+    const store = SqliteStateStore.open(':memory:');
+    try {
+      const now = Date.parse('2026-12-03T12:00:00Z');
+      const record = readFixtureJson<Record<string, unknown>>('cloudtrail/ssm-start-session.json');
+      let sent = 0;
+      const cloudtrail = {
+        send: async () => {
+          if (++sent === 3) throw new Error('ThrottlingException: Rate exceeded');
+          return { Events: [{ EventId: String(record['eventID']), CloudTrailEvent: JSON.stringify(record) }] };
+        },
+      } as unknown as CloudTrailClient;
+      const config = { enabled: true, settle: 15 * 60_000, reconcile: { every: H, window: 24 * H } };
+      const out = await lookupEvents.read(
+        { scope: { accountId: '111122223333', region: 'us-east-1' }, clients: { cloudtrail }, store, instances: [], window: { from: now - 48 * H, to: now }, now, settle: config.settle, logger: pino({ level: 'silent' }) },
+        config,
+      );
+      expect(out.activities).toEqual([]);
+      expect(out.proven).toEqual([]);
+      expect(out.gaps).toEqual([expect.objectContaining({ source: 'cloudtrail', accountId: '111122223333', region: 'us-east-1', before: now, message: expect.stringMatching(/LookupEvents failed: .*Rate exceeded/) })]);
+      expect(out.meta).toBeUndefined();
     } finally {
       await store.close();
     }

@@ -4,7 +4,7 @@ import { scopeKey } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
 import { clockAhead } from '../../clock.js';
 import { clampSpans, isoSpan, mergeSpans, uncovered, type Span } from '../../coverage.js';
-import { recordsToEvidence } from '../../records.js';
+import { addEvidence, noEvidence, recordsToEvidence } from '../../records.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
 import { LookupEventsConfig } from './schema.js';
@@ -32,14 +32,15 @@ export function spansToRead(window: Span, covered: readonly Span[], reconcile: S
  * Every tracked event in a span, one LookupEvents query per event name (the API takes exactly one
  * lookup attribute a call). Fleet-wide: the instance is found inside each record, never by a query per
  * instance. The client paces the calls (see clients.ts) to stay under 2 requests/s per account and region.
+ * Each page's records go to `onPage` as the page comes: the raw JSON of a whole span never sits in memory.
  */
 export async function readTrackedEvents(
   client: CloudTrailClient,
   eventNames: readonly string[],
   span: Span,
+  onPage: (records: Array<{ eventId?: string; raw: string }>) => void,
   signal?: AbortSignal,
-): Promise<{ records: Array<{ eventId?: string; raw: string }>; calls: number }> {
-  const records: Array<{ eventId?: string; raw: string }> = [];
+): Promise<{ calls: number }> {
   let calls = 0;
   for (const name of eventNames) {
     let token: string | undefined;
@@ -55,11 +56,11 @@ export async function readTrackedEvents(
         }),
         { abortSignal: signal },
       );
-      for (const e of page.Events ?? []) records.push({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' });
+      onPage((page.Events ?? []).map((e) => ({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' })));
       token = page.NextToken;
     } while (token);
   }
-  return { records, calls };
+  return { calls };
 }
 
 export const lookupEvents = {
@@ -85,9 +86,10 @@ export const lookupEvents = {
     // The reconcile is done when every call succeeded; a record that could not be read is its own gap.
     let called = true;
     for (const span of spans) {
-      let read;
+      // A page at a time; what a span gave counts only once all of it was read.
+      const evidence = noEvidence();
       try {
-        read = await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, ctx.signal);
+        await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, (records) => addEvidence(evidence, recordsToEvidence(records, scope, 'lookup-events')), ctx.signal);
       } catch (err) {
         called = false;
         const message = `LookupEvents failed: ${describeError(err)}`;
@@ -103,7 +105,6 @@ export const lookupEvents = {
         settled = now - ctx.settle - ahead;
         log.warn({ aheadMs: ahead }, 'the local clock is ahead of AWS: spans are proven up to AWS time minus settle');
       }
-      const evidence = recordsToEvidence(read.records, scope, 'lookup-events');
       for (const a of evidence.activities) out.activities.push(a);
       for (const g of evidence.gaps) out.gaps.push(g);
       for (const w of evidence.warnings) out.warnings.push(w);
