@@ -8,7 +8,7 @@
  * The fleet: 20 recorded images and one unrecorded, most instances as their image built them, ~5%
  * drifted, some with no or stale inventory; GetInventory results carry SSM's ContentHash (a few do
  * not, and are fingerprinted by their packages). Records are generated in pages of 50, as LookupEvents
- * returns them, twenty pages at a time, and parsed a page at a time as they come.
+ * returns them, and each page is parsed as it comes.
  *
  * Phases of one cycle's judgement (their CPU is `totalCpuS`): normalise (the inventory catalog),
  * parse (recordsToEvidence, as the LookupEvents collector reads a page: JSON.parse and
@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { constants as perfConstants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { InventoryCatalog } from '../src/evidence/sources/ssm-inventory/catalog.js';
 import { recordsToEvidence } from '../src/evidence/records.js';
@@ -541,12 +541,6 @@ interface Trail {
   byKind: Map<EventKind, number>;
 }
 
-function handOver(json: string[], onPages: (pages: string[][]) => void): void {
-  const pages: string[][] = [];
-  for (let k = 0; k < json.length; k += 50) pages.push(json.slice(k, k + 50));
-  onPages(pages);
-}
-
 /**
  * A page of records as the collector gets them (src/evidence/sources/lookup-events): LookupEvents
  * answers with a JSON body whose every event carries its record as a JSON string (`CloudTrailEvent`),
@@ -567,15 +561,12 @@ function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown
   return (JSON.parse(body) as { Events: Array<{ CloudTrailEvent: string }> }).Events.map((e) => e.CloudTrailEvent);
 }
 
-/** Pages of records handed over at once: the parse phase's clock is read per handful, not per page. */
-const PAGES_AT_ONCE = 20;
-
 /**
- * `count` CloudTrail records. With `onPages`, they are handed over in pages of 50 (as LookupEvents
- * returns them), PAGES_AT_ONCE pages (about 1.6 MB of JSON) at a time, and not kept: the raw JSON of a
- * whole window never sits in memory.
+ * `count` CloudTrail records. With `onPage`, each page of 50 is handed over as it is made (as the
+ * LookupEvents collector reads a page as it comes) and not kept: the raw JSON of a whole window never
+ * sits in memory.
  */
-function buildTrail(plan: FleetPlan, count: number, onPages?: (pages: string[][]) => void): Trail {
+function buildTrail(plan: FleetPlan, count: number, onPage?: (page: string[]) => void): Trail {
   const json: string[] = [];
   const page: Array<Record<string, unknown>> = [];
   const commandTargets = new Map<string, string[]>();
@@ -763,11 +754,17 @@ function buildTrail(plan: FleetPlan, count: number, onPages?: (pages: string[][]
       }
     }
     page.push(r);
-    if (page.length === 50) json.push(...asLookupEventsReturnsThem(page.splice(0)));
-    if (onPages && json.length === 50 * PAGES_AT_ONCE) handOver(json.splice(0), onPages);
+    if (page.length === 50) {
+      const records = asLookupEventsReturnsThem(page.splice(0));
+      if (onPage) onPage(records);
+      else json.push(...records);
+    }
   }
-  if (page.length > 0) json.push(...asLookupEventsReturnsThem(page.splice(0)));
-  if (onPages && json.length > 0) handOver(json.splice(0), onPages);
+  if (page.length > 0) {
+    const records = asLookupEventsReturnsThem(page.splice(0));
+    if (onPage) onPage(records);
+    else json.push(...records);
+  }
   return { json, commandTargets, byKind };
 }
 
@@ -840,10 +837,11 @@ function pieces(key: string, phase: string): { run<T>(fn: () => T): T; done(): v
   };
 }
 
-const gcMsIn = (r: Row): number =>
-  gcPauses
-    .filter((e) => (r.spans ?? [[r.start, r.start + r.ms]]).some(([a, b]) => e.startTime >= a && e.startTime < b))
-    .reduce((s, e) => s + e.duration, 0);
+const gcsIn = (r: Row): PerformanceEntry[] =>
+  gcPauses.filter((e) => (r.spans ?? [[r.start, r.start + r.ms]]).some(([a, b]) => e.startTime >= a && e.startTime < b));
+const gcMsIn = (r: Row): number => gcsIn(r).reduce((s, e) => s + e.duration, 0);
+/** Full (mark-compact) collections that ended in a phase: a first cycle's heap grows past V8's limit once, and which phase pays for it moves from run to run. */
+const fullGcsIn = (r: Row): number => gcsIn(r).filter((e) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR).length;
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 
@@ -967,11 +965,7 @@ const parsing = pieces('parse', `parse ${fmt(N_EVENTS)} records (JSON.parse, act
 const parsed: Parsed = { activities: [], ignored: 0, malformed: [] };
 const trailCpu0 = process.cpuUsage();
 const trailStart = performance.now();
-const trail = buildTrail(plan, N_EVENTS, (pages) =>
-  parsing.run(() => {
-    for (const page of pages) parseRecords(page, parsed);
-  }),
-);
+const trail = buildTrail(plan, N_EVENTS, (page) => parsing.run(() => parseRecords(page, parsed)));
 {
   // Generating the records is setup; parsing them is the phase.
   const cpu = process.cpuUsage(trailCpu0);
@@ -1079,6 +1073,7 @@ const say = (...parts: unknown[]): void => {
 const cpuOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + r.cpuS, 0);
 const msOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + r.ms, 0);
 const gcOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + gcMsIn(r), 0);
+const fullGcsOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + fullGcsIn(r), 0);
 const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 
 say(
@@ -1099,6 +1094,7 @@ line('second cycle (unchanged inventories, new records)', msOf(SECOND), cpuOf(SE
 say(`\npeak RSS (maxRSS):           ${peakRssMiB.toFixed(1)} MiB`);
 say(`inventories:                 ${fmt(entities.length)} results, ${fmt(distinctInventories)} distinct, ${fmt(normalisedRows)} rows normalised in the first cycle`);
 say(`report:                      ${fmt(bytes)} bytes of JSON`);
+say(`full collections:            ${fullGcsOf(JUDGEMENT)} in the judgement (${rows.filter((r) => fullGcsIn(r) > 0).map((r) => r.key).join(', ') || 'none'} in all)`);
 say(`pushed event re-judged in:   p50 ${quantile(0.5).toFixed(3)} ms, p99 ${quantile(0.99).toFixed(3)} ms, max ${quantile(1).toFixed(3)} ms (${pushedTainted} tainted)`);
 
 say(
@@ -1173,6 +1169,8 @@ if (argv.json) {
       // The judgement of one cycle: normalise, parse, attribute, evaluate, report (store, second cycle and pushes are apart).
       totalCpuS: round(cpuOf(JUDGEMENT), 3),
       secondCycleCpuS: round(cpuOf(SECOND), 3),
+      // Full collections during the first cycle's judgement (0 or 1): one costs about 0.1 CPU-s there.
+      fullGcsInJudgement: fullGcsOf(JUDGEMENT),
       rejudgeMs: { p50: round(quantile(0.5), 3), p99: round(quantile(0.99), 3), max: round(quantile(1), 3) },
       peakRssMiB: round(peakRssMiB, 1),
       v8Flags: appliedV8Flags,
