@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { constants as perfConstants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { InventoryCatalog } from '../src/evidence/sources/ssm-inventory/catalog.js';
 import { recordsToEvidence } from '../src/evidence/records.js';
@@ -837,11 +837,10 @@ function pieces(key: string, phase: string): { run<T>(fn: () => T): T; done(): v
   };
 }
 
-const gcsIn = (r: Row): PerformanceEntry[] =>
-  gcPauses.filter((e) => (r.spans ?? [[r.start, r.start + r.ms]]).some(([a, b]) => e.startTime >= a && e.startTime < b));
-const gcMsIn = (r: Row): number => gcsIn(r).reduce((s, e) => s + e.duration, 0);
-/** Full (mark-compact) collections that ended in a phase: a first cycle's heap grows past V8's limit once, and which phase pays for it moves from run to run. */
-const fullGcsIn = (r: Row): number => gcsIn(r).filter((e) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR).length;
+const gcMsIn = (r: Row): number =>
+  gcPauses
+    .filter((e) => (r.spans ?? [[r.start, r.start + r.ms]]).some(([a, b]) => e.startTime >= a && e.startTime < b))
+    .reduce((s, e) => s + e.duration, 0);
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
 
@@ -1073,7 +1072,6 @@ const say = (...parts: unknown[]): void => {
 const cpuOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + r.cpuS, 0);
 const msOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + r.ms, 0);
 const gcOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + gcMsIn(r), 0);
-const fullGcsOf = (keys: string[]) => rows.filter((r) => keys.includes(r.key)).reduce((t, r) => t + fullGcsIn(r), 0);
 const peakRssMiB = process.resourceUsage().maxRSS / 1024;
 
 say(
@@ -1094,7 +1092,6 @@ line('second cycle (unchanged inventories, new records)', msOf(SECOND), cpuOf(SE
 say(`\npeak RSS (maxRSS):           ${peakRssMiB.toFixed(1)} MiB`);
 say(`inventories:                 ${fmt(entities.length)} results, ${fmt(distinctInventories)} distinct, ${fmt(normalisedRows)} rows normalised in the first cycle`);
 say(`report:                      ${fmt(bytes)} bytes of JSON`);
-say(`full collections:            ${fullGcsOf(JUDGEMENT)} in the judgement (${rows.filter((r) => fullGcsIn(r) > 0).map((r) => r.key).join(', ') || 'none'} in all)`);
 say(`pushed event re-judged in:   p50 ${quantile(0.5).toFixed(3)} ms, p99 ${quantile(0.99).toFixed(3)} ms, max ${quantile(1).toFixed(3)} ms (${pushedTainted} tainted)`);
 
 say(
@@ -1169,8 +1166,6 @@ if (argv.json) {
       // The judgement of one cycle: normalise, parse, attribute, evaluate, report (store, second cycle and pushes are apart).
       totalCpuS: round(cpuOf(JUDGEMENT), 3),
       secondCycleCpuS: round(cpuOf(SECOND), 3),
-      // Full collections during the first cycle's judgement (0 or 1): one costs about 0.1 CPU-s there.
-      fullGcsInJudgement: fullGcsOf(JUDGEMENT),
       rejudgeMs: { p50: round(quantile(0.5), 3), p99: round(quantile(0.99), 3), max: round(quantile(1), 3) },
       peakRssMiB: round(peakRssMiB, 1),
       v8Flags: appliedV8Flags,
