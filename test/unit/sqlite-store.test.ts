@@ -1,5 +1,7 @@
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -197,5 +199,33 @@ describe('SqliteStateStore: a file written by the previous version (schema 2)', 
     expect(await s.leases.claim('outbox', 'host:1:a', 60_000)).toEqual({ owner: 'host:1:a', token: 1 });
     // Its driver's lease expired long ago: another takes it over, with a new fencing token.
     expect(await s.claimReplacement((await s.inFlight())[0]!.id, 'host:1:a', 60_000)).toEqual({ owner: 'host:1:a', token: 2 });
+  });
+});
+
+describe('SqliteStateStore: another process writing the same file', () => {
+  it('waits for its write, then writes on top of it: an update that reads first does not fail for it', async () => {
+    // Prepare: the daemon's store, and another process (the CLI beside it) that takes the write lock,
+    // writes, and holds the lock a moment before it commits.
+    const s = open();
+    await s.addCoverage(US, 'lookup-events', { from: 0, to: 10 });
+    const script = `
+      const db = new (require('better-sqlite3'))(process.argv[1]);
+      db.exec('BEGIN IMMEDIATE');
+      db.prepare("INSERT INTO meta (key, value) VALUES ('cli', 'wrote')").run();
+      process.stdout.write('locked\\n');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 700);
+      db.exec('COMMIT');
+      db.close();`;
+    const child = spawn(process.execPath, ['-e', script, file], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve()));
+
+    // Act: an update that reads what is there, then writes (coverage is merged with what was stored).
+    await s.addCoverage(US, 'lookup-events', { from: 11, to: 20 });
+
+    // Assess: both writes are there.
+    expect(await exited).toEqual([0, null]);
+    expect(await s.coverage(US, 'lookup-events')).toEqual([{ from: 0, to: 20 }]);
+    expect(await s.meta('cli')).toBe('wrote');
   });
 });

@@ -162,15 +162,15 @@ export class SqliteStateStore implements StateStore {
   }
 
   /**
-   * A transaction within one synchronous call (a savepoint inside an open one). `immediate` takes the
-   * write lock at once, for one that reads before it writes: a deferred one would fail (SQLITE_BUSY,
-   * whatever the timeout) if another process wrote between its read and its first write.
+   * A write transaction within one synchronous call (a savepoint inside an open one). It takes the
+   * write lock at once (BEGIN IMMEDIATE), waiting for another process's write to end: most read before
+   * they write, and a deferred one would fail (SQLITE_BUSY, whatever the timeout) if another process
+   * (the CLI beside the daemon) committed between its read and its first write.
    */
-  private tx<T>(fn: () => T, immediate = false): T {
+  private tx<T>(fn: () => T): T {
     const writes = this.logWrites;
     try {
-      const t = this.db.transaction(fn);
-      return immediate ? t.immediate() : t();
+      return this.db.transaction(fn).immediate();
     } catch (err) {
       if (this.logWrites !== writes) this.logCache.clear(); // it may hold what was rolled back
       throw err;
@@ -426,7 +426,7 @@ export class SqliteStateStore implements StateStore {
       }
       const put = this.db.prepare('INSERT INTO scope_audits (account_id, region, audited_at) VALUES (?, ?, ?) ON CONFLICT (account_id, region) DO UPDATE SET audited_at = excluded.audited_at');
       for (const s of audited) put.run(s.accountId, s.region, now);
-    }, true);
+    });
     return { newlyTainted, newFindings };
   }
 
