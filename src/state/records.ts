@@ -23,6 +23,13 @@ export function mergeActivity(known: Activity, incoming: Activity): Activity {
   return { ...known, via, instanceIds };
 }
 
+/** Items in lists of `size` (the last may be shorter), for writes a batch at a time. */
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
 /** A notice as stored (JSON), or why it cannot be read. */
 export function readNotice<N>(text: string): { notice: N | null; unreadable?: string } {
   try {

@@ -24,7 +24,7 @@ import {
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
-import { mergeActivity } from '../records.js';
+import { chunks, mergeActivity } from '../records.js';
 import { toCycle, toDigest, toFinding, toInstance, toJournal, toOutbox, toReplacement, toTrailFile, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
@@ -64,12 +64,6 @@ export function storable(text: string): string {
 }
 
 const storableParam = (p: unknown): unknown => (typeof p === 'string' ? storable(p) : Array.isArray(p) ? p.map(storableParam) : p);
-
-function chunks<T>(items: readonly T[], size = BATCH): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
 
 /**
  * pristine's state in PostgreSQL, shared by any number of replicas. Every write that others could
@@ -258,7 +252,7 @@ export class PostgresStateStore implements StateStore {
           return id === a.id ? a : { ...a, id };
         })
         .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-      for (const batch of chunks(sorted)) {
+      for (const batch of chunks(sorted, BATCH)) {
         // One event twice in a call (LookupEvents and a trail file overlap): merged, as written one after the other.
         const byId = new Map<string, Activity>();
         for (const a of batch) {
@@ -398,7 +392,7 @@ export class PostgresStateStore implements StateStore {
     await this.transaction(async () => {
       // Instances are written in id order: a cycle and an event judged by another replica cannot deadlock.
       const sorted = [...verdicts].sort((x, y) => (x.instanceId < y.instanceId ? -1 : x.instanceId > y.instanceId ? 1 : 0));
-      for (let batch of chunks(sorted)) {
+      for (let batch of chunks(sorted, BATCH)) {
         // Rows judged since, from later facts (an event pushed while a cycle read older ones), are locked
         // and left as they are: that verdict stands.
         const known = (await this.q('SELECT instance_id, alert_outbox_id, last_seen FROM instances WHERE instance_id = ANY($1::text[]) ORDER BY instance_id FOR UPDATE', [batch.map((v) => v.instanceId)])).rows;
@@ -420,7 +414,7 @@ export class PostgresStateStore implements StateStore {
         const findings = batch.flatMap((v) =>
           onePerKey(v.findings.map((f) => ({ ...f, key: storable(f.key), summary: storable(f.summary), actor: f.actor === null ? null : storable(f.actor) }))).map((f) => ({ instance_id: v.instanceId, ...f })),
         );
-        for (const part of chunks(findings)) {
+        for (const part of chunks(findings, BATCH)) {
           await this.q(
             `INSERT INTO findings (instance_id, key, detector, severity, summary, at, actor, first_seen, last_seen)
              SELECT x.instance_id, x.key, x.detector, x.severity, x.summary, x.at, x.actor, $2, $2

@@ -26,7 +26,7 @@ import {
   type StateStore,
   type VerdictInput,
 } from '../ports.js';
-import { mergeActivity } from '../records.js';
+import { chunks, mergeActivity } from '../records.js';
 import { toCycle, toDigest, toFinding, toInstance, toJournal, toOutbox, toReplacement, toTrailFile, type Row } from '../rows.js';
 import { migrate } from './schema.js';
 
@@ -391,8 +391,7 @@ export class SqliteStateStore implements StateStore {
       VALUES (@instanceId, @key, @detector, @severity, @summary, @at, @actor, @now, @now)
       ON CONFLICT (instance_id, key) DO UPDATE SET last_seen = excluded.last_seen, summary = excluded.summary`);
     this.tx(() => {
-      for (let from = 0; from < verdicts.length; from += VERDICTS_AT_ONCE) {
-        let batch = verdicts.slice(from, from + VERDICTS_AT_ONCE);
+      for (let batch of chunks(verdicts, VERDICTS_AT_ONCE)) {
         const rows = new Map((known.all(JSON.stringify(batch.map((v) => v.instanceId))) as Array<[string, number | null, number]>).map(([id, alert, lastSeen]) => [id, { alert, lastSeen }]));
         // Judged since, from later facts (an event pushed while a cycle read older ones): that verdict stands.
         batch = batch.filter((v) => !((rows.get(v.instanceId)?.lastSeen ?? -Infinity) > now));
