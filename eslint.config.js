@@ -23,4 +23,24 @@ export default tseslint.config(
       '@typescript-eslint/await-thenable': 'error',
     },
   },
+  {
+    // The AWS SDK is loaded through src/collect/aws-sdk.ts (require(), not import: see there why); from
+    // anywhere else in src, only its types.
+    files: ['src/**/*.ts'],
+    ignores: ['src/collect/aws-sdk.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['@aws-sdk/*', '@smithy/core', '@smithy/core/*'],
+              allowTypeImports: true,
+              message: 'Load the AWS SDK through src/collect/aws-sdk.ts; import only its types here.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -1,14 +1,11 @@
-import {
-  paginateListAccounts,
-  paginateListAccountsForParent,
-  paginateListOrganizationalUnitsForParent,
-  type Account as OrgAccount,
-  type OrganizationsClient,
-} from '@aws-sdk/client-organizations';
-import { GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { Account as OrgAccount, OrganizationsClient } from '@aws-sdk/client-organizations';
+import type { STSClient } from '@aws-sdk/client-sts';
 import type { AccountAccess } from '../collect/clients.js';
 import type { Config } from '../config/schema.js';
 import { describeError, InputError } from '../errors.js';
+import { Organizations, STS } from '../collect/aws-sdk.js';
+const { paginateListAccounts, paginateListAccountsForParent, paginateListOrganizationalUnitsForParent } = Organizations;
+const { GetCallerIdentityCommand } = STS;
 
 /** IAM actions account discovery calls, with pristine's own identity. */
 export const IAM_ACTIONS = ['sts:GetCallerIdentity'] as const;

@@ -1,17 +1,17 @@
-import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
-import { EC2Client } from '@aws-sdk/client-ec2';
-import { ElasticLoadBalancingClient } from '@aws-sdk/client-elastic-load-balancing';
-import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { OrganizationsClient } from '@aws-sdk/client-organizations';
-import { S3Client } from '@aws-sdk/client-s3';
-import { SQSClient } from '@aws-sdk/client-sqs';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { STSClient } from '@aws-sdk/client-sts';
-import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
+import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { ElasticLoadBalancingClient } from '@aws-sdk/client-elastic-load-balancing';
+import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { OrganizationsClient } from '@aws-sdk/client-organizations';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { scopeKey, type Scope } from '../core/facts.js';
 import { Pacer } from './pacer.js';
+import { AutoScaling, CloudTrail, CredentialProviders, EC2, ELB, ELBv2, Organizations, S3, SQS, SSM, STS } from './aws-sdk.js';
 
 /** What every AWS call reports, for logs and metrics. */
 export interface AwsCall {
@@ -155,7 +155,7 @@ export class ClientPool {
       const a = this.access.get(accountId);
       const provider = a?.role
         ? cachedCredentials(
-            fromTemporaryCredentials({
+            CredentialProviders.fromTemporaryCredentials({
               params: { RoleArn: a.role, RoleSessionName: 'pristine', DurationSeconds: 3600, ...(a.externalId ? { ExternalId: a.externalId } : {}) },
               clientConfig: { region: this.homeRegion },
             }),
@@ -176,12 +176,12 @@ export class ClientPool {
       c = {
         accountId,
         region,
-        ec2: new EC2Client({ ...base, maxAttempts: 5 }),
-        cloudtrail: new CloudTrailClient({ ...base, maxAttempts: 8 }),
-        ssm: new SSMClient({ ...base, maxAttempts: 6 }),
-        elbv2: new ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }),
-        elb: new ElasticLoadBalancingClient({ ...base, maxAttempts: 6 }),
-        autoscaling: new AutoScalingClient({ ...base, maxAttempts: 6 }),
+        ec2: new EC2.EC2Client({ ...base, maxAttempts: 5 }),
+        cloudtrail: new CloudTrail.CloudTrailClient({ ...base, maxAttempts: 8 }),
+        ssm: new SSM.SSMClient({ ...base, maxAttempts: 6 }),
+        elbv2: new ELBv2.ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }),
+        elb: new ELB.ElasticLoadBalancingClient({ ...base, maxAttempts: 6 }),
+        autoscaling: new AutoScaling.AutoScalingClient({ ...base, maxAttempts: 6 }),
       };
       observe(c.ec2 as unknown as MiddlewareClient, 'ec2', region, accountId, this.listener);
       observe(c.elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
@@ -207,23 +207,23 @@ export class ClientPool {
 
   /** pristine's own identity: STS, to learn its account. */
   sts(): STSClient {
-    return this.ownClient('sts', () => new STSClient({ region: this.homeRegion, maxAttempts: 5 }), 'sts', this.homeRegion);
+    return this.ownClient('sts', () => new STS.STSClient({ region: this.homeRegion, maxAttempts: 5 }), 'sts', this.homeRegion);
   }
 
   /** pristine's own identity: Organizations, to list member accounts (its API lives in us-east-1). */
   organizations(): OrganizationsClient {
-    return this.ownClient('organizations', () => new OrganizationsClient({ region: 'us-east-1', maxAttempts: 6 }), 'organizations', 'us-east-1');
+    return this.ownClient('organizations', () => new Organizations.OrganizationsClient({ region: 'us-east-1', maxAttempts: 6 }), 'organizations', 'us-east-1');
   }
 
   /** pristine's own identity: SQS, for the event queues. */
   sqs(region: string): SQSClient {
     // The endpoint comes from the SDK's chain (AWS_ENDPOINT_URL_SQS…), not from the queue URL's host.
-    return this.ownClient(`sqs:${region}`, () => new SQSClient({ region, maxAttempts: 6, useQueueUrlAsEndpoint: false }), 'sqs', region);
+    return this.ownClient(`sqs:${region}`, () => new SQS.SQSClient({ region, maxAttempts: 6, useQueueUrlAsEndpoint: false }), 'sqs', region);
   }
 
   /** pristine's own identity: S3, for the trail bucket. */
   s3(region: string): S3Client {
-    return this.ownClient(`s3:${region}`, () => new S3Client({ region, maxAttempts: 6, followRegionRedirects: true }), 's3', region);
+    return this.ownClient(`s3:${region}`, () => new S3.S3Client({ region, maxAttempts: 6, followRegionRedirects: true }), 's3', region);
   }
 
   private dropScope(key: string): void {
@@ -242,7 +242,7 @@ export class ClientPool {
 
 /** The region the SDK's chain names (AWS_REGION, the profile's region), or null. */
 export async function defaultRegion(): Promise<string | null> {
-  const probe = new EC2Client({});
+  const probe = new EC2.EC2Client({});
   try {
     return (await probe.config.region()) || null;
   } catch {

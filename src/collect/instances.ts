@@ -1,5 +1,7 @@
-import { paginateDescribeInstances, type EC2Client, type Instance as Ec2Instance } from '@aws-sdk/client-ec2';
+import type { EC2Client, Instance as Ec2Instance } from '@aws-sdk/client-ec2';
 import type { Instance, Scope } from '../core/facts.js';
+import { EC2 } from './aws-sdk.js';
+const { paginateDescribeInstances } = EC2;
 
 /** IAM actions this collector calls. */
 export const IAM_ACTIONS = ['ec2:DescribeInstances'] as const;

@@ -1,6 +1,9 @@
-import { DescribeInstanceConnectEndpointsCommand, type EC2Client } from '@aws-sdk/client-ec2';
-import { DescribeAssociationCommand, paginateListAssociations, paginateListCommandInvocations, type SSMClient } from '@aws-sdk/client-ssm';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { DocumentAssociation, Target } from '../core/facts.js';
+import { EC2, SSM } from './aws-sdk.js';
+const { DescribeInstanceConnectEndpointsCommand } = EC2;
+const { DescribeAssociationCommand, paginateListAssociations, paginateListCommandInvocations } = SSM;
 
 /**
  * Readers for what some records name instead of an instance: where a command ran, what an association

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb } from 'node:zlib';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { S3 } from '../collect/aws-sdk.js';
+const { GetObjectCommand } = S3;
 
 const gunzip = promisify(gunzipCb);
 

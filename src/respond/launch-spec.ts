@@ -1,12 +1,7 @@
-import {
-  DescribeImagesCommand,
-  DescribeInstanceCreditSpecificationsCommand,
-  DescribeVolumesCommand,
-  type BlockDeviceMapping,
-  type Instance as Ec2Instance,
-  type RunInstancesCommandInput,
-} from '@aws-sdk/client-ec2';
+import type { BlockDeviceMapping, Instance as Ec2Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
+import { EC2 } from '../collect/aws-sdk.js';
+const { DescribeImagesCommand, DescribeInstanceCreditSpecificationsCommand, DescribeVolumesCommand } = EC2;
 
 /** IAM actions reading what a replacement must reproduce, and setting what RunInstances cannot. */
 export const IAM_ACTIONS = [

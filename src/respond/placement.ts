@@ -1,11 +1,14 @@
-import { DescribeAutoScalingGroupsCommand, type AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
-import { DescribeAddressesCommand, DescribeInstanceTypesCommand, type _InstanceType } from '@aws-sdk/client-ec2';
-import { DescribeLoadBalancersCommand } from '@aws-sdk/client-elastic-load-balancing';
-import { DescribeTargetHealthCommand, paginateDescribeTargetGroups } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
+import type { _InstanceType } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
 import type { Instance } from '../core/facts.js';
 import type { Placement } from '../core/plan.js';
 import type { Attachments } from '../core/reproduce.js';
+import { AutoScaling, EC2, ELB, ELBv2 } from '../collect/aws-sdk.js';
+const { DescribeAutoScalingGroupsCommand } = AutoScaling;
+const { DescribeAddressesCommand, DescribeInstanceTypesCommand } = EC2;
+const { DescribeLoadBalancersCommand } = ELB;
+const { DescribeTargetHealthCommand, paginateDescribeTargetGroups } = ELBv2;
 
 /** IAM actions this reader calls. */
 export const IAM_ACTIONS = [

@@ -1,7 +1,9 @@
-import { DescribeInstanceStatusCommand, type InstanceStatus } from '@aws-sdk/client-ec2';
-import { DescribeTargetHealthCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { InstanceStatus } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
 import { scopeKey, type Scope } from '../core/facts.js';
+import { EC2, ELBv2 } from '../collect/aws-sdk.js';
+const { DescribeInstanceStatusCommand } = EC2;
+const { DescribeTargetHealthCommand } = ELBv2;
 
 /** DescribeInstanceStatus takes at most 100 instance ids a call. */
 const STATUS_BATCH = 100;

@@ -1,27 +1,5 @@
-import {
-  DescribeAutoScalingGroupsCommand,
-  ResumeProcessesCommand,
-  SetDesiredCapacityCommand,
-  SuspendProcessesCommand,
-  TerminateInstanceInAutoScalingGroupCommand,
-  UpdateAutoScalingGroupCommand,
-  type AutoScalingGroup,
-} from '@aws-sdk/client-auto-scaling';
-import {
-  DescribeInstanceAttributeCommand,
-  DescribeInstancesCommand,
-  AssociateAddressCommand,
-  DescribeLaunchTemplateVersionsCommand,
-  ModifyInstanceAttributeCommand,
-  RunInstancesCommand,
-  TerminateInstancesCommand,
-  type Instance as Ec2Instance,
-} from '@aws-sdk/client-ec2';
-import {
-  DeregisterTargetsCommand,
-  DescribeTargetGroupAttributesCommand,
-  RegisterTargetsCommand,
-} from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
+import type { Instance as Ec2Instance } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
 import type { Scope } from '../core/facts.js';
 import type { Instance } from '../core/facts.js';
@@ -35,6 +13,10 @@ import { readLaunchSpec, type LaunchSpec } from './launch-spec.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
 import { reproductionHolds } from '../core/reproduce.js';
 import { isTransient } from './transient.js';
+import { AutoScaling, EC2, ELBv2 } from '../collect/aws-sdk.js';
+const { DescribeAutoScalingGroupsCommand, ResumeProcessesCommand, SetDesiredCapacityCommand, SuspendProcessesCommand, TerminateInstanceInAutoScalingGroupCommand, UpdateAutoScalingGroupCommand } = AutoScaling;
+const { DescribeInstanceAttributeCommand, DescribeInstancesCommand, AssociateAddressCommand, DescribeLaunchTemplateVersionsCommand, ModifyInstanceAttributeCommand, RunInstancesCommand, TerminateInstancesCommand } = EC2;
+const { DeregisterTargetsCommand, DescribeTargetGroupAttributesCommand, RegisterTargetsCommand } = ELBv2;
 
 /**
  * IAM actions a replacement calls. RunInstances with tags needs ec2:CreateTags, and with an instance

@@ -1,5 +1,6 @@
-import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
 import type { SdkError } from '@smithy/types';
+import { SmithyRetry } from '../collect/aws-sdk.js';
+const { isServerError, isThrottlingError, isTransientError } = SmithyRetry;
 
 /**
  * An AWS error that says "not now" rather than "no": throttling, a 5xx, a timeout or a dropped

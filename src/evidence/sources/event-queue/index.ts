@@ -1,4 +1,4 @@
-import { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Message, SQSClient } from '@aws-sdk/client-sqs';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import type { Activity, Scope } from '../../../core/facts.js';
@@ -10,6 +10,8 @@ import { parseTrailKey, readGzipObject, trailRecords } from '../../trail-files.j
 import { rememberLocation } from '../trail-digests/index.js';
 import type { SourceDefinition } from '../types.js';
 import { parseQueueMessage, type QueueItem } from './messages.js';
+import { SQS } from '../../../collect/aws-sdk.js';
+const { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand } = SQS;
 
 export const IAM_ACTIONS = ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 's3:GetObject'] as const;
 

@@ -1,4 +1,4 @@
-import { LookupEventsCommand, type CloudTrailClient } from '@aws-sdk/client-cloudtrail';
+import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { TRACKED_EVENT_NAMES } from '../../../core/event-catalog.js';
 import { scopeKey } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
@@ -8,6 +8,8 @@ import { addEvidence, noEvidence, recordsToEvidence } from '../../records.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
 import { LookupEventsConfig } from './schema.js';
+import { CloudTrail } from '../../../collect/aws-sdk.js';
+const { LookupEventsCommand } = CloudTrail;
 
 export const IAM_ACTIONS = ['cloudtrail:LookupEvents'] as const;
 

@@ -1,9 +1,11 @@
-import { paginateGetInventory, type SSMClient } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { scopeKey, type InventorySnapshot, type Package } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
 import { InventoryCatalog } from './catalog.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
+import { SSM } from '../../../collect/aws-sdk.js';
+const { paginateGetInventory } = SSM;
 
 export const IAM_ACTIONS = ['ssm:GetInventory'] as const;
 

@@ -1,4 +1,4 @@
-import { paginateDescribeSessions, type Session, type SessionState, type SSMClient } from '@aws-sdk/client-ssm';
+import type { Session, SessionState, SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { activityFromSession, type SessionRecord } from '../../../core/ssm-session.js';
 import { scopeKey } from '../../../core/facts.js';
@@ -7,6 +7,8 @@ import { clockAhead } from '../../clock.js';
 import { clampSpans, type Span } from '../../coverage.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
+import { SSM } from '../../../collect/aws-sdk.js';
+const { paginateDescribeSessions } = SSM;
 
 export const IAM_ACTIONS = ['ssm:DescribeSessions'] as const;
 

@@ -1,4 +1,4 @@
-import { paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { scopeKey, type Gap, type Scope } from '../../../core/facts.js';
 import { describeError } from '../../../errors.js';
@@ -8,6 +8,8 @@ import type { EvidenceStore } from '../../store-port.js';
 import { digestDayPrefix, parseTrailKey, readGzipObject, trailRecords } from '../../trail-files.js';
 import type { PullContext, PullResult, SourceDefinition, SourceWarning } from '../types.js';
 import { TrailDigestsConfig } from './schema.js';
+import { S3 } from '../../../collect/aws-sdk.js';
+const { paginateListObjectsV2 } = S3;
 
 export const IAM_ACTIONS = ['s3:ListBucket', 's3:GetObject'] as const;
 
