@@ -1,6 +1,7 @@
 // A fleet of a few hundred instances: pristine's API calls grow with pages of results, not with instances.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRACKED_EVENT_NAMES } from '../../src/core/event-catalog.js';
+import { SWEEP_PAGES } from '../../src/evidence/sources/lookup-events/index.js';
 import { Scenario, after, type Launched } from '../support/scenario.js';
 
 const FLEET = 300;
@@ -38,15 +39,21 @@ policies:
   it('makes a fixed number of calls: one instance page, one lookup per event name and page, 50 instances of inventory a call', () => {
     const count = (op: string) => s.fake.calls.filter((c) => c.operation === op).length;
     expect(count('DescribeInstances')).toBe(1);
-    // StartSession holds 120 records: three pages of 50; every other name one page.
-    expect(count('LookupEvents')).toBe(TRACKED_EVENT_NAMES.length + 2);
+    // 120 write events are more than the first pages of all writes hold: then one query per name.
+    // StartSession holds the 120 records: three pages of 50; every other name one page.
+    expect(SWEEP_PAGES * 50).toBeLessThan(SESSIONS);
+    const lookups = s.fake.calls.filter((c) => c.operation === 'LookupEvents');
+    const attribute = (body: string) => (JSON.parse(body) as { LookupAttributes: unknown[] }).LookupAttributes;
+    expect(lookups.slice(0, SWEEP_PAGES).map((c) => attribute(c.body))).toEqual(Array.from({ length: SWEEP_PAGES }, () => [{ AttributeKey: 'ReadOnly', AttributeValue: 'false' }]));
+    expect(new Set(lookups.slice(SWEEP_PAGES).map((c) => JSON.stringify(attribute(c.body))))).toEqual(new Set(TRACKED_EVENT_NAMES.map((name) => JSON.stringify([{ AttributeKey: 'EventName', AttributeValue: name }]))));
+    expect(count('LookupEvents')).toBe(SWEEP_PAGES + TRACKED_EVENT_NAMES.length + 2);
     expect(count('GetInventory')).toBe(FLEET / 50);
     expect(count('DescribeSessions')).toBe(2);
     expect(count('ListInventoryEntries')).toBe(0);
     expect(count('ListCommandInvocations')).toBe(0);
     // pristine's own account, once: it is what every verdict is keyed by.
     expect(count('GetCallerIdentity')).toBe(1);
-    expect(s.fake.calls).toHaveLength(1 + 1 + TRACKED_EVENT_NAMES.length + 2 + FLEET / 50 + 2);
+    expect(s.fake.calls).toHaveLength(1 + 1 + SWEEP_PAGES + TRACKED_EVENT_NAMES.length + 2 + FLEET / 50 + 2);
   });
 
   it('never exceeds 2 LookupEvents a second', () => {

@@ -123,9 +123,10 @@ describe('pristine audit: a fleet with one instance changed each way', () => {
     expect(result.report.errors).toEqual([]);
   });
 
-  it('reads evidence fleet-wide: one query per event name, never per instance, and no per-instance inventory', () => {
+  it('reads evidence fleet-wide: one query for all of a quiet account\'s writes, never per instance, and no per-instance inventory', () => {
     const ops = s.fake.calls.map((c) => c.operation);
     expect(ops.filter((o) => o === 'DescribeInstances')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'LookupEvents')).toHaveLength(1);
     expect(ops.filter((o) => o === 'GetInventory')).toHaveLength(1);
     expect(ops.filter((o) => o === 'ListInventoryEntries')).toHaveLength(0);
     expect(ops.filter((o) => o === 'ListCommandInvocations')).toHaveLength(1);

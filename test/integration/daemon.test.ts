@@ -8,8 +8,10 @@ import { Daemon } from '../support/daemon.js';
 import { ALICE, Scenario, after, type Launched } from '../support/scenario.js';
 
 const CHANNEL = '#infra-alerts';
-/** Every 5 s; a cycle takes ~10 s (18 LookupEvents paced at 2/s), so ticks must be skipped. */
+/** Every 5 s; a cycle takes over 6 s (CloudTrail holds its answer, see HOLD_MS), so ticks must be skipped. */
 const EVERY_5_SECONDS = '*/5 * * * * *';
+/** How long the CloudTrail fake holds each LookupEvents before answering: a slow CloudTrail. */
+const HOLD_MS = 6_000;
 /** Once a year: the restarted daemon runs only its start-up cycle while the test watches it. */
 const YEARLY = '0 0 1 1 *';
 
@@ -68,6 +70,7 @@ describe('pristine daemon', () => {
     s.trail('ssm-start-session', tainted, web[1]!.launchTime + 1000, ALICE);
     await after(Math.max(...web.map((w) => w.launchTime)) + 1500);
     s.fake.calls.length = 0;
+    s.fake.delay('LookupEvents', { before: HOLD_MS });
     first = startDaemon(EVERY_5_SECONDS);
     firstUrl = await first.url();
   });
@@ -83,7 +86,7 @@ describe('pristine daemon', () => {
     const h = await get(`${firstUrl}/healthz`);
     expect(h.type).toMatch(/^application\/json/);
     if (finishedBefore === 0 && first.withMsg('cycle finished').length === 0) {
-      // The first cycle takes ~10 s (CloudTrail pacing): not stale yet, so healthy, with no lastCycleAt.
+      // The first cycle takes over 6 s (CloudTrail is slow): not stale yet, so healthy, with no lastCycleAt.
       expect(h.status).toBe(200);
       expect(JSON.parse(h.text)).toMatchObject({ status: 'ok', lastCycleAt: null });
     }
@@ -139,8 +142,7 @@ describe('pristine daemon', () => {
     expect(sample(m.text, 'pristine_cycles_total{outcome="failed"}')).toBe(0);
     expect(sample(m.text, 'pristine_replacements_total{outcome="done"}')).toBe(1);
     expect(sample(m.text, 'pristine_replacements_total{outcome="failed"}')).toBe(0);
-    // 18 tracked event names: at least one query each.
-    expect(sample(m.text, 'pristine_aws_calls_total{service="cloudtrail",operation="LookupEvents",outcome="ok"}')).toBeGreaterThanOrEqual(18);
+    expect(sample(m.text, 'pristine_aws_calls_total{service="cloudtrail",operation="LookupEvents",outcome="ok"}')).toBeGreaterThanOrEqual(1);
     expect(sample(m.text, 'pristine_aws_calls_total{service="ec2",operation="TerminateInstances",outcome="ok"}')).toBe(1);
     expect(m.text).toMatch(/^pristine_instances\{verdict="pristine"\} \d+$/m);
     expect(sample(m.text, 'pristine_slack_messages_total{outcome="sent"}')).toBe(slackAfterFirst);
@@ -215,12 +217,13 @@ describe('pristine daemon', () => {
     for (const c of cycles) expect(c.finished_at).not.toBeNull();
     for (let i = 1; i < cycles.length; i++) expect(cycles[i]!.started_at).toBeGreaterThanOrEqual(cycles[i - 1]!.finished_at!);
 
-    // Each cycle's inventory (its first DescribeInstances) comes ≥ 8.5 s after the previous one (18 paced
-    // LookupEvents at 2/s take that long): the 5-s schedule did not start a cycle while one ran.
+    // Each cycle's inventory (its first DescribeInstances) comes at least HOLD_MS after the previous one
+    // (whose LookupEvents came after it and was held that long): the 5-s schedule did not start a cycle
+    // while one ran.
     const describes = s.fake.callsTo('DescribeInstances', 'ec2').map((c) => c.at);
     const firstDescribes = cycles.map((c) => describes.find((at) => at >= c.started_at && at <= c.finished_at!));
     expect(firstDescribes.every((at) => at !== undefined)).toBe(true);
-    for (let i = 1; i < firstDescribes.length; i++) expect(firstDescribes[i]! - firstDescribes[i - 1]!).toBeGreaterThanOrEqual(8_500);
+    for (let i = 1; i < firstDescribes.length; i++) expect(firstDescribes[i]! - firstDescribes[i - 1]!).toBeGreaterThanOrEqual(HOLD_MS);
     console.log(`cycles: ${cycles.map((c) => `${c.finished_at! - c.started_at} ms`).join(', ')}`);
 
     // Every LookupEvents call belongs to one recorded cycle: none ran outside them.

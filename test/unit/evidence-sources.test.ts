@@ -2,7 +2,7 @@
 // reconciler runs, the wire form of DescribeSessions' filter, trail file keys and queue messages.
 import { describe, expect, it } from 'vitest';
 import { clampSpans, deliveredToHappened, mergeSpans, uncovered } from '../../src/evidence/coverage.js';
-import { lookupEvents, readTrackedEvents, reconcileDue, spansToRead } from '../../src/evidence/sources/lookup-events/index.js';
+import { lookupEvents, readTrackedEvents, reconcileDue, spansToRead, SWEEP_PAGES } from '../../src/evidence/sources/lookup-events/index.js';
 import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { pino } from 'pino';
 import { SqliteStateStore } from '../../src/state/sqlite/store.js';
@@ -108,22 +108,45 @@ describe('LookupEvents: what a cycle reads', () => {
     }
   });
 
-  it('hands each page on before asking for the next: the raw records of a whole span never sit in memory', async () => {
-    const log: string[] = [];
-    const pages: Record<string, Array<{ Events: Array<{ EventId: string; CloudTrailEvent: string }>; NextToken?: string }>> = {
-      StartSession: [{ Events: [{ EventId: 'a', CloudTrailEvent: '{}' }], NextToken: 't' }, { Events: [{ EventId: 'b', CloudTrailEvent: '{}' }] }],
-      SendCommand: [{ Events: [{ EventId: 'c', CloudTrailEvent: '{}' }] }],
-    };
-    const cloudtrail = {
-      send: async (cmd: { input: { LookupAttributes: Array<{ AttributeValue: string }>; NextToken?: string } }) => {
-        const name = cmd.input.LookupAttributes[0]!.AttributeValue;
-        log.push(`send ${name} ${cmd.input.NextToken ?? '-'}`);
-        return pages[name]![cmd.input.NextToken ? 1 : 0];
+  type Page = { Events: Array<{ EventId: string; EventName?: string; CloudTrailEvent: string }>; NextToken?: string };
+  /** A CloudTrail answering LookupEvents from pages per lookup attribute (`ReadOnly=false`, `EventName=…`), logging each call. */
+  const cloudTrailOf = (pages: Record<string, Page[]>, log: string[]) =>
+    ({
+      send: async (cmd: { input: { LookupAttributes: Array<{ AttributeKey: string; AttributeValue: string }>; NextToken?: string } }) => {
+        const [{ AttributeKey: key, AttributeValue: value }] = cmd.input.LookupAttributes as [{ AttributeKey: string; AttributeValue: string }];
+        const at = `${key}=${value}`;
+        log.push(`send ${at} ${cmd.input.NextToken ?? '-'}`);
+        return pages[at]?.[Number(cmd.input.NextToken ?? 0)] ?? { Events: [] };
       },
-    } as unknown as CloudTrailClient;
-    const { calls } = await readTrackedEvents(cloudtrail, ['StartSession', 'SendCommand'], { from: 0, to: H }, (records) => log.push(`page ${records.map((r) => r.eventId).join(',')}`));
-    expect(calls).toBe(3);
-    expect(log).toEqual(['send StartSession -', 'page a', 'send StartSession t', 'page b', 'send SendCommand -', 'page c']);
+    }) as unknown as CloudTrailClient;
+  const event = (id: string, name: string) => ({ EventId: id, EventName: name, CloudTrailEvent: '{}' });
+
+  it('reads a quiet span in one call: its write events, of which only the tracked ones are handed on', async () => {
+    const log: string[] = [];
+    const cloudtrail = cloudTrailOf({ 'ReadOnly=false': [{ Events: [event('a', 'StartSession'), event('x', 'PutBucketPolicy'), { EventId: 'n', CloudTrailEvent: '{}' }, event('c', 'SendCommand')] }] }, log);
+    const out = await readTrackedEvents(cloudtrail, ['StartSession', 'SendCommand'], { from: 0, to: H }, (records) => log.push(`page ${records.map((r) => r.eventId).join(',')}`));
+    expect(out).toEqual({ calls: 1, swept: true });
+    // A record without an event name is handed on, to be judged (an odd record is a gap, never skipped).
+    expect(log).toEqual(['send ReadOnly=false -', 'page a,n,c']);
+  });
+
+  it(`reads a busy span by event name once its write events take more than ${SWEEP_PAGES} pages, and hands nothing on twice`, async () => {
+    const log: string[] = [];
+    const writes: Page[] = Array.from({ length: SWEEP_PAGES + 1 }, (_, p) => ({ Events: [event(`w${p}`, 'PutObjectAcl'), event(`s${p}`, 'StartSession')], NextToken: String(p + 1) }));
+    const cloudtrail = cloudTrailOf(
+      {
+        'ReadOnly=false': writes,
+        // s0 came with the sweep; s${SWEEP_PAGES} is on the sweep's page it never read.
+        'EventName=StartSession': [{ Events: [event('s0', 'StartSession')], NextToken: '1' }, { Events: [event(`s${SWEEP_PAGES}`, 'StartSession')] }],
+        'EventName=SendCommand': [{ Events: [event('c', 'SendCommand')] }],
+      },
+      log,
+    );
+    const out = await readTrackedEvents(cloudtrail, ['StartSession', 'SendCommand'], { from: 0, to: H }, (records) => log.push(`page ${records.map((r) => r.eventId).join(',')}`));
+    expect(out).toEqual({ calls: SWEEP_PAGES + 3, swept: false });
+    // Each page is handed on before the next is asked for: the raw records of a whole span never sit in memory.
+    const sweep = Array.from({ length: SWEEP_PAGES }, (_, p) => [`send ReadOnly=false ${p === 0 ? '-' : p}`, `page s${p}`]).flat();
+    expect(log).toEqual([...sweep, 'send EventName=StartSession -', 'page ', 'send EventName=StartSession 1', `page s${SWEEP_PAGES}`, 'send EventName=SendCommand -', 'page c']);
   });
 
   it('counts nothing of a span whose reading failed part way: a gap on the scope, and nothing proven', async () => {
@@ -134,8 +157,9 @@ describe('LookupEvents: what a cycle reads', () => {
       let sent = 0;
       const cloudtrail = {
         send: async () => {
-          if (++sent === 3) throw new Error('ThrottlingException: Rate exceeded');
-          return { Events: [{ EventId: String(record['eventID']), CloudTrailEvent: JSON.stringify(record) }] };
+          // A busy span (every page has a next): the sweep's pages, then the first query by name fails.
+          if (++sent === SWEEP_PAGES + 1) throw new Error('ThrottlingException: Rate exceeded');
+          return { Events: [{ EventId: String(record['eventID']), EventName: 'StartSession', CloudTrailEvent: JSON.stringify(record) }], NextToken: 'more' };
         },
       } as unknown as CloudTrailClient;
       const config = { enabled: true, settle: 15 * 60_000, reconcile: { every: H, window: 24 * H } };

@@ -31,10 +31,24 @@ export function spansToRead(window: Span, covered: readonly Span[], reconcile: S
 }
 
 /**
- * Every tracked event in a span, one LookupEvents query per event name (the API takes exactly one
- * lookup attribute a call). Fleet-wide: the instance is found inside each record, never by a query per
+ * Pages of a span's write events read before pristine falls back to a query per event name. Every
+ * tracked event is a write (CloudTrail's `readOnly: false`), so one query by `ReadOnly=false` finds
+ * them all, among the account's other writes. A quiet span (an incremental cycle, a quiet account) is
+ * read in one call instead of one per event name (31, 15 s at CloudTrail's 2 calls a second, shared
+ * with every other tool in the account); a busy one costs SWEEP_PAGES calls more than by name alone.
+ */
+export const SWEEP_PAGES = 2;
+
+type LookupPage = { Events?: Array<{ EventId?: string; EventName?: string; CloudTrailEvent?: string }>; NextToken?: string };
+
+/**
+ * Every tracked event in a span: first every write event of the span, if that takes at most
+ * SWEEP_PAGES pages, else one LookupEvents query per event name (the API takes exactly one lookup
+ * attribute a call). Fleet-wide: the instance is found inside each record, never by a query per
  * instance. The client paces the calls (see clients.ts) to stay under 2 requests/s per account and region.
  * Each page's records go to `onPage` as the page comes: the raw JSON of a whole span never sits in memory.
+ * Nothing depends on the order CloudTrail returns events in: a sweep cut short is followed by every
+ * name's query over the whole span, and an event handed on by the sweep is not handed on again.
  */
 export async function readTrackedEvents(
   client: CloudTrailClient,
@@ -42,27 +56,45 @@ export async function readTrackedEvents(
   span: Span,
   onPage: (records: Array<{ eventId?: string; raw: string }>) => void,
   signal?: AbortSignal,
-): Promise<{ calls: number }> {
+): Promise<{ calls: number; swept: boolean }> {
   let calls = 0;
+  const lookup = (key: 'ReadOnly' | 'EventName', value: string, token: string | undefined): Promise<LookupPage> => {
+    calls++;
+    return client.send(
+      new LookupEventsCommand({
+        LookupAttributes: [{ AttributeKey: key, AttributeValue: value }],
+        StartTime: new Date(span.from),
+        EndTime: new Date(span.to),
+        MaxResults: 50,
+        NextToken: token,
+      }),
+      { abortSignal: signal },
+    );
+  };
+  const records = (events: NonNullable<LookupPage['Events']>) => events.map((e) => ({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' }));
+
+  const tracked = new Set(eventNames);
+  const handed = new Set<string>();
+  let token: string | undefined;
+  for (let pages = 0; pages < SWEEP_PAGES; pages++) {
+    const page = await lookup('ReadOnly', 'false', token);
+    // The account's other writes are left unparsed; an event without a name is parsed (and judged there).
+    const events = (page.Events ?? []).filter((e) => e.EventName === undefined || tracked.has(e.EventName));
+    for (const e of events) if (e.EventId !== undefined) handed.add(e.EventId);
+    onPage(records(events));
+    token = page.NextToken;
+    if (!token) return { calls, swept: true };
+  }
+
   for (const name of eventNames) {
-    let token: string | undefined;
+    token = undefined;
     do {
-      calls++;
-      const page = await client.send(
-        new LookupEventsCommand({
-          LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: name }],
-          StartTime: new Date(span.from),
-          EndTime: new Date(span.to),
-          MaxResults: 50,
-          NextToken: token,
-        }),
-        { abortSignal: signal },
-      );
-      onPage((page.Events ?? []).map((e) => ({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' })));
+      const page = await lookup('EventName', name, token);
+      onPage(records((page.Events ?? []).filter((e) => e.EventId === undefined || !handed.has(e.EventId))));
       token = page.NextToken;
     } while (token);
   }
-  return { calls };
+  return { calls, swept: false };
 }
 
 export const lookupEvents = {
@@ -91,7 +123,8 @@ export const lookupEvents = {
       // A page at a time; what a span gave counts only once all of it was read.
       const evidence = noEvidence();
       try {
-        await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, (records) => addEvidence(evidence, recordsToEvidence(records, scope, 'lookup-events')), ctx.signal);
+        const { calls, swept } = await readTrackedEvents(ctx.clients.cloudtrail, TRACKED_EVENT_NAMES, span, (records) => addEvidence(evidence, recordsToEvidence(records, scope, 'lookup-events')), ctx.signal);
+        log.debug({ span: isoSpan(span), calls, by: swept ? 'write events' : 'event name' }, 'CloudTrail read');
       } catch (err) {
         called = false;
         const message = `LookupEvents failed: ${describeError(err)}`;
