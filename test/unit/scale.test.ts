@@ -15,8 +15,10 @@ const V8_MAX_STRING = 2 ** 29 - 24;
 
 describe('a region of 100,000 instances', () => {
   it('is judged and reported in full: every diff in the JSON, streamed, and a table', { timeout: 120_000 }, () => {
-    // Arrange: an image of 200 packages; every instance reports all of them changed (a full diff of 200 lines).
-    const packages: Package[] = Array.from({ length: 200 }, (_, n) => ({ name: `lib-package-number-${n}`, version: `1.${n}.0-1`, arch: 'amd64' }));
+    // Arrange: an image of 40 packages of long names; every instance reports all of them changed (a full
+    // diff of 40 lines). Long names make the JSON long with few objects: past V8's longest string.
+    const LINES = 40;
+    const packages: Package[] = Array.from({ length: LINES }, (_, n) => ({ name: `libreoffice-l10n-and-help-documentation-package-number-${n}`, version: `1.${n}.0-1~bpo12+1`, arch: 'amd64' }));
     const baked = manifest({ packages });
     const changed = inventorySnapshot('shared', FIXTURE_NOW - 3_600_000, packages.map((p) => ({ ...p, version: `${p.version}+deb12u1` })));
     const instances: Instance[] = [];
@@ -40,8 +42,8 @@ describe('a region of 100,000 instances', () => {
 
     // Assert
     expect(report.summary.tainted).toBe(N);
-    expect(report.instances[N - 1]?.findings[0]?.evidence['changed']).toHaveLength(200);
-    expect(changedLines).toBe(N * 200);
+    expect(report.instances[N - 1]?.findings[0]?.evidence['changed']).toHaveLength(LINES);
+    expect(changedLines).toBe(N * LINES);
     expect(bytes).toBeGreaterThan(V8_MAX_STRING); // one string could not have held it
     expect(table.split('\n').filter((l) => l.startsWith('i-0')).length).toBe(N);
   });
