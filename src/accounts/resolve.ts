@@ -3,9 +3,7 @@ import type { STSClient } from '@aws-sdk/client-sts';
 import type { AccountAccess } from '../collect/clients.js';
 import type { Config } from '../config/schema.js';
 import { describeError, InputError } from '../errors.js';
-import { Organizations, STS } from '../collect/aws-sdk.js';
-const { paginateListAccounts, paginateListAccountsForParent, paginateListOrganizationalUnitsForParent } = Organizations;
-const { GetCallerIdentityCommand } = STS;
+import { aws } from '../collect/aws-sdk.js';
 
 /** IAM actions account discovery calls, with pristine's own identity. */
 export const IAM_ACTIONS = ['sts:GetCallerIdentity'] as const;
@@ -29,7 +27,7 @@ export interface ResolvedAccounts {
 
 /** pristine's own account and partition, from STS GetCallerIdentity. */
 export async function ownIdentity(sts: STSClient): Promise<{ accountId: string; partition: string }> {
-  const me = await sts.send(new GetCallerIdentityCommand({}));
+  const me = await sts.send(new aws.STS.GetCallerIdentityCommand({}));
   if (!me.Account) throw new Error('STS GetCallerIdentity returned no account');
   return { accountId: me.Account, partition: /^arn:([^:]+):/.exec(me.Arn ?? '')?.[1] ?? 'aws' };
 }
@@ -37,8 +35,8 @@ export async function ownIdentity(sts: STSClient): Promise<{ accountId: string; 
 /** Every account under an OU or root, nested OUs included. */
 async function accountsUnder(org: OrganizationsClient, parentId: string): Promise<OrgAccount[]> {
   const out: OrgAccount[] = [];
-  for await (const page of paginateListAccountsForParent({ client: org }, { ParentId: parentId })) out.push(...(page.Accounts ?? []));
-  for await (const page of paginateListOrganizationalUnitsForParent({ client: org }, { ParentId: parentId })) {
+  for await (const page of aws.Organizations.paginateListAccountsForParent({ client: org }, { ParentId: parentId })) out.push(...(page.Accounts ?? []));
+  for await (const page of aws.Organizations.paginateListOrganizationalUnitsForParent({ client: org }, { ParentId: parentId })) {
     for (const ou of page.OrganizationalUnits ?? []) if (ou.Id) out.push(...(await accountsUnder(org, ou.Id)));
   }
   return out;
@@ -71,7 +69,7 @@ export async function resolveAccounts(config: Config, clients: { sts: () => STSC
         for (const ou of o.include.ous) listed.push(...(await accountsUnder(org, ou)));
       } else {
         listed = [];
-        for await (const page of paginateListAccounts({ client: org }, {})) listed.push(...(page.Accounts ?? []));
+        for await (const page of aws.Organizations.paginateListAccounts({ client: org }, {})) listed.push(...(page.Accounts ?? []));
       }
       const excluded = new Set(o.exclude?.accounts ?? []);
       for (const a of listed) {

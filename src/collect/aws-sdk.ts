@@ -13,28 +13,56 @@ import type * as CredentialProvidersModule from '@aws-sdk/credential-providers';
 import type * as SmithyRetryModule from '@smithy/core/retry';
 
 /**
- * The AWS SDK's packages, as pristine loads them: with require(), not import.
+ * The AWS SDK's packages, as pristine loads them: with require(), not import, and each only when
+ * first asked for.
  *
  * They are CommonJS files in packages whose package.json has no "type". Imported from an ES module,
  * Node 20 first parses each whole file to guess which of the two it is, then lexes it again for its
  * exports, before it compiles it as CommonJS; the EC2 client alone is 2 MB. Required, each file is
- * compiled once. Every `pristine` command starts about 0.5 CPU-s sooner (measured: the ten service
- * packages take 0.75 CPU-s required against 1.3 imported).
+ * compiled once (measured: the ten service packages take 0.75 CPU-s required against 1.3 imported).
+ * Loaded when first used, a command loads only the services it calls: `pristine status` none, an
+ * audit neither the load balancers' nor Auto Scaling's.
  *
- * Types come from the packages themselves (`import type`), so nothing else changes: each export here
- * is the package's module object, typed as its own.
+ * Types come from the packages themselves (`import type`): `aws.EC2` is the package's module object,
+ * typed as its own. require() keeps each module once, so asking again costs a cache lookup.
  */
 const load = createRequire(import.meta.url);
 
-export const AutoScaling = load('@aws-sdk/client-auto-scaling') as typeof AutoScalingModule;
-export const CloudTrail = load('@aws-sdk/client-cloudtrail') as typeof CloudTrailModule;
-export const EC2 = load('@aws-sdk/client-ec2') as typeof EC2Module;
-export const ELB = load('@aws-sdk/client-elastic-load-balancing') as typeof ELBModule;
-export const ELBv2 = load('@aws-sdk/client-elastic-load-balancing-v2') as typeof ELBv2Module;
-export const Organizations = load('@aws-sdk/client-organizations') as typeof OrganizationsModule;
-export const S3 = load('@aws-sdk/client-s3') as typeof S3Module;
-export const SQS = load('@aws-sdk/client-sqs') as typeof SQSModule;
-export const SSM = load('@aws-sdk/client-ssm') as typeof SSMModule;
-export const STS = load('@aws-sdk/client-sts') as typeof STSModule;
-export const CredentialProviders = load('@aws-sdk/credential-providers') as typeof CredentialProvidersModule;
-export const SmithyRetry = load('@smithy/core/retry') as typeof SmithyRetryModule;
+export const aws = {
+  get AutoScaling() {
+    return load('@aws-sdk/client-auto-scaling') as typeof AutoScalingModule;
+  },
+  get CloudTrail() {
+    return load('@aws-sdk/client-cloudtrail') as typeof CloudTrailModule;
+  },
+  get EC2() {
+    return load('@aws-sdk/client-ec2') as typeof EC2Module;
+  },
+  get ELB() {
+    return load('@aws-sdk/client-elastic-load-balancing') as typeof ELBModule;
+  },
+  get ELBv2() {
+    return load('@aws-sdk/client-elastic-load-balancing-v2') as typeof ELBv2Module;
+  },
+  get Organizations() {
+    return load('@aws-sdk/client-organizations') as typeof OrganizationsModule;
+  },
+  get S3() {
+    return load('@aws-sdk/client-s3') as typeof S3Module;
+  },
+  get SQS() {
+    return load('@aws-sdk/client-sqs') as typeof SQSModule;
+  },
+  get SSM() {
+    return load('@aws-sdk/client-ssm') as typeof SSMModule;
+  },
+  get STS() {
+    return load('@aws-sdk/client-sts') as typeof STSModule;
+  },
+  get CredentialProviders() {
+    return load('@aws-sdk/credential-providers') as typeof CredentialProvidersModule;
+  },
+  get SmithyRetry() {
+    return load('@smithy/core/retry') as typeof SmithyRetryModule;
+  },
+};

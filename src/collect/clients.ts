@@ -11,7 +11,7 @@ import type { STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { scopeKey, type Scope } from '../core/facts.js';
 import { Pacer } from './pacer.js';
-import { AutoScaling, CloudTrail, CredentialProviders, EC2, ELB, ELBv2, Organizations, S3, SQS, SSM, STS } from './aws-sdk.js';
+import { aws } from './aws-sdk.js';
 
 /** What every AWS call reports, for logs and metrics. */
 export interface AwsCall {
@@ -26,6 +26,9 @@ export type AwsCallListener = (call: AwsCall) => void;
 
 /** LookupEvents: 2 requests a second per account and region (CloudTrail's fixed limit). */
 export const LOOKUP_EVENTS_PER_SECOND = 2;
+
+/** A scope's clients that are made when first used. */
+type LaterClients = { elbv2?: ElasticLoadBalancingV2Client; elb?: ElasticLoadBalancingClient; autoscaling?: AutoScalingClient };
 
 /** The clients of one scope (account and region), acting with that account's credentials. */
 export interface ScopeClients extends Scope {
@@ -132,6 +135,8 @@ export class ClientPool {
   private readonly credentials = new Map<string, AwsCredentialIdentityProvider | undefined>();
   private readonly access = new Map<string, AccountAccess>();
   private readonly own = new Map<string, { destroy(): void }>();
+  /** A scope's clients made when first used, by scope key: destroyed with the scope, if made. */
+  private readonly later = new Map<string, LaterClients>();
 
   constructor(
     private readonly listener?: AwsCallListener,
@@ -155,7 +160,7 @@ export class ClientPool {
       const a = this.access.get(accountId);
       const provider = a?.role
         ? cachedCredentials(
-            CredentialProviders.fromTemporaryCredentials({
+            aws.CredentialProviders.fromTemporaryCredentials({
               params: { RoleArn: a.role, RoleSessionName: 'pristine', DurationSeconds: 3600, ...(a.externalId ? { ExternalId: a.externalId } : {}) },
               clientConfig: { region: this.homeRegion },
             }),
@@ -173,22 +178,31 @@ export class ClientPool {
       const { region, accountId } = scope;
       const credentials = this.credentialsFor(accountId);
       const base = { region, ...(credentials ? { credentials } : {}) };
+      const listener = this.listener;
+      const observed = <T>(client: T, service: string): T => {
+        observe(client as unknown as MiddlewareClient, service, region, accountId, listener);
+        return client;
+      };
+      const later: LaterClients = {};
+      this.later.set(key, later);
       c = {
         accountId,
         region,
-        ec2: new EC2.EC2Client({ ...base, maxAttempts: 5 }),
-        cloudtrail: new CloudTrail.CloudTrailClient({ ...base, maxAttempts: 8 }),
-        ssm: new SSM.SSMClient({ ...base, maxAttempts: 6 }),
-        elbv2: new ELBv2.ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }),
-        elb: new ELB.ElasticLoadBalancingClient({ ...base, maxAttempts: 6 }),
-        autoscaling: new AutoScaling.AutoScalingClient({ ...base, maxAttempts: 6 }),
+        ec2: observed(new aws.EC2.EC2Client({ ...base, maxAttempts: 5 }), 'ec2'),
+        cloudtrail: observed(new aws.CloudTrail.CloudTrailClient({ ...base, maxAttempts: 8 }), 'cloudtrail'),
+        ssm: observed(new aws.SSM.SSMClient({ ...base, maxAttempts: 6 }), 'ssm'),
+        // Made when first used (a replacement, its placement): a cycle that replaces nothing loads
+        // neither the load balancers' SDK packages nor Auto Scaling's.
+        get elbv2() {
+          return (later.elbv2 ??= observed(new aws.ELBv2.ElasticLoadBalancingV2Client({ ...base, maxAttempts: 6 }), 'elasticloadbalancing'));
+        },
+        get elb() {
+          return (later.elb ??= observed(new aws.ELB.ElasticLoadBalancingClient({ ...base, maxAttempts: 6 }), 'elasticloadbalancing'));
+        },
+        get autoscaling() {
+          return (later.autoscaling ??= observed(new aws.AutoScaling.AutoScalingClient({ ...base, maxAttempts: 6 }), 'autoscaling'));
+        },
       };
-      observe(c.ec2 as unknown as MiddlewareClient, 'ec2', region, accountId, this.listener);
-      observe(c.elbv2 as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
-      observe(c.elb as unknown as MiddlewareClient, 'elasticloadbalancing', region, accountId, this.listener);
-      observe(c.autoscaling as unknown as MiddlewareClient, 'autoscaling', region, accountId, this.listener);
-      observe(c.cloudtrail as unknown as MiddlewareClient, 'cloudtrail', region, accountId, this.listener);
-      observe(c.ssm as unknown as MiddlewareClient, 'ssm', region, accountId, this.listener);
       pace(c.cloudtrail as unknown as MiddlewareClient, 'LookupEventsCommand', new Pacer(LOOKUP_EVENTS_PER_SECOND, 1000));
       this.scopes.set(key, c);
     }
@@ -207,30 +221,34 @@ export class ClientPool {
 
   /** pristine's own identity: STS, to learn its account. */
   sts(): STSClient {
-    return this.ownClient('sts', () => new STS.STSClient({ region: this.homeRegion, maxAttempts: 5 }), 'sts', this.homeRegion);
+    return this.ownClient('sts', () => new aws.STS.STSClient({ region: this.homeRegion, maxAttempts: 5 }), 'sts', this.homeRegion);
   }
 
   /** pristine's own identity: Organizations, to list member accounts (its API lives in us-east-1). */
   organizations(): OrganizationsClient {
-    return this.ownClient('organizations', () => new Organizations.OrganizationsClient({ region: 'us-east-1', maxAttempts: 6 }), 'organizations', 'us-east-1');
+    return this.ownClient('organizations', () => new aws.Organizations.OrganizationsClient({ region: 'us-east-1', maxAttempts: 6 }), 'organizations', 'us-east-1');
   }
 
   /** pristine's own identity: SQS, for the event queues. */
   sqs(region: string): SQSClient {
     // The endpoint comes from the SDK's chain (AWS_ENDPOINT_URL_SQS…), not from the queue URL's host.
-    return this.ownClient(`sqs:${region}`, () => new SQS.SQSClient({ region, maxAttempts: 6, useQueueUrlAsEndpoint: false }), 'sqs', region);
+    return this.ownClient(`sqs:${region}`, () => new aws.SQS.SQSClient({ region, maxAttempts: 6, useQueueUrlAsEndpoint: false }), 'sqs', region);
   }
 
   /** pristine's own identity: S3, for the trail bucket. */
   s3(region: string): S3Client {
-    return this.ownClient(`s3:${region}`, () => new S3.S3Client({ region, maxAttempts: 6, followRegionRedirects: true }), 's3', region);
+    return this.ownClient(`s3:${region}`, () => new aws.S3.S3Client({ region, maxAttempts: 6, followRegionRedirects: true }), 's3', region);
   }
 
   private dropScope(key: string): void {
     const c = this.scopes.get(key);
     if (!c) return;
-    destroyClients(c);
+    c.ec2.destroy();
+    c.cloudtrail.destroy();
+    c.ssm.destroy();
+    for (const made of Object.values(this.later.get(key) ?? {})) made.destroy();
     this.scopes.delete(key);
+    this.later.delete(key);
   }
 
   destroy(): void {
@@ -242,7 +260,8 @@ export class ClientPool {
 
 /** The region the SDK's chain names (AWS_REGION, the profile's region), or null. */
 export async function defaultRegion(): Promise<string | null> {
-  const probe = new EC2.EC2Client({});
+  // Every client reads the region by the same chain; STS's package is the smallest to load.
+  const probe = new aws.STS.STSClient({});
   try {
     return (await probe.config.region()) || null;
   } catch {
@@ -250,15 +269,6 @@ export async function defaultRegion(): Promise<string | null> {
   } finally {
     probe.destroy();
   }
-}
-
-export function destroyClients(c: ScopeClients): void {
-  c.ec2.destroy();
-  c.cloudtrail.destroy();
-  c.ssm.destroy();
-  c.elbv2.destroy();
-  c.elb.destroy();
-  c.autoscaling.destroy();
 }
 
 /** The region in an SQS queue URL (`https://sqs.eu-west-1.amazonaws.com/…`), or null for another form. */

@@ -1,7 +1,6 @@
 import type { EC2Client, Instance as Ec2Instance } from '@aws-sdk/client-ec2';
 import type { Instance, Scope } from '../core/facts.js';
-import { EC2 } from './aws-sdk.js';
-const { paginateDescribeInstances } = EC2;
+import { aws } from './aws-sdk.js';
 
 /** IAM actions this collector calls. */
 export const IAM_ACTIONS = ['ec2:DescribeInstances'] as const;
@@ -55,7 +54,7 @@ export function toInstance(i: Ec2Instance, scope: Scope): Instance | null {
 /** Every running instance in the scope, 1,000 a page. */
 export async function listRunningInstances(ec2: EC2Client, scope: Scope, signal?: AbortSignal): Promise<Instance[]> {
   const out: Instance[] = [];
-  const pages = paginateDescribeInstances(
+  const pages = aws.EC2.paginateDescribeInstances(
     { client: ec2, pageSize: 1000 },
     { Filters: [{ Name: 'instance-state-name', Values: ['running'] }] },
     { abortSignal: signal },

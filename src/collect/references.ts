@@ -1,9 +1,7 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { DocumentAssociation, Target } from '../core/facts.js';
-import { EC2, SSM } from './aws-sdk.js';
-const { DescribeInstanceConnectEndpointsCommand } = EC2;
-const { DescribeAssociationCommand, paginateListAssociations, paginateListCommandInvocations } = SSM;
+import { aws } from './aws-sdk.js';
 
 /**
  * Readers for what some records name instead of an instance: where a command ran, what an association
@@ -22,7 +20,7 @@ const FINISHED = new Set(['Success', 'Cancelled', 'TimedOut', 'Failed']);
 export async function readCommandInstances(ssm: SSMClient, commandId: string, signal?: AbortSignal): Promise<{ ids: string[]; final: boolean }> {
   const ids = new Set<string>();
   let final = true;
-  for await (const page of paginateListCommandInvocations({ client: ssm, pageSize: 50 }, { CommandId: commandId }, { abortSignal: signal })) {
+  for await (const page of aws.SSM.paginateListCommandInvocations({ client: ssm, pageSize: 50 }, { CommandId: commandId }, { abortSignal: signal })) {
     for (const inv of page.CommandInvocations ?? []) {
       if (inv.InstanceId) ids.add(inv.InstanceId);
       if (!inv.Status || !FINISHED.has(inv.Status)) final = false;
@@ -33,7 +31,7 @@ export async function readCommandInstances(ssm: SSMClient, commandId: string, si
 
 /** An association's targets (StartAssociationsOnce names only the association). */
 export async function readAssociationTargets(ssm: SSMClient, associationId: string, signal?: AbortSignal): Promise<Target[]> {
-  const out = await ssm.send(new DescribeAssociationCommand({ AssociationId: associationId }), { abortSignal: signal });
+  const out = await ssm.send(new aws.SSM.DescribeAssociationCommand({ AssociationId: associationId }), { abortSignal: signal });
   const d = out.AssociationDescription;
   const targets = (d?.Targets ?? []).flatMap((t) => (t.Key ? [{ key: t.Key, values: t.Values ?? [] }] : []));
   if (targets.length === 0 && d?.InstanceId) return [{ key: 'InstanceIds', values: [d.InstanceId] }];
@@ -51,7 +49,7 @@ export async function readDocumentAssociations(
 ): Promise<Array<DocumentAssociation & { targets: Target[] }>> {
   const out: Array<DocumentAssociation & { targets: Target[] }> = [];
   const filter = { AssociationFilterList: [{ key: 'Name' as const, value: documentName }] };
-  for await (const page of paginateListAssociations({ client: ssm, pageSize: 50 }, filter, { abortSignal: signal })) {
+  for await (const page of aws.SSM.paginateListAssociations({ client: ssm, pageSize: 50 }, filter, { abortSignal: signal })) {
     for (const a of page.Associations ?? []) {
       if (!a.AssociationId) continue;
       const targets = (a.Targets ?? []).flatMap((t) => (t.Key ? [{ key: t.Key, values: t.Values ?? [] }] : []));
@@ -71,7 +69,7 @@ export async function readEndpointVpcs(ec2: EC2Client, signal?: AbortSignal): Pr
   const out = new Map<string, string>();
   let token: string | undefined;
   do {
-    const page = await ec2.send(new DescribeInstanceConnectEndpointsCommand({ NextToken: token, MaxResults: 50 }), { abortSignal: signal });
+    const page = await ec2.send(new aws.EC2.DescribeInstanceConnectEndpointsCommand({ NextToken: token, MaxResults: 50 }), { abortSignal: signal });
     for (const e of page.InstanceConnectEndpoints ?? []) if (e.InstanceConnectEndpointId && e.VpcId) out.set(e.InstanceConnectEndpointId, e.VpcId);
     token = page.NextToken;
   } while (token);

@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { S3 } from '../collect/aws-sdk.js';
-const { GetObjectCommand } = S3;
+import { aws } from '../collect/aws-sdk.js';
 
 const gunzip = promisify(gunzipCb);
 
@@ -43,7 +42,7 @@ export function digestDayPrefix(base: string, accountId: string, region: string,
  * CloudTrail's digest files list for each log file).
  */
 export async function readGzipObject(s3: S3Client, bucket: string, key: string, signal?: AbortSignal): Promise<{ text: string; sha256: string }> {
-  const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+  const out = await s3.send(new aws.S3.GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
   if (!out.Body) throw new Error(`s3://${bucket}/${key} has no body`);
   const bytes = Buffer.from(await out.Body.transformToByteArray());
   // S3 may hand the object back already decoded (Content-Encoding: gzip); gzip starts with 1f 8b.

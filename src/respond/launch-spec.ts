@@ -1,7 +1,6 @@
 import type { BlockDeviceMapping, Instance as Ec2Instance, RunInstancesCommandInput } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
-import { EC2 } from '../collect/aws-sdk.js';
-const { DescribeImagesCommand, DescribeInstanceCreditSpecificationsCommand, DescribeVolumesCommand } = EC2;
+import { aws } from '../collect/aws-sdk.js';
 
 /** IAM actions reading what a replacement must reproduce, and setting what RunInstances cannot. */
 export const IAM_ACTIONS = [
@@ -48,8 +47,8 @@ async function blockDevices(c: ScopeClients, old: Ec2Instance, imageId: string):
   const mapped = (old.BlockDeviceMappings ?? []).filter((b) => b.DeviceName && b.Ebs?.VolumeId);
   if (mapped.length === 0) return undefined;
   const [image, volumes] = await Promise.all([
-    c.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })),
-    c.ec2.send(new DescribeVolumesCommand({ VolumeIds: mapped.map((b) => b.Ebs?.VolumeId as string) })),
+    c.ec2.send(new aws.EC2.DescribeImagesCommand({ ImageIds: [imageId] })),
+    c.ec2.send(new aws.EC2.DescribeVolumesCommand({ VolumeIds: mapped.map((b) => b.Ebs?.VolumeId as string) })),
   ]);
   const fromImage = new Set((image.Images?.[0]?.BlockDeviceMappings ?? []).map((b) => b.DeviceName));
   const byId = new Map((volumes.Volumes ?? []).map((v) => [v.VolumeId, v]));
@@ -80,7 +79,7 @@ export async function readLaunchSpec(c: ScopeClients, old: Ec2Instance, imageId:
   const tag = (key: string) => old.Tags?.find((t) => t.Key === key)?.Value;
   const templateId = tag('aws:ec2launchtemplate:id');
   const credit = old.InstanceType && BURSTABLE.test(old.InstanceType)
-    ? (await c.ec2.send(new DescribeInstanceCreditSpecificationsCommand({ InstanceIds: [old.InstanceId as string] }))).InstanceCreditSpecifications?.[0]?.CpuCredits
+    ? (await c.ec2.send(new aws.EC2.DescribeInstanceCreditSpecificationsCommand({ InstanceIds: [old.InstanceId as string] }))).InstanceCreditSpecifications?.[0]?.CpuCredits
     : undefined;
   return {
     ImageId: imageId,

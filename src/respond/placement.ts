@@ -4,11 +4,7 @@ import type { ScopeClients } from '../collect/clients.js';
 import type { Instance } from '../core/facts.js';
 import type { Placement } from '../core/plan.js';
 import type { Attachments } from '../core/reproduce.js';
-import { AutoScaling, EC2, ELB, ELBv2 } from '../collect/aws-sdk.js';
-const { DescribeAutoScalingGroupsCommand } = AutoScaling;
-const { DescribeAddressesCommand, DescribeInstanceTypesCommand } = EC2;
-const { DescribeLoadBalancersCommand } = ELB;
-const { DescribeTargetHealthCommand, paginateDescribeTargetGroups } = ELBv2;
+import { aws } from '../collect/aws-sdk.js';
 
 /** IAM actions this reader calls. */
 export const IAM_ACTIONS = [
@@ -48,10 +44,10 @@ export async function readPlacement(clients: ScopeClients, instances: readonly W
   const byIp = new Map<string, string>();
   for (const i of instances) for (const ip of i.privateIpAddresses ?? []) byIp.set(ip, i.instanceId);
 
-  for await (const page of paginateDescribeTargetGroups({ client: clients.elbv2, pageSize: 400 }, {})) {
+  for await (const page of aws.ELBv2.paginateDescribeTargetGroups({ client: clients.elbv2, pageSize: 400 }, {})) {
     for (const tg of page.TargetGroups ?? []) {
       if (!tg.TargetGroupArn || (tg.TargetType !== 'instance' && tg.TargetType !== 'ip')) continue;
-      const health = await clients.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg.TargetGroupArn }));
+      const health = await clients.elbv2.send(new aws.ELBv2.DescribeTargetHealthCommand({ TargetGroupArn: tg.TargetGroupArn }));
       const members = (health.TargetHealthDescriptions ?? []).filter((d) => d.Target?.Id && d.TargetHealth?.State !== 'draining');
       for (const d of members) {
         const id = tg.TargetType === 'ip' ? byIp.get(d.Target?.Id ?? '') : d.Target?.Id;
@@ -67,7 +63,7 @@ export async function readPlacement(clients: ScopeClients, instances: readonly W
     }
   }
 
-  const classic = await clients.elb.send(new DescribeLoadBalancersCommand({}));
+  const classic = await clients.elb.send(new aws.ELB.DescribeLoadBalancersCommand({}));
   for (const lb of classic.LoadBalancerDescriptions ?? []) {
     for (const member of lb.Instances ?? []) {
       const p = member.InstanceId ? out.get(member.InstanceId) : undefined;
@@ -75,7 +71,7 @@ export async function readPlacement(clients: ScopeClients, instances: readonly W
     }
   }
 
-  const addresses = await clients.ec2.send(new DescribeAddressesCommand({ Filters: [{ Name: 'instance-id', Values: instances.map((i) => i.instanceId) }] }));
+  const addresses = await clients.ec2.send(new aws.EC2.DescribeAddressesCommand({ Filters: [{ Name: 'instance-id', Values: instances.map((i) => i.instanceId) }] }));
   for (const a of addresses.Addresses ?? []) {
     const p = a.InstanceId ? out.get(a.InstanceId) : undefined;
     if (p && a.AllocationId && a.PublicIp) p.elasticIp = { allocationId: a.AllocationId, publicIp: a.PublicIp };
@@ -83,14 +79,14 @@ export async function readPlacement(clients: ScopeClients, instances: readonly W
 
   const types = [...new Set(instances.flatMap((i) => (i.instanceType ? [i.instanceType] : [])))];
   if (types.length) {
-    const described = await clients.ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }));
+    const described = await clients.ec2.send(new aws.EC2.DescribeInstanceTypesCommand({ InstanceTypes: types as _InstanceType[] }));
     const withStore = new Set((described.InstanceTypes ?? []).filter((t) => t.InstanceStorageInfo?.Disks?.length).map((t) => t.InstanceType));
     for (const i of instances) if (i.instanceType && withStore.has(i.instanceType as _InstanceType)) (out.get(i.instanceId) as InstancePlacement).instanceStore = true;
   }
 
   const groupNames = [...new Set(instances.flatMap((i) => (i.autoScalingGroup ? [i.autoScalingGroup] : [])))];
   for (let i = 0; i < groupNames.length; i += 50) {
-    const res = await clients.autoscaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: groupNames.slice(i, i + 50) }));
+    const res = await clients.autoscaling.send(new aws.AutoScaling.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: groupNames.slice(i, i + 50) }));
     for (const g of res.AutoScalingGroups ?? []) {
       for (const inst of instances) {
         if (inst.autoScalingGroup !== g.AutoScalingGroupName) continue;

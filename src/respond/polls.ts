@@ -1,9 +1,7 @@
 import type { InstanceStatus } from '@aws-sdk/client-ec2';
 import type { ScopeClients } from '../collect/clients.js';
 import { scopeKey, type Scope } from '../core/facts.js';
-import { EC2, ELBv2 } from '../collect/aws-sdk.js';
-const { DescribeInstanceStatusCommand } = EC2;
-const { DescribeTargetHealthCommand } = ELBv2;
+import { aws } from '../collect/aws-sdk.js';
 
 /** DescribeInstanceStatus takes at most 100 instance ids a call. */
 const STATUS_BATCH = 100;
@@ -37,7 +35,7 @@ export class PollCache {
       read = (async () => {
         const out = new Map<string, InstanceStatus>();
         for (let i = 0; i < ids.length; i += STATUS_BATCH) {
-          const page = await this.clientsFor(scope).ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: ids.slice(i, i + STATUS_BATCH), IncludeAllInstances: true }));
+          const page = await this.clientsFor(scope).ec2.send(new aws.EC2.DescribeInstanceStatusCommand({ InstanceIds: ids.slice(i, i + STATUS_BATCH), IncludeAllInstances: true }));
           for (const s of page.InstanceStatuses ?? []) if (s.InstanceId) out.set(s.InstanceId, s);
         }
         return out;
@@ -53,7 +51,7 @@ export class PollCache {
     let read = this.targets.get(targetGroupArn);
     if (!read) {
       read = (async () => {
-        const out = await this.clientsFor(scope).elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
+        const out = await this.clientsFor(scope).elbv2.send(new aws.ELBv2.DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
         return new Map((out.TargetHealthDescriptions ?? []).map((d) => [`${d.Target?.Id ?? ''}:${d.Target?.Port ?? ''}`, d.TargetHealth?.State ?? 'unknown']));
       })();
       this.targets.set(targetGroupArn, read);

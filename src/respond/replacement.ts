@@ -13,10 +13,7 @@ import { readLaunchSpec, type LaunchSpec } from './launch-spec.js';
 import type { InstancePlacement, TargetGroupMembership } from './placement.js';
 import { reproductionHolds } from '../core/reproduce.js';
 import { isTransient } from './transient.js';
-import { AutoScaling, EC2, ELBv2 } from '../collect/aws-sdk.js';
-const { DescribeAutoScalingGroupsCommand, ResumeProcessesCommand, SetDesiredCapacityCommand, SuspendProcessesCommand, TerminateInstanceInAutoScalingGroupCommand, UpdateAutoScalingGroupCommand } = AutoScaling;
-const { DescribeInstanceAttributeCommand, DescribeInstancesCommand, AssociateAddressCommand, DescribeLaunchTemplateVersionsCommand, ModifyInstanceAttributeCommand, RunInstancesCommand, TerminateInstancesCommand } = EC2;
-const { DeregisterTargetsCommand, DescribeTargetGroupAttributesCommand, RegisterTargetsCommand } = ELBv2;
+import { aws } from '../collect/aws-sdk.js';
 
 /**
  * IAM actions a replacement calls. RunInstances with tags needs ec2:CreateTags, and with an instance
@@ -225,7 +222,7 @@ export class Replacer {
   async preflight(c: Candidate): Promise<string | null> {
     if (c.holds.length) return `a fresh instance would not be a faithful copy: ${c.holds.join('; ')}`;
     const { ec2, autoscaling } = this.deps.clientsFor(c);
-    const protection = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: c.instanceId, Attribute: 'disableApiTermination' }));
+    const protection = await ec2.send(new aws.EC2.DescribeInstanceAttributeCommand({ InstanceId: c.instanceId, Attribute: 'disableApiTermination' }));
     if (protection.DisableApiTermination?.Value) return 'termination protection is on: a human must decide';
     const group = c.placement?.autoScalingGroup;
     if (group) {
@@ -233,7 +230,7 @@ export class Replacer {
       if (image !== c.imageId) {
         return `its Auto Scaling group ${group.AutoScalingGroupName} launches ${image ?? 'an image pristine cannot determine'}, not the recorded ${c.imageId}: replacing through the group would not restore the recorded image`;
       }
-      const fresh = await autoscaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [group.AutoScalingGroupName ?? ''] }));
+      const fresh = await autoscaling.send(new aws.AutoScaling.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [group.AutoScalingGroupName ?? ''] }));
       const g = fresh.AutoScalingGroups?.[0];
       if (!g) return `its Auto Scaling group ${group.AutoScalingGroupName} no longer exists`;
       if ((g.Instances ?? []).some((i) => i.LifecycleState !== 'InService')) return `its Auto Scaling group ${g.AutoScalingGroupName} is already changing: next cycle`;
@@ -428,14 +425,14 @@ export class Replacer {
         return this.launch(c, row, d);
       case 'register':
         for (const tg of d.targetGroups) {
-          await c.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: row.newInstanceId as string, Port: tg.port }] }));
+          await c.elbv2.send(new aws.ELBv2.RegisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: row.newInstanceId as string, Port: tg.port }] }));
         }
         d.registered = true;
         return;
       case 'move-address':
         // After health, before the old instance drains: the address follows the service.
         if (d.elasticIp) {
-          await c.ec2.send(new AssociateAddressCommand({ AllocationId: d.elasticIp.allocationId, InstanceId: row.newInstanceId as string, AllowReassociation: true }));
+          await c.ec2.send(new aws.EC2.AssociateAddressCommand({ AllocationId: d.elasticIp.allocationId, InstanceId: row.newInstanceId as string, AllowReassociation: true }));
         }
         return;
       case 'deregister-old':
@@ -461,7 +458,7 @@ export class Replacer {
 
   private async describe(c: ScopeClients, instanceId: string): Promise<Ec2Instance | null> {
     try {
-      const out = await c.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+      const out = await c.ec2.send(new aws.EC2.DescribeInstancesCommand({ InstanceIds: [instanceId] }));
       return out.Reservations?.[0]?.Instances?.[0] ?? null;
     } catch (err) {
       if (errName(err) === 'InvalidInstanceID.NotFound') return null;
@@ -472,7 +469,7 @@ export class Replacer {
   private async prepareStandalone(c: ScopeClients, row: ReplacementRow, d: ReplacementData): Promise<void> {
     const old = await this.describe(c, row.oldInstanceId);
     if (!old || old.State?.Name !== 'running') throw new StepError(`${row.oldInstanceId} is ${old?.State?.Name ?? 'gone'}, not running`);
-    const userData = await c.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: row.oldInstanceId, Attribute: 'userData' }));
+    const userData = await c.ec2.send(new aws.EC2.DescribeInstanceAttributeCommand({ InstanceId: row.oldInstanceId, Attribute: 'userData' }));
     d.spec = await readLaunchSpec(c, old, row.imageId, userData.UserData?.Value, userTags(old, row.oldInstanceId, row.uuid, d.guardTagKeys ?? []));
   }
 
@@ -484,7 +481,7 @@ export class Replacer {
   private async findLaunched(c: ScopeClients, row: ReplacementRow, states: string[]): Promise<string | null> {
     const d = data(row);
     const out = await c.ec2.send(
-      new DescribeInstancesCommand({
+      new aws.EC2.DescribeInstancesCommand({
         Filters: [
           { Name: 'tag:pristine:replacement', Values: [row.uuid, ...(d.legacyTag ? [d.legacyTag] : [])] },
           { Name: 'tag:pristine:replaces', Values: [row.oldInstanceId] },
@@ -505,7 +502,7 @@ export class Replacer {
     const { Tags, SourceDestCheck, ...spec } = d.spec;
     if (!found) {
       const out = await c.ec2.send(
-        new RunInstancesCommand({
+        new aws.EC2.RunInstancesCommand({
           ...spec,
           MinCount: 1,
           MaxCount: 1,
@@ -520,7 +517,7 @@ export class Replacer {
     }
     // RunInstances cannot turn the source/dest check off (a NAT instance has it off): set it, again if resumed.
     if (SourceDestCheck === false) {
-      await c.ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: row.newInstanceId as string, SourceDestCheck: { Value: false } }));
+      await c.ec2.send(new aws.EC2.ModifyInstanceAttributeCommand({ InstanceId: row.newInstanceId as string, SourceDestCheck: { Value: false } }));
     }
   }
 
@@ -529,16 +526,16 @@ export class Replacer {
     if (!old || old.State?.Name === 'terminated' || old.State?.Name === 'shutting-down') return;
     if (d.kind === 'asg') {
       // Through the group, one less: relative, so a group that scaled meanwhile keeps its new size.
-      await c.autoscaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: row.oldInstanceId, ShouldDecrementDesiredCapacity: true }));
+      await c.autoscaling.send(new aws.AutoScaling.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: row.oldInstanceId, ShouldDecrementDesiredCapacity: true }));
     } else {
-      await c.ec2.send(new TerminateInstancesCommand({ InstanceIds: [row.oldInstanceId] }));
+      await c.ec2.send(new aws.EC2.TerminateInstancesCommand({ InstanceIds: [row.oldInstanceId] }));
     }
   }
 
   // --- Auto Scaling group members -------------------------------------------------------------
 
   private async group(c: ScopeClients, name: string): Promise<AutoScalingGroup> {
-    const out = await c.autoscaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }));
+    const out = await c.autoscaling.send(new aws.AutoScaling.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }));
     const g = out.AutoScalingGroups?.[0];
     if (!g) throw new StepError(`Auto Scaling group ${name} not found`);
     return g;
@@ -561,7 +558,7 @@ export class Replacer {
       const already = new Set((g.SuspendedProcesses ?? []).map((p) => p.ProcessName));
       asg.suspended = SUSPENDED_PROCESSES.filter((p) => !already.has(p));
     }
-    if (asg.suspended.length) await c.autoscaling.send(new SuspendProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
+    if (asg.suspended.length) await c.autoscaling.send(new aws.AutoScaling.SuspendProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
   }
 
   /**
@@ -581,8 +578,8 @@ export class Replacer {
     // is not the surge's, though it may be in service first.
     asg.before = (g.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : []));
     await keep();
-    if (raisedMax) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: to }));
-    await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: to, HonorCooldown: false }));
+    if (raisedMax) await c.autoscaling.send(new aws.AutoScaling.UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: to }));
+    await c.autoscaling.send(new aws.AutoScaling.SetDesiredCapacityCommand({ AutoScalingGroupName: asg.name, DesiredCapacity: to, HonorCooldown: false }));
   }
 
   /** The group's new instance: not a member when the surge was asked for, and launched after it (the first such, if the group scaled meanwhile). */
@@ -593,7 +590,7 @@ export class Replacer {
     if (candidates.length === 0) return false;
     let fresh = candidates[0];
     if (candidates.length > 1) {
-      const described = await c.ec2.send(new DescribeInstancesCommand({ InstanceIds: candidates.map((i) => i.InstanceId as string) }));
+      const described = await c.ec2.send(new aws.EC2.DescribeInstancesCommand({ InstanceIds: candidates.map((i) => i.InstanceId as string) }));
       const launched = (described.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => (i.LaunchTime?.getTime() ?? 0) >= (asg.surge?.at ?? 0) - 60_000);
       launched.sort((a, b) => (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0));
       fresh = candidates.find((i) => i.InstanceId === launched[0]?.InstanceId) ?? fresh;
@@ -610,9 +607,9 @@ export class Replacer {
     if (asg.surge?.raisedMax) {
       const g = await this.group(c, asg.name);
       const max = Math.max(asg.originalMax, g.DesiredCapacity ?? 0);
-      if ((g.MaxSize ?? 0) > max) await c.autoscaling.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: max }));
+      if ((g.MaxSize ?? 0) > max) await c.autoscaling.send(new aws.AutoScaling.UpdateAutoScalingGroupCommand({ AutoScalingGroupName: asg.name, MaxSize: max }));
     }
-    if (asg.suspended?.length) await c.autoscaling.send(new ResumeProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
+    if (asg.suspended?.length) await c.autoscaling.send(new aws.AutoScaling.ResumeProcessesCommand({ AutoScalingGroupName: asg.name, ScalingProcesses: asg.suspended }));
   }
 
   // --- rolling back ------------------------------------------------------------------------------
@@ -635,14 +632,14 @@ export class Replacer {
         const inst = await this.describe(c, fresh);
         if (inst && inst.State?.Name !== 'terminated' && inst.State?.Name !== 'shutting-down') {
           // Through the group, one less (relative), or terminated outright.
-          if (d.kind === 'asg') await c.autoscaling.send(new TerminateInstanceInAutoScalingGroupCommand({ InstanceId: fresh, ShouldDecrementDesiredCapacity: true }));
-          else await c.ec2.send(new TerminateInstancesCommand({ InstanceIds: [fresh] }));
+          if (d.kind === 'asg') await c.autoscaling.send(new aws.AutoScaling.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: fresh, ShouldDecrementDesiredCapacity: true }));
+          else await c.ec2.send(new aws.EC2.TerminateInstancesCommand({ InstanceIds: [fresh] }));
         }
       } else if (d.kind === 'asg' && d.asg?.surge) {
         // The surge happened but no instance came: take back our one, only while the group still holds it.
         const g = await this.group(c, d.asg.name);
         if ((g.DesiredCapacity ?? 0) >= d.asg.surge.to) {
-          await c.autoscaling.send(new SetDesiredCapacityCommand({ AutoScalingGroupName: d.asg.name, DesiredCapacity: (g.DesiredCapacity ?? 1) - 1, HonorCooldown: false }));
+          await c.autoscaling.send(new aws.AutoScaling.SetDesiredCapacityCommand({ AutoScalingGroupName: d.asg.name, DesiredCapacity: (g.DesiredCapacity ?? 1) - 1, HonorCooldown: false }));
         }
       }
       await this.restore(c, d);
@@ -670,7 +667,7 @@ export class Replacer {
 async function deregister(c: ScopeClients, instanceId: string, groups: readonly TargetGroupMembership[]): Promise<void> {
   for (const tg of groups) {
     try {
-      await c.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
+      await c.elbv2.send(new aws.ELBv2.DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: [{ Id: instanceId, Port: tg.port }] }));
     } catch (err) {
       if (!notRegistered(err)) throw err;
     }
@@ -681,7 +678,7 @@ async function deregister(c: ScopeClients, instanceId: string, groups: readonly 
 async function longestDeregistrationDelay(c: ScopeClients, groups: readonly TargetGroupMembership[]): Promise<number> {
   let longest = 0;
   for (const tg of groups) {
-    const out = await c.elbv2.send(new DescribeTargetGroupAttributesCommand({ TargetGroupArn: tg.arn }));
+    const out = await c.elbv2.send(new aws.ELBv2.DescribeTargetGroupAttributesCommand({ TargetGroupArn: tg.arn }));
     const value = out.Attributes?.find((a) => a.Key === 'deregistration_delay.timeout_seconds')?.Value;
     const seconds = value === undefined ? 300 : Number(value);
     longest = Math.max(longest, Number.isFinite(seconds) ? seconds * 1000 : 300_000);
@@ -694,7 +691,7 @@ async function groupImage(c: ScopeClients, g: AutoScalingGroup): Promise<string 
   const lt = g.LaunchTemplate ?? g.MixedInstancesPolicy?.LaunchTemplate?.LaunchTemplateSpecification;
   if (!lt?.LaunchTemplateId && !lt?.LaunchTemplateName) return null;
   const out = await c.ec2.send(
-    new DescribeLaunchTemplateVersionsCommand({
+    new aws.EC2.DescribeLaunchTemplateVersionsCommand({
       LaunchTemplateId: lt.LaunchTemplateId,
       LaunchTemplateName: lt.LaunchTemplateId ? undefined : lt.LaunchTemplateName,
       Versions: [lt.Version ?? '$Default'],

@@ -1,6 +1,5 @@
 import type { SdkError } from '@smithy/types';
-import { SmithyRetry } from '../collect/aws-sdk.js';
-const { isServerError, isThrottlingError, isTransientError } = SmithyRetry;
+import { aws } from '../collect/aws-sdk.js';
 
 /**
  * An AWS error that says "not now" rather than "no": throttling, a 5xx, a timeout or a dropped
@@ -11,7 +10,7 @@ export function isTransient(err: unknown): boolean {
   if (!err || typeof err !== 'object') return false;
   const e = err as SdkError;
   try {
-    return isThrottlingError(e) || isTransientError(e) || isServerError(e);
+    return aws.SmithyRetry.isThrottlingError(e) || aws.SmithyRetry.isTransientError(e) || aws.SmithyRetry.isServerError(e);
   } catch {
     return false;
   }

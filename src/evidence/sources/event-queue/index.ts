@@ -10,8 +10,7 @@ import { parseTrailKey, readGzipObject, trailRecords } from '../../trail-files.j
 import { rememberLocation } from '../trail-digests/index.js';
 import type { SourceDefinition } from '../types.js';
 import { parseQueueMessage, type QueueItem } from './messages.js';
-import { SQS } from '../../../collect/aws-sdk.js';
-const { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand } = SQS;
+import { aws } from '../../../collect/aws-sdk.js';
 
 export const IAM_ACTIONS = ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 's3:GetObject'] as const;
 
@@ -51,7 +50,7 @@ function keepInvisible(ctx: QueueContext, queueUrl: string, message: Message): (
   const seconds = ctx.visibilitySeconds ?? 60;
   const timer = setInterval(() => {
     ctx.sqs
-      .send(new ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle, VisibilityTimeout: seconds }))
+      .send(new aws.SQS.ChangeMessageVisibilityCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle, VisibilityTimeout: seconds }))
       .catch((err: unknown) => ctx.logger.warn({ queueUrl, err: describeError(err) }, 'could not extend a message\'s visibility'));
   }, (seconds * 1000) / 3);
   timer.unref();
@@ -106,7 +105,7 @@ async function evidenceOf(ctx: QueueContext, queueUrl: string, message: Message,
 export async function consumeOnce(ctx: QueueContext, queueUrl: string): Promise<ConsumeResult> {
   const out: ConsumeResult = { received: 0, deleted: 0, failed: 0, ingested: [] };
   const res = await ctx.sqs.send(
-    new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: ctx.waitSeconds, MessageSystemAttributeNames: ['ApproximateReceiveCount'] }),
+    new aws.SQS.ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: ctx.waitSeconds, MessageSystemAttributeNames: ['ApproximateReceiveCount'] }),
     { abortSignal: ctx.signal },
   );
   for (const message of res.Messages ?? []) {
@@ -135,7 +134,7 @@ export async function consumeOnce(ctx: QueueContext, queueUrl: string): Promise<
       continue;
     }
     try {
-      await ctx.sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
+      await ctx.sqs.send(new aws.SQS.DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
       out.deleted++;
     } catch (err) {
       // Its events are in the log: receiving it again only repeats what is known.

@@ -8,8 +8,7 @@ import { addEvidence, noEvidence, recordsToEvidence } from '../../records.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
 import { LookupEventsConfig } from './schema.js';
-import { CloudTrail } from '../../../collect/aws-sdk.js';
-const { LookupEventsCommand } = CloudTrail;
+import { aws } from '../../../collect/aws-sdk.js';
 
 export const IAM_ACTIONS = ['cloudtrail:LookupEvents'] as const;
 
@@ -61,7 +60,7 @@ export async function readTrackedEvents(
   const lookup = (key: 'ReadOnly' | 'EventName', value: string, token: string | undefined): Promise<LookupPage> => {
     calls++;
     return client.send(
-      new LookupEventsCommand({
+      new aws.CloudTrail.LookupEventsCommand({
         LookupAttributes: [{ AttributeKey: key, AttributeValue: value }],
         StartTime: new Date(span.from),
         EndTime: new Date(span.to),

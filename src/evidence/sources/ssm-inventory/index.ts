@@ -4,8 +4,7 @@ import { scopeKey, type InventorySnapshot, type Package } from '../../../core/fa
 import { describeError } from '../../../errors.js';
 import { InventoryCatalog } from './catalog.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
-import { SSM } from '../../../collect/aws-sdk.js';
-const { paginateGetInventory } = SSM;
+import { aws } from '../../../collect/aws-sdk.js';
 
 export const IAM_ACTIONS = ['ssm:GetInventory'] as const;
 
@@ -42,7 +41,7 @@ export async function readInventory(
   catalog: InventoryCatalog = new InventoryCatalog(),
 ): Promise<Map<string, InventorySnapshot>> {
   const out = new Map<string, InventorySnapshot>();
-  const pages = paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] }, { abortSignal: signal });
+  const pages = aws.SSM.paginateGetInventory({ client: ssm, pageSize: 50 }, { ResultAttributes: [{ TypeName: TYPE }] }, { abortSignal: signal });
   for await (const page of pages) {
     for (const entity of page.Entities ?? []) {
       const data = entity.Id ? entity.Data?.[TYPE] : undefined;

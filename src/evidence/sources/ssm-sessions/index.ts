@@ -7,8 +7,7 @@ import { clockAhead } from '../../clock.js';
 import { clampSpans, type Span } from '../../coverage.js';
 import type { EvidenceStore } from '../../store-port.js';
 import type { PullContext, PullResult, SourceDefinition } from '../types.js';
-import { SSM } from '../../../collect/aws-sdk.js';
-const { paginateDescribeSessions } = SSM;
+import { aws } from '../../../collect/aws-sdk.js';
 
 export const IAM_ACTIONS = ['ssm:DescribeSessions'] as const;
 
@@ -39,7 +38,7 @@ export function sessionFilterTime(ms: number): string {
 export async function readSessions(ssm: SSMClient, from: number, signal?: AbortSignal): Promise<SessionRecord[]> {
   const out: SessionRecord[] = [];
   const read = async (state: SessionState, filters: Array<{ key: 'InvokedAfter'; value: string }>) => {
-    for await (const page of paginateDescribeSessions({ client: ssm, pageSize: 200 }, { State: state, Filters: filters }, { abortSignal: signal })) {
+    for await (const page of aws.SSM.paginateDescribeSessions({ client: ssm, pageSize: 200 }, { State: state, Filters: filters }, { abortSignal: signal })) {
       for (const s of page.Sessions ?? []) {
         const r = toRecord(s);
         if (r) out.push(r);

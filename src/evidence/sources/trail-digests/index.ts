@@ -8,8 +8,7 @@ import type { EvidenceStore } from '../../store-port.js';
 import { digestDayPrefix, parseTrailKey, readGzipObject, trailRecords } from '../../trail-files.js';
 import type { PullContext, PullResult, SourceDefinition, SourceWarning } from '../types.js';
 import { TrailDigestsConfig } from './schema.js';
-import { S3 } from '../../../collect/aws-sdk.js';
-const { paginateListObjectsV2 } = S3;
+import { aws } from '../../../collect/aws-sdk.js';
 
 export const IAM_ACTIONS = ['s3:ListBucket', 's3:GetObject'] as const;
 
@@ -124,7 +123,7 @@ export const trailDigests = {
       for (const span of wanted) {
         for (const day of daysOf(span)) {
           const prefix = digestDayPrefix(location.base, scope.accountId, scope.region, day);
-          for await (const page of paginateListObjectsV2({ client: ctx.clients.s3 }, { Bucket: location.bucket, Prefix: prefix }, { abortSignal: ctx.signal })) {
+          for await (const page of aws.S3.paginateListObjectsV2({ client: ctx.clients.s3 }, { Bucket: location.bucket, Prefix: prefix }, { abortSignal: ctx.signal })) {
             for (const obj of page.Contents ?? []) {
               if (!obj.Key || parseTrailKey(obj.Key)?.kind !== 'digest') continue;
               const known = await store.digest(location.bucket, obj.Key);
