@@ -570,6 +570,12 @@ function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown
 function buildTrail(plan: FleetPlan, count: number, onPage?: (page: string[]) => void): Trail {
   const json: string[] = [];
   const page: Array<Record<string, unknown>> = [];
+  /** The page made so far, handed on (or kept, without `onPage`) as LookupEvents would return it. */
+  const flush = (): void => {
+    const records = asLookupEventsReturnsThem(page.splice(0));
+    if (onPage) onPage(records);
+    else json.push(...records);
+  };
   const commandTargets = new Map<string, string[]>();
   const byKind = new Map<EventKind, number>();
   const sessions: string[] = [];
@@ -755,17 +761,9 @@ function buildTrail(plan: FleetPlan, count: number, onPage?: (page: string[]) =>
       }
     }
     page.push(r);
-    if (page.length === 50) {
-      const records = asLookupEventsReturnsThem(page.splice(0));
-      if (onPage) onPage(records);
-      else json.push(...records);
-    }
+    if (page.length === 50) flush();
   }
-  if (page.length > 0) {
-    const records = asLookupEventsReturnsThem(page.splice(0));
-    if (onPage) onPage(records);
-    else json.push(...records);
-  }
+  if (page.length > 0) flush();
   return { json, commandTargets, byKind };
 }
 
