@@ -11,9 +11,10 @@
  * returns them, and each page is parsed as it comes.
  *
  * Phases of one cycle's judgement (their CPU is `totalCpuS`): normalise (the inventory catalog),
- * parse (recordsToEvidence, as the LookupEvents collector reads a page: JSON.parse and
- * activityFromRecord), attribute (ScopeJudge), evaluate (every instance) and report (built, and
- * streamed as JSON into a counter). Reported apart: store (the evidence log and the
+ * parse (as the LookupEvents collector reads a page: the tracked events' records to
+ * recordsToEvidence, JSON.parse and activityFromRecord), attribute (ScopeJudge), evaluate (every
+ * instance) and report (built, as every cycle builds it). Reported apart: json (the report written as
+ * `audit`/`run --format json` write it, streamed into a counter), store (the evidence log and the
  * verdicts in a SQLite file), a second cycle ten minutes later over the same inventories and 1% more
  * records (`secondCycleCpuS`; its report is built, not written, as the daemon does), and 200 events
  * pushed between cycles, each re-judging the instance it names (`rejudgeMs`). Generating data is
@@ -31,8 +32,10 @@ import { performance, PerformanceObserver, type PerformanceEntry } from 'node:pe
 import { createHash } from 'node:crypto';
 import { InventoryCatalog } from '../src/evidence/sources/ssm-inventory/catalog.js';
 import { recordsToEvidence } from '../src/evidence/records.js';
+import { recordsOf, trackedOf, type LookupEvent } from '../src/evidence/sources/lookup-events/index.js';
+import { TRACKED_EVENT_NAMES } from '../src/core/event-catalog.js';
 import { ScopeJudge, type ScopeResult } from '../src/core/evaluate.js';
-import { buildReport } from '../src/report/model.js';
+import { buildReport, type Report } from '../src/report/model.js';
 import { jsonChunks } from '../src/report/json-stream.js';
 import { verdictInputOf } from '../src/state/records.js';
 import { SqliteStateStore } from '../src/state/sqlite/store.js';
@@ -534,8 +537,8 @@ function eventKind(): EventKind {
 }
 
 interface Trail {
-  /** raw records as LookupEvents returns them: one JSON string each */
-  json: string[];
+  /** the events as LookupEvents returns them: each record one JSON string, its name beside it */
+  events: LookupEvent[];
   /** command id -> instance ids, as ListCommandInvocations would report them (only some commands) */
   commandTargets: Map<string, string[]>;
   byKind: Map<EventKind, number>;
@@ -549,7 +552,7 @@ interface Trail {
  * to flatten first (0.05 to 0.07 CPU-s for 50,000 records here): a cost the collector never pays, so
  * not the bench's.
  */
-function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown>>): string[] {
+function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown>>): LookupEvent[] {
   const body = JSON.stringify({
     Events: records.map((r) => ({
       EventId: r['eventID'],
@@ -559,7 +562,7 @@ function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown
       CloudTrailEvent: JSON.stringify(r),
     })),
   });
-  return (JSON.parse(body) as { Events: Array<{ CloudTrailEvent: string }> }).Events.map((e) => e.CloudTrailEvent);
+  return (JSON.parse(body) as { Events: LookupEvent[] }).Events;
 }
 
 /**
@@ -567,14 +570,14 @@ function asLookupEventsReturnsThem(records: ReadonlyArray<Record<string, unknown
  * LookupEvents collector reads a page as it comes) and not kept: the raw JSON of a whole window never
  * sits in memory.
  */
-function buildTrail(plan: FleetPlan, count: number, onPage?: (page: string[]) => void): Trail {
-  const json: string[] = [];
+function buildTrail(plan: FleetPlan, count: number, onPage?: (page: LookupEvent[]) => void): Trail {
+  const events: LookupEvent[] = [];
   const page: Array<Record<string, unknown>> = [];
   /** The page made so far, handed on (or kept, without `onPage`) as LookupEvents would return it. */
   const flush = (): void => {
     const records = asLookupEventsReturnsThem(page.splice(0));
     if (onPage) onPage(records);
-    else json.push(...records);
+    else events.push(...records);
   };
   const commandTargets = new Map<string, string[]>();
   const byKind = new Map<EventKind, number>();
@@ -764,7 +767,7 @@ function buildTrail(plan: FleetPlan, count: number, onPage?: (page: string[]) =>
     if (page.length === 50) flush();
   }
   if (page.length > 0) flush();
-  return { json, commandTargets, byKind };
+  return { events, commandTargets, byKind };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -915,15 +918,26 @@ function normalise(catalog: InventoryCatalog): Map<string, InventorySnapshot> {
 
 interface Parsed {
   activities: Activity[];
+  /** records of untracked events: left unparsed, by the name beside them */
+  untracked: number;
+  /** records parsed and dropped: failed calls, tags on other resources */
   ignored: number;
   malformed: string[];
 }
+const noneParsed = (): Parsed => ({ activities: [], untracked: 0, ignored: 0, malformed: [] });
+const TRACKED = new Set(TRACKED_EVENT_NAMES);
 
-/** A page of records read as the LookupEvents collector reads one: recordsToEvidence (JSON.parse, activityFromRecord). */
-function parseRecords(json: readonly string[], into: Parsed = { activities: [], ignored: 0, malformed: [] }): Parsed {
-  const evidence = recordsToEvidence(json.map((raw) => ({ raw })), SCOPE, 'lookup-events');
+/**
+ * A page of events read as the LookupEvents collector reads one: the tracked ones (trackedOf) to
+ * recordsToEvidence (JSON.parse, activityFromRecord). A sweep of the account's writes hands it every
+ * name; a query by name, one tracked name.
+ */
+function parseRecords(events: readonly LookupEvent[], into: Parsed = noneParsed()): Parsed {
+  const tracked = trackedOf(events, TRACKED);
+  const evidence = recordsToEvidence(recordsOf(tracked), SCOPE, 'lookup-events');
   for (const a of evidence.activities) into.activities.push(a);
-  into.ignored += json.length - evidence.activities.length - evidence.unreadable;
+  into.untracked += events.length - tracked.length;
+  into.ignored += tracked.length - evidence.activities.length - evidence.unreadable;
   for (const g of evidence.gaps) into.malformed.push(g.message);
   return into;
 }
@@ -933,9 +947,9 @@ const reportOf = (result: ScopeResult, window: { from: number; to: number }, now
   buildReport({ startedAt: now, finishedAt: now, scopes: [{ ...result, window, complete: true }], errors: [], warnings: [] });
 
 /** The report as `pristine audit --format json` writes it, streamed into a counter instead of a file. */
-function reportBytes(result: ScopeResult, window: { from: number; to: number }, now: number): number {
+function reportBytes(report: Report): number {
   let bytes = 0;
-  for (const chunk of jsonChunks(reportOf(result, window, now))) bytes += chunk.length;
+  for (const chunk of jsonChunks(report)) bytes += chunk.length;
   return bytes;
 }
 
@@ -959,8 +973,8 @@ const catalog = new InventoryCatalog();
 const inventory = timed('normalise', `normalise ${fmt(entities.length)} inventories (catalog)`, () => normalise(catalog));
 const distinctInventories = catalog.size;
 const normalisedRows = catalog.normalisedRows;
-const parsing = pieces('parse', `parse ${fmt(N_EVENTS)} records (JSON.parse, activityFromRecord)`);
-const parsed: Parsed = { activities: [], ignored: 0, malformed: [] };
+const parsing = pieces('parse', `read ${fmt(N_EVENTS)} records (tracked ones: JSON.parse, activityFromRecord)`);
+const parsed = noneParsed();
 const trailCpu0 = process.cpuUsage();
 const trailStart = performance.now();
 const trail = buildTrail(plan, N_EVENTS, (page) => parsing.run(() => parseRecords(page, parsed)));
@@ -996,8 +1010,10 @@ const pushedRecords = timed(
 const facts = factsOf(parsed.activities, inventory, trail.commandTargets, NOW);
 const judge = timed('attribute', `attribute ${fmt(parsed.activities.length)} activities (ScopeJudge)`, () => new ScopeJudge(facts, policies, manifests));
 const result: ScopeResult = timed('evaluate', `evaluate ${fmt(N_INSTANCES)} instances`, () => judge.judgeAll(NOW));
-const bytes = timed('report', 'build the JSON report (streamed)', () => reportBytes(result, facts.window, NOW));
+const report = timed('report', 'build the report', () => reportOf(result, facts.window, NOW));
 const JUDGEMENT = ['normalise', 'parse', 'attribute', 'evaluate', 'report'];
+// What `audit` and `run --format json` do besides (the daemon's cycle does not): write it out.
+const bytes = timed('json', 'write the report as JSON (streamed)', () => reportBytes(report));
 
 // What a real cycle pays besides: the evidence log and the verdicts in the state store.
 // A file, as the daemon keeps it: SQLite holds a bounded page cache, not the whole log, in memory.
@@ -1011,7 +1027,7 @@ await timedAsync('store', `store ${fmt(parsed.activities.length)} activities and
 // The second cycle, ten minutes later: the same inventories, some new records.
 const NOW2 = NOW + 10 * 60_000;
 const inventory2 = timed('normalise2', `second cycle: normalise ${fmt(entities.length)} unchanged inventories`, () => normalise(catalog));
-const parsed2 = timed('parse2', `second cycle: parse ${fmt(N_NEW)} new records`, () => parseRecords(newTrail.json));
+const parsed2 = timed('parse2', `second cycle: parse ${fmt(N_NEW)} new records`, () => parseRecords(newTrail.events));
 const facts2 = factsOf([...parsed.activities, ...parsed2.activities], inventory2, new Map([...trail.commandTargets, ...newTrail.commandTargets]), NOW2);
 // As the daemon does: the first cycle's judge is the second's `previous` (its attribution carries over).
 const judge2 = timed('attribute2', 'second cycle: attribute (carried over)', () => new ScopeJudge(facts2, policies, manifests, { previous: judge }));
@@ -1094,7 +1110,7 @@ say(`report:                      ${fmt(bytes)} bytes of JSON`);
 say(`pushed event re-judged in:   p50 ${quantile(0.5).toFixed(3)} ms, p99 ${quantile(0.99).toFixed(3)} ms, max ${quantile(1).toFixed(3)} ms (${pushedTainted} tainted)`);
 
 say(
-  `\nrecords: ${fmt(parsed.activities.length)} activities, ${fmt(parsed.ignored)} ignored, ${fmt(parsed.malformed.length)} malformed` +
+  `\nrecords: ${fmt(parsed.activities.length)} activities, ${fmt(parsed.ignored)} ignored, ${fmt(parsed.malformed.length)} malformed, ${fmt(parsed.untracked)} untracked (not parsed)` +
     ` (${fmt(trail.commandTargets.size)} commands with known invocations)`,
 );
 say(
@@ -1162,7 +1178,7 @@ if (argv.json) {
       events: N_EVENTS,
       distinctInventoriesPct: DISTINCT_PCT,
       phases: Object.fromEntries(timedRows.map((r) => [r.key, { wallMs: round(r.ms, 1), cpuS: round(r.cpuS, 3) }])),
-      // The judgement of one cycle: normalise, parse, attribute, evaluate, report (store, second cycle and pushes are apart).
+      // The judgement of one cycle: normalise, parse, attribute, evaluate, report (its JSON, the store, the second cycle and pushes are apart).
       totalCpuS: round(cpuOf(JUDGEMENT), 3),
       secondCycleCpuS: round(cpuOf(SECOND), 3),
       rejudgeMs: { p50: round(quantile(0.5), 3), p99: round(quantile(0.99), 3), max: round(quantile(1), 3) },

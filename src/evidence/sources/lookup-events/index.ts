@@ -38,7 +38,21 @@ export function spansToRead(window: Span, covered: readonly Span[], reconcile: S
  */
 export const SWEEP_PAGES = 2;
 
-type LookupPage = { Events?: Array<{ EventId?: string; EventName?: string; CloudTrailEvent?: string }>; NextToken?: string };
+/** An event as LookupEvents answers with it: the record itself is JSON text. */
+export type LookupEvent = { EventId?: string; EventName?: string; CloudTrailEvent?: string };
+type LookupPage = { Events?: LookupEvent[]; NextToken?: string };
+
+/** Events to the records handed on to be parsed. */
+export const recordsOf = (events: readonly LookupEvent[]): Array<{ eventId?: string; raw: string }> =>
+  events.map((e) => ({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' }));
+
+/**
+ * The events of a page of the account's writes that are tracked, by the name LookupEvents gives
+ * beside each record: the others are never parsed. An event without a name is kept (parsed, it is
+ * judged by what its record says).
+ */
+export const trackedOf = (events: readonly LookupEvent[], tracked: ReadonlySet<string>): LookupEvent[] =>
+  events.filter((e) => e.EventName === undefined || tracked.has(e.EventName));
 
 /**
  * Every tracked event in a span: first every write event of the span, if that takes at most
@@ -70,17 +84,15 @@ export async function readTrackedEvents(
       { abortSignal: signal },
     );
   };
-  const records = (events: NonNullable<LookupPage['Events']>) => events.map((e) => ({ eventId: e.EventId, raw: e.CloudTrailEvent ?? '' }));
 
   const tracked = new Set(eventNames);
   const handed = new Set<string>();
   let token: string | undefined;
   for (let pages = 0; pages < SWEEP_PAGES; pages++) {
     const page = await lookup('ReadOnly', 'false', token);
-    // The account's other writes are left unparsed; an event without a name is parsed (and judged there).
-    const events = (page.Events ?? []).filter((e) => e.EventName === undefined || tracked.has(e.EventName));
+    const events = trackedOf(page.Events ?? [], tracked);
     for (const e of events) if (e.EventId !== undefined) handed.add(e.EventId);
-    onPage(records(events));
+    onPage(recordsOf(events));
     token = page.NextToken;
     if (!token) return { calls, swept: true };
   }
@@ -89,7 +101,7 @@ export async function readTrackedEvents(
     token = undefined;
     do {
       const page = await lookup('EventName', name, token);
-      onPage(records((page.Events ?? []).filter((e) => e.EventId === undefined || !handed.has(e.EventId))));
+      onPage(recordsOf((page.Events ?? []).filter((e) => e.EventId === undefined || !handed.has(e.EventId))));
       token = page.NextToken;
     } while (token);
   }
