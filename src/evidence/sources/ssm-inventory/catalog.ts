@@ -5,10 +5,6 @@ import { normalizeVersion } from '../../../core/package-version.js';
 /** One AWS:Application content row as GetInventory returns it (keys capitalised, or lower-case from some producers). */
 export type InventoryRow = Readonly<Record<string, string>>;
 
-/** Inventory content keys are documented capitalised (Name, Version); some producers write them lower-case. */
-function field(entry: InventoryRow, name: string, lower: string): string {
-  return entry[name] ?? entry[lower] ?? '';
-}
 
 interface Interned {
   version: string;
@@ -52,12 +48,14 @@ export class InventoryCatalog {
   toPackages(rows: readonly InventoryRow[]): Package[] {
     const out: Package[] = [];
     for (const entry of rows) {
-      const name = field(entry, 'Name', 'name');
+      // Content keys are documented capitalised (Name, Version); some producers write them lower-case.
+      // Each read names its key: the rows of one answer share a shape, and each read stays a quick one.
+      const name = entry['Name'] ?? entry['name'] ?? '';
       if (!name) continue;
-      const version = field(entry, 'Version', 'version');
-      const release = field(entry, 'Release', 'release');
-      const epoch = field(entry, 'Epoch', 'epoch');
-      const arch = field(entry, 'Architecture', 'architecture');
+      const version = entry['Version'] ?? entry['version'] ?? '';
+      const release = entry['Release'] ?? entry['release'] ?? '';
+      const epoch = entry['Epoch'] ?? entry['epoch'] ?? '';
+      const arch = entry['Architecture'] ?? entry['architecture'] ?? '';
       let same = this.pool.get(name);
       if (!same) {
         same = [];
