@@ -34,13 +34,26 @@ function index(packages: Iterable<Package>): VersionsByName {
   return out;
 }
 
-// Manifests are shared by many instances: normalise and index each once. (An inventory is indexed only
-// to be diffed, once per fingerprint: its index is not kept.)
-const baselines = new WeakMap<Manifest, VersionsByName>();
-function baselineOf(manifest: Manifest): VersionsByName {
+/**
+ * An image's recorded packages, normalised and indexed once (manifests are shared by many instances):
+ * the versions of each name, and a mark per name that diffList sets on the names a list holds.
+ */
+interface Baseline {
+  byName: Map<string, { versions: string[]; at: number }>;
+  /** by a name's `at`: the turn of the last list that held it */
+  marks: Uint32Array;
+  turn: number;
+}
+
+const baselines = new WeakMap<Manifest, Baseline>();
+function baselineOf(manifest: Manifest): Baseline {
   let b = baselines.get(manifest);
   if (!b) {
-    b = index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })));
+    const byName = new Map<string, { versions: string[]; at: number }>();
+    for (const [name, versions] of index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })))) {
+      byName.set(name, { versions, at: byName.size });
+    }
+    b = { byName, marks: new Uint32Array(byName.size), turn: 0 };
     baselines.set(manifest, b);
   }
   return b;
@@ -51,11 +64,11 @@ function sameVersions(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** What differs between the image's recorded packages and the ones installed now (versions normalised). */
-export function diffPackages(baseline: VersionsByName, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
+function diffPackages(baseline: Baseline, installed: VersionsByName, ignored: (name: string) => boolean): PackageDiff {
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
   // Globs are tested only on the few names that differ: most packages match their baseline.
   for (const [name, now] of installed) {
-    const then = baseline.get(name);
+    const then = baseline.byName.get(name)?.versions;
     if (then && sameVersions(then, now)) continue;
     if (ignored(name)) continue;
     if (!then) for (const version of now) diff.added.push({ name, version });
@@ -64,53 +77,49 @@ export function diffPackages(baseline: VersionsByName, installed: VersionsByName
   return withRemoved(diff, baseline, (name) => installed.has(name), ignored);
 }
 
-/** The image's packages no longer installed, then every list in name order. */
-function withRemoved(diff: PackageDiff, baseline: VersionsByName, installed: ((name: string) => boolean) | null, ignored: (name: string) => boolean): PackageDiff {
+/** The image's packages no longer installed, then every list in name order (an added name's versions in version order). */
+function withRemoved(diff: PackageDiff, baseline: Baseline, installed: ((name: string, at: number) => boolean) | null, ignored: (name: string) => boolean): PackageDiff {
   if (installed) {
-    for (const [name, then] of baseline) {
-      if (installed(name) || ignored(name)) continue;
-      for (const version of then) diff.removed.push({ name, version });
+    for (const [name, then] of baseline.byName) {
+      if (installed(name, then.at) || ignored(name)) continue;
+      for (const version of then.versions) diff.removed.push({ name, version });
     }
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
-  diff.added.sort(byName);
+  diff.added.sort((x, y) => byName(x, y) || (x.version < y.version ? -1 : x.version > y.version ? 1 : 0));
   diff.removed.sort(byName);
   diff.changed.sort(byName);
   return diff;
 }
 
 /**
- * The names of the list diffList looks at, marked with its turn: a name is in that list when its mark
- * is the turn's. One map for every list (the fleet's package names), so no set is built per list;
- * started again past NAMES_KEPT names (a fleet whose package names keep changing).
+ * diffPackages over a package list. Most lists hold each of the image's names once: they are compared
+ * as they are, without indexing them (a mark per image name tells a name seen twice), and when every
+ * name of the image is still there nothing is looked for as removed; a list with an image's name
+ * twice (kernels) is indexed first. Same result either way.
  */
-const namesSeen = new Map<string, number>();
-export const NAMES_KEPT = 200_000;
-let turn = 0;
-
-/**
- * diffPackages over a package list. Most lists hold each name once: they are compared as they are,
- * without indexing them, and when every name of the image is still there nothing is looked for as
- * removed; a list with a name twice (kernels) is indexed first. Same result either way.
- */
-function diffList(baseline: VersionsByName, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
-  if (namesSeen.size > NAMES_KEPT) namesSeen.clear();
-  const mark = ++turn;
-  for (const p of packages) {
-    if (namesSeen.get(p.name) === mark) return diffPackages(baseline, index(packages), ignored);
-    namesSeen.set(p.name, mark);
+function diffList(baseline: Baseline, packages: readonly Package[], ignored: (name: string) => boolean): PackageDiff {
+  const { byName, marks } = baseline;
+  if (baseline.turn === 0xffffffff) {
+    marks.fill(0);
+    baseline.turn = 0;
   }
+  const mark = ++baseline.turn;
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
-  let kept = 0; // installed names the image has too
+  let kept = 0; // the image's names still installed
   for (const p of packages) {
-    const then = baseline.get(p.name);
-    if (then) kept++;
-    if (then && then.length === 1 && then[0] === p.version) continue;
+    const then = byName.get(p.name);
+    if (then) {
+      if (marks[then.at] === mark) return diffPackages(baseline, index(packages), ignored);
+      marks[then.at] = mark;
+      kept++;
+      if (then.versions.length === 1 && then.versions[0] === p.version) continue;
+    }
     if (ignored(p.name)) continue;
     if (!then) diff.added.push({ name: p.name, version: p.version });
-    else diff.changed.push({ name: p.name, from: then.join(', '), to: p.version });
+    else diff.changed.push({ name: p.name, from: then.versions.join(', '), to: p.version });
   }
-  return withRemoved(diff, baseline, kept === baseline.size ? null : (name) => namesSeen.get(name) === mark, ignored);
+  return withRemoved(diff, baseline, kept === byName.size ? null : (_name, at) => marks[at] === mark, ignored);
 }
 
 function describeDiff(diff: PackageDiff, limit = 5): string {
@@ -130,14 +139,21 @@ interface Drift {
   evidence: Record<string, unknown>;
 }
 
+/** A diff kept: its drift, and whether it was asked for again since it was (re)placed last in its map. */
+interface KeptDrift {
+  drift: Drift | null;
+  seenAgain: boolean;
+}
+
 /**
  * Each distinct (manifest, ignore globs, inventory fingerprint) is diffed once, and its finding's
  * summary and evidence are shared by every instance that has it: in this cycle and the next ones, as
- * long as the manifest and the policy stay loaded. The fingerprints least recently seen are forgotten
- * beyond DRIFTS_KEPT per (manifest, ignore list): a daemon whose inventories keep changing does not
- * keep every diff it ever made.
+ * long as the manifest and the policy stay loaded. Beyond DRIFTS_KEPT per (manifest, ignore list), the
+ * fingerprints least recently seen are forgotten: a daemon whose inventories keep changing does not
+ * keep every diff it ever made. (A second chance, as a clock does: a diff asked for again is marked,
+ * not moved, and the marked ones move last when one has to go; every instance of a fleet asks.)
  */
-const drifts = new WeakMap<Manifest, WeakMap<readonly string[], Map<string, Drift | null>>>();
+const drifts = new WeakMap<Manifest, WeakMap<readonly string[], Map<string, KeptDrift>>>();
 export const DRIFTS_KEPT = 10_000;
 function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: string, packages: readonly Package[]): Drift | null {
   let byIgnore = drifts.get(manifest);
@@ -152,10 +168,8 @@ function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: str
   }
   const known = byFingerprint.get(fingerprint);
   if (known !== undefined) {
-    // Seen again: now the most recent (a Map iterates in insertion order).
-    byFingerprint.delete(fingerprint);
-    byFingerprint.set(fingerprint, known);
-    return known;
+    known.seenAgain = true;
+    return known.drift;
   }
   const diff = diffList(baselineOf(manifest), packages, cachedAnyGlob(ignore));
   const count = diff.added.length + diff.removed.length + diff.changed.length;
@@ -167,9 +181,19 @@ function driftOf(manifest: Manifest, ignore: readonly string[], fingerprint: str
           summary: `${count} package${count === 1 ? '' : 's'} differ from image ${manifest.imageId}: ${describeDiff(diff)}`,
           evidence: { imageId: manifest.imageId, manifest: manifest.file, ...diff },
         };
-  byFingerprint.set(fingerprint, drift);
-  if (byFingerprint.size > DRIFTS_KEPT) byFingerprint.delete(byFingerprint.keys().next().value as string);
+  if (byFingerprint.size >= DRIFTS_KEPT) forgetOne(byFingerprint);
+  byFingerprint.set(fingerprint, { drift, seenAgain: false });
   return drift;
+}
+
+/** Forgets the first diff (in insertion order) not asked for again; the ones that were move last, unmarked. */
+function forgetOne(byFingerprint: Map<string, KeptDrift>): void {
+  for (const [fingerprint, kept] of byFingerprint) {
+    byFingerprint.delete(fingerprint);
+    if (!kept.seenAgain) return;
+    kept.seenAgain = false;
+    byFingerprint.set(fingerprint, kept);
+  }
 }
 
 export const packageDrift = defineDetector({
