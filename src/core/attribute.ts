@@ -86,12 +86,13 @@ export class InstanceIndex {
     if (!values) {
       values = new Map();
       const withKey: number[] = [];
-      this.instances.forEach((i, n) => {
-        const value = i.tags[key];
-        if (value === undefined || !Object.prototype.hasOwnProperty.call(i.tags, key)) return;
-        push(values as Map<string, number[]>, value, n);
+      const { instances } = this;
+      for (let n = 0; n < instances.length; n++) {
+        const tags = (instances[n] as Instance).tags;
+        if (!Object.hasOwn(tags, key)) continue;
+        push(values, tags[key] as string, n);
         withKey.push(n);
-      });
+      }
       this.byTag.set(key, values);
       this.withTagKey.set(key, withKey);
     }
@@ -193,6 +194,15 @@ export interface Broadcast {
 
 const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
 
+/** An activity taken, by its id. */
+interface Taken {
+  activity: Activity;
+  /** the instances it was tied to (null until attributed, and while untied) */
+  where: readonly string[] | null;
+  /** the order activities were taken in, a tie-break in time (-1 until kept in a list) */
+  ordinal: number;
+}
+
 /** From this many instances on, an activity is kept once for all of them rather than once per instance. */
 const BROADCAST = 64;
 
@@ -214,8 +224,6 @@ export class Attributor {
   readonly broadcasts: Broadcast[] = [];
   /** by the list of instance ids it was resolved to: targets resolve many activities to one list */
   private readonly broadcastOf = new Map<readonly string[], Broadcast>();
-  /** activity id -> the order activities were taken in: ties in time keep it */
-  private readonly ordinal = new Map<string, number>();
   private nextOrdinal = 0;
   /** in the order the activities that left them were attributed */
   readonly gaps: Gap[] = [];
@@ -227,8 +235,8 @@ export class Attributor {
    * these (see `reindex`).
    */
   private readonly indexed = new Map<string, { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] }>();
-  /** activity id -> the activity taken */
-  private readonly taken = new Map<string, Activity>();
+  /** activity id -> the activity taken, where it was tied and its place in the order (one lookup an activity) */
+  private readonly taken = new Map<string, Taken>();
   /** the command, association, endpoint and document ids whose answers the activities taken were tied by */
   private readonly asked = { commands: new Set<string>(), associations: new Set<string>(), endpoints: new Set<string>(), documents: new Set<string>() };
   /** activities tied to a session whose instance is not known yet: tied when it is */
@@ -240,8 +248,6 @@ export class Attributor {
   stale = false;
   private readonly sessionTarget = new Map<string, string>();
   private readonly trailSessions = new Set<string>();
-  /** activity id -> the instances it was tied to */
-  private readonly where = new Map<string, readonly string[]>();
   /** activities only SSM's session history knows, by session: dropped when CloudTrail's record of the session arrives */
   private readonly historyOnly = new Map<string, Array<{ instanceId: string; activity: Activity }>>();
   /** instance id -> the tag changes (CreateTags, DeleteTags) naming it, whoever made them */
@@ -318,7 +324,7 @@ export class Attributor {
     while (known < same && next.activities[known] === before[known]) known++;
     for (let n = known; n < next.activities.length; n++) {
       const a = next.activities[n] as Activity;
-      const t = this.taken.get(a.id);
+      const t = this.taken.get(a.id)?.activity;
       if (t === undefined) fresh.push(a);
       else if (t !== a) return { why: `activity ${a.id} changed in the evidence log` };
       else known++;
@@ -328,7 +334,7 @@ export class Attributor {
 
   /** Everything it took, attributed afresh in the order taken (when it went stale). */
   again(): Attributor {
-    return Attributor.of({ ...this.facts, activities: [...this.taken.values()] }, this.irrelevant);
+    return Attributor.of({ ...this.facts, activities: [...this.taken.values()].map((t) => t.activity) }, this.irrelevant);
   }
 
   /** Takes the next cycle's facts as its own (they attribute as the ones it had: see `carries`). */
@@ -348,7 +354,7 @@ export class Attributor {
     this._index = new InstanceIndex(next.instances);
     // The same members at their new positions: what an instance still here was reached by is unchanged.
     for (const [ids, b] of this.broadcastOf) b.members = this.membersOf(ids);
-    const again = [...this.indexed.keys()].map((id) => this.taken.get(id) as Activity);
+    const again = [...this.indexed.keys()].map((id) => (this.taken.get(id) as Taken).activity);
     const dropped = new Set<Gap>();
     for (const a of again) for (const g of this.untie(a)) dropped.add(g);
     if (dropped.size > 0) {
@@ -376,7 +382,7 @@ export class Attributor {
       if (at >= 0) done.broadcast.activities.splice(at, 1);
       this.broadcastVersion++;
     } else if (done.tied) {
-      for (const id of new Set(this.where.get(a.id) ?? [])) {
+      for (const id of new Set(this.taken.get(a.id)?.where ?? [])) {
         const list = this.byInstance.get(id);
         const at = list ? list.indexOf(done.tied) : -1;
         if (list && at >= 0) {
@@ -385,7 +391,8 @@ export class Attributor {
         }
       }
     }
-    this.where.delete(a.id);
+    const taken = this.taken.get(a.id);
+    if (taken) taken.where = null;
     return done.gaps;
   }
 
@@ -402,12 +409,13 @@ export class Attributor {
     const concerned = new Set<string>();
     const fresh: Activity[] = [];
     for (const a of activities) {
-      if (!incremental || !this.taken.has(a.id)) fresh.push(a);
-      else for (const id of this.where.get(a.id) ?? []) concerned.add(id);
+      const taken = incremental ? this.taken.get(a.id) : undefined;
+      if (!taken) fresh.push(a);
+      else for (const id of taken.where ?? []) concerned.add(id);
     }
     const waited: Activity[] = [];
     for (const a of fresh) {
-      this.taken.set(a.id, a);
+      this.taken.set(a.id, { activity: a, where: null, ordinal: -1 });
       if (a.tagChanges) for (const instanceId of new Set(a.instanceIds)) push(this.tagChanges, instanceId, a);
       for (const t of a.tagChanges ?? []) {
         for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
@@ -421,8 +429,8 @@ export class Attributor {
         for (const placed of this.placedByDocument.values()) if (incremental && placed <= a.at) this.stale = true;
       }
       const ran = a.eventName === 'CreateAssociation' || a.eventName === 'UpdateAssociation' ? a.detail['associationId'] : undefined;
-      const doc = a.detail['documentName'];
-      if (typeof ran === 'string' && ran !== '' && typeof doc === 'string') {
+      const doc = typeof ran === 'string' && ran !== '' ? a.detail['documentName'] : undefined;
+      if (typeof ran === 'string' && typeof doc === 'string') {
         const docs = this.associationDocs.get(ran) ?? new Set<string>();
         docs.add(doc);
         this.associationDocs.set(ran, docs);
@@ -602,10 +610,11 @@ export class Attributor {
       this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${(associationIds ?? []).join(', ')}`, ids, [...moved]);
       activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };
     }
-    this.where.set(a.id, ids);
+    const taken = this.taken.get(a.id) as Taken;
+    taken.where = ids;
     if (incremental && concerned) for (const id of ids) concerned.add(id);
     if (this.irrelevant(activity)) return;
-    if (!this.ordinal.has(a.id)) this.ordinal.set(a.id, this.nextOrdinal++);
+    if (taken.ordinal < 0) taken.ordinal = this.nextOrdinal++;
     const done = this.indexed.get(a.id);
     if (done) done.tied = activity;
     if (ids.length >= BROADCAST) {
@@ -714,7 +723,12 @@ export class Attributor {
 
   /** Which of two activities was taken first: the tie-break of activities at the same time. */
   order(a: Activity, b: Activity): number {
-    return a.at - b.at || (this.ordinal.get(a.id) ?? 0) - (this.ordinal.get(b.id) ?? 0);
+    return a.at - b.at || this.ordinalOf(a) - this.ordinalOf(b);
+  }
+
+  private ordinalOf(a: Activity): number {
+    const ordinal = this.taken.get(a.id)?.ordinal ?? -1;
+    return ordinal < 0 ? 0 : ordinal;
   }
 
   /** The whole scope's activities at once (a cycle): appended, then each instance's list sorted once. */

@@ -399,14 +399,18 @@ export class ScopeJudge {
   /** The activities on an instance after its first launch, by principals its policy does not allow, oldest first. */
   private activitiesOf(instance: Instance, cp: CompiledPolicy): Activity[] {
     const id = instance.instanceId;
+    const { firstLaunch } = instance;
+    const out: Activity[] = [];
+    const own = this.attributor.byInstance.get(id);
+    if (own) for (const a of own) if (a.at > firstLaunch && !cp.allows(a.actor)) out.push(a);
+    const relevant = this.broadcastsFor(cp);
+    if (relevant.length === 0) return out;
     const position = this.attributor.index.byId.get(id) ?? -1;
-    const after = (a: Activity) => a.at > instance.firstLaunch;
-    const out = (this.attributor.byInstance.get(id) ?? []).filter((a) => after(a) && !cp.allows(a.actor));
     let merged = false;
-    for (const { b, activities } of this.broadcastsFor(cp)) {
+    for (const { b, activities } of relevant) {
       if (b.members[position] !== 1) continue;
       for (const a of activities) {
-        if (!after(a)) continue;
+        if (a.at <= firstLaunch) continue;
         out.push(a);
         merged = true;
       }
