@@ -44,7 +44,7 @@ const optObject = (v: unknown): v is Obj | undefined => v === undefined || isObj
  * The checks of the CloudTrailRecord schema, by hand: a record that passes them passes the schema.
  * The schema only runs on a record that fails them, to say why; a well-formed record is not copied.
  */
-function readRecord(raw: Obj): { success: true; data: CloudTrailRecord } | { success: false; error: z.ZodError } {
+function readRecord(raw: Obj): CloudTrailRecord | z.ZodError {
   const ui = raw['userIdentity'];
   const sc = isObj(ui) ? ui['sessionContext'] : undefined;
   const issuer = isObj(sc) ? sc['sessionIssuer'] : undefined;
@@ -57,9 +57,9 @@ function readRecord(raw: Obj): { success: true; data: CloudTrailRecord } | { suc
     optObject(ui) && (ui === undefined || (optString(ui['type']) && optString(ui['arn']) && optString(ui['accountId']) && optString(ui['invokedBy']) && optObject(sc))) &&
     optObject(issuer) && (issuer === undefined || optString(issuer['arn'])) &&
     typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']);
-  if (ok) return { success: true, data: raw as CloudTrailRecord };
+  if (ok) return raw as CloudTrailRecord;
   const parsed = CloudTrailRecord.safeParse(raw);
-  return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error };
+  return parsed.success ? parsed.data : parsed.error;
 }
 
 /** A record of a tracked event that could not be read: what can still be told about it, for the gap it leaves. */
@@ -212,6 +212,9 @@ function resourceIds(req: Obj): string[] {
   });
 }
 
+/** Kept by the activity: a list of its own length (one grown by push holds room for sixteen). */
+const idsOf = (named: NamedIds): string[] => named.instances.slice();
+
 /** The instance-specific part of an activity: ids, join keys and what happened. */
 function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'> & Partial<Activity> {
   const req: Obj = r.requestParameters ?? {};
@@ -219,12 +222,10 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
   const named: NamedIds = { instances: [], enis: [], volumes: [] };
   collectIds(req, named, 0, Names.Nothing);
   collectIds(res, named, 0, Names.Nothing);
-  // Kept by the activity: a list of its own length (one grown by push holds room for sixteen).
-  const ids = () => named.instances.slice();
   switch (r.eventName) {
     case 'StartSession':
       return {
-        instanceIds: ids(),
+        instanceIds: idsOf(named),
         sessionId: str(res['sessionId']),
         detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']) ?? 'SSM-SessionManagerRunShell', sessionId: str(res['sessionId']), reason: str(req['reason']), parameters: isObj(req['parameters']) ? req['parameters'] : undefined },
       };
@@ -232,12 +233,12 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       return { instanceIds: [], sessionId: str(req['sessionId']), detail: { sourceIPAddress: r.sourceIPAddress, sessionId: str(req['sessionId']) } };
     case 'SendSSHPublicKey':
     case 'SendSerialConsoleSSHPublicKey':
-      return { instanceIds: ids(), detail: { sourceIPAddress: r.sourceIPAddress, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] } };
+      return { instanceIds: idsOf(named), detail: { sourceIPAddress: r.sourceIPAddress, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] } };
     case 'OpenTunnel': {
       const privateIpAddress = str(req['privateIpAddress']);
       const endpointId = str(req['instanceConnectEndpointId']);
       return {
-        instanceIds: ids(),
+        instanceIds: idsOf(named),
         refs: { ...(privateIpAddress ? { privateIpAddress } : {}), ...(endpointId ? { endpointId } : {}) },
         detail: { sourceIPAddress: r.sourceIPAddress, privateIpAddress, remotePort: req['remotePort'], endpointId },
       };
@@ -247,7 +248,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const command = isObj(res['command']) ? res['command'] : {};
       const commandId = str(command['commandId']) ?? str(res['automationExecutionId']);
       const targets = targetsOf(req['targets']);
-      const instanceIds = ids();
+      const instanceIds = idsOf(named);
       return {
         instanceIds,
         ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: commandId ?? '', targets } } : {}),
@@ -259,7 +260,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const described = isObj(res['associationDescription']) ? res['associationDescription'] : {};
       const associationId = str(described['associationId']) ?? str(req['associationId']);
       const targets = targetsOf(req['targets']).length ? targetsOf(req['targets']) : targetsOf(described['targets']);
-      const instanceIds = ids();
+      const instanceIds = idsOf(named);
       return {
         instanceIds,
         ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: associationId ?? '', targets } } : {}),
@@ -275,7 +276,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const byTargets = [...entries, ...made].some((e) => targetsOf(e['targets']).length > 0);
       const documents = [...new Set(entries.flatMap((e) => str(e['name']) ?? []))];
       return {
-        instanceIds: byTargets ? [] : ids(),
+        instanceIds: byTargets ? [] : idsOf(named),
         associationIds: byTargets ? associationIds : undefined,
         detail: { sourceIPAddress: r.sourceIPAddress, documentName: documents.join(', ') || undefined, associationIds: associationIds.length ? associationIds : undefined, entries: entries.length },
       };
@@ -307,7 +308,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
     }
     case 'DeleteAssociation':
       return {
-        instanceIds: ids(),
+        instanceIds: idsOf(named),
         deletedAssociation: { associationId: str(req['associationId']) ?? null, documentName: str(req['name']) ?? null },
         detail: { sourceIPAddress: r.sourceIPAddress, associationId: str(req['associationId']), documentName: str(req['name']) },
       };
@@ -325,7 +326,7 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
         ...(volumeIds.length ? { volumeIds } : {}),
       };
       return {
-        instanceIds: ids(),
+        instanceIds: idsOf(named),
         ...(Object.keys(refs).length ? { refs } : {}),
         detail: { sourceIPAddress: r.sourceIPAddress, attributes, volumeId: volumeIds[0], networkInterfaceId: networkInterfaceIds[0], allocationId: str(req['allocationId']), publicIp: str(req['publicIp']) },
       };
@@ -355,6 +356,24 @@ function compact(o: Obj): Obj {
   return out;
 }
 
+/** A tracked record that could not be read: what can still be told of it. */
+function malformedRecord(raw: Obj, source: string, name: string, reason: string): RecordResult {
+  // A time without its zone is no time: Date.parse would read it in the local zone of whoever runs pristine.
+  const at = typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']) ? Date.parse(raw['eventTime']) : NaN;
+  return {
+    kind: 'malformed',
+    reason,
+    eventId: str(raw['eventID']),
+    eventName: name,
+    at: Number.isNaN(at) ? null : at,
+    accountId: str(raw['recipientAccountId']) ?? null,
+    region: str(raw['awsRegion']) ?? null,
+    // Only an event that names every instance it touches may narrow the gap to the ids in its text: a
+    // command by tags, a tunnel to an address or a change to an interface reaches instances it does not name.
+    instanceIds: namesItsInstances(source, name) ? instanceIdsAnywhere(raw) : [],
+  };
+}
+
 /**
  * What the channel a record came by knows for certain: the account and region it read (LookupEvents of
  * an account and region, a trail file's key, an envelope), and its own name.
@@ -380,28 +399,11 @@ export function activityFromRecord(raw: unknown, channel?: RecordChannel): Recor
   const tracked = source && name ? trackedEvent(source, name) : undefined;
   if (!tracked) return { kind: 'ignored' };
   const kind = tracked.kind;
-  const malformed = (reason: string): RecordResult => {
-    // A time without its zone is no time: Date.parse would read it in the local zone of whoever runs pristine.
-    const at = typeof raw['eventTime'] === 'string' && EVENT_TIME.test(raw['eventTime']) ? Date.parse(raw['eventTime']) : NaN;
-    return {
-      kind: 'malformed',
-      reason,
-      eventId: str(raw['eventID']),
-      eventName: name,
-      at: Number.isNaN(at) ? null : at,
-      accountId: str(raw['recipientAccountId']) ?? null,
-      region: str(raw['awsRegion']) ?? null,
-      // Only an event that names every instance it touches may narrow the gap to the ids in its text: a
-      // command by tags, a tunnel to an address or a change to an interface reaches instances it does not name.
-      instanceIds: namesItsInstances(source as string, name as string) ? instanceIdsAnywhere(raw) : [],
-    };
-  };
-  const parsed = readRecord(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return malformed(`${issue?.path.join('.') || 'record'}: ${issue?.message ?? 'invalid'}`);
+  const r = readRecord(raw);
+  if (r instanceof z.ZodError) {
+    const issue = r.issues[0];
+    return malformedRecord(raw, source as string, name as string, `${issue?.path.join('.') || 'record'}: ${issue?.message ?? 'invalid'}`);
   }
-  const r = parsed.data;
   if (r.errorCode) return { kind: 'ignored' };
   const s = specifics(r);
   // Tags on volumes, images and the like are not pristine's business.
@@ -409,7 +411,7 @@ export function activityFromRecord(raw: unknown, channel?: RecordChannel): Recor
   // A batch whose every entry failed made no association.
   if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
   const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.documentUpdate || s.deletedAssociation || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
-  if (s.instanceIds.length === 0 && !joinable) return malformed(`${r.eventName} names no instance`);
+  if (s.instanceIds.length === 0 && !joinable) return malformedRecord(raw, source as string, name as string, `${r.eventName} names no instance`);
   const ui = r.userIdentity;
   // Every field, optional ones undefined, in one order: every activity read from a record has one
   // shape (the code that reads them stays monomorphic), and its JSON (the evidence log's) only the
