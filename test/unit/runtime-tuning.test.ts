@@ -9,14 +9,14 @@ describe('flagsToSet', () => {
   });
 
   it("leaves a flag the user gave node, in either spelling, as the user set it", () => {
-    expect(flagsToSet(['--interrupt-budget=65536'], undefined)).toEqual(['--no-concurrent-marking']);
-    expect(flagsToSet(['--interrupt_budget=65536'], undefined)).toEqual(['--no-concurrent-marking']);
-    expect(flagsToSet([], '--interrupt-budget=65536')).toEqual(['--no-concurrent-marking']);
+    expect(flagsToSet(['--interrupt-budget=65536'], undefined)).toEqual(['--no-concurrent-marking', '--no-parallel-scavenge']);
+    expect(flagsToSet(['--interrupt_budget=65536'], undefined)).toEqual(['--no-concurrent-marking', '--no-parallel-scavenge']);
+    expect(flagsToSet([], '--interrupt-budget=65536')).toEqual(['--no-concurrent-marking', '--no-parallel-scavenge']);
   });
 
   it('takes --X and --no-X for the same flag, so a user can turn a tuned one back on', () => {
-    expect(flagsToSet(['--concurrent-marking'], undefined)).toEqual(['--interrupt-budget=1081344']);
-    expect(flagsToSet([], '--no_concurrent_marking --interrupt-budget=1')).toEqual([]);
+    expect(flagsToSet(['--concurrent-marking', '--parallel-scavenge'], undefined)).toEqual(['--interrupt-budget=2162688']);
+    expect(flagsToSet([], '--no_concurrent_marking --interrupt-budget=1 --parallel_scavenge')).toEqual([]);
     // A flag whose name merely ends like a tuned one's is another flag.
     expect(flagsToSet(['--no-interrupt-budget-scale'], undefined)).toEqual([...TUNED_V8_FLAGS]);
   });
