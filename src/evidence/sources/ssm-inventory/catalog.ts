@@ -5,7 +5,6 @@ import { normalizeVersion } from '../../../core/package-version.js';
 /** One AWS:Application content row as GetInventory returns it (keys capitalised, or lower-case from some producers). */
 export type InventoryRow = Readonly<Record<string, string>>;
 
-
 interface Interned {
   version: string;
   release: string;
