@@ -194,6 +194,13 @@ export interface Broadcast {
 
 const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
 
+/** What attributing an activity through the instance index did: what it was tied as, the broadcast holding it, the gaps it left. */
+interface IndexedTie {
+  tied: Activity | null;
+  broadcast: Broadcast | null;
+  gaps: Gap[];
+}
+
 /** An activity taken, by its id. */
 interface Taken {
   activity: Activity;
@@ -234,7 +241,7 @@ export class Attributor {
    * gaps they left (only these leave gaps). A change of instances attributes these again, and only
    * these (see `reindex`).
    */
-  private readonly indexed = new Map<string, { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] }>();
+  private readonly indexed = new Map<string, IndexedTie>();
   /** activity id -> the activity taken, where it was tied and its place in the order (one lookup an activity) */
   private readonly taken = new Map<string, Taken>();
   /** the command, association, endpoint and document ids whose answers the activities taken were tied by */
@@ -354,16 +361,16 @@ export class Attributor {
     this._index = new InstanceIndex(next.instances);
     // The same members at their new positions: what an instance still here was reached by is unchanged.
     for (const [ids, b] of this.broadcastOf) b.members = this.membersOf(ids);
-    const again = [...this.indexed.keys()].map((id) => (this.taken.get(id) as Taken).activity);
+    const again = [...this.indexed.keys()].map((id) => this.taken.get(id) as Taken);
     const dropped = new Set<Gap>();
-    for (const a of again) for (const g of this.untie(a)) dropped.add(g);
+    for (const t of again) for (const g of this.untie(t.activity)) dropped.add(g);
     if (dropped.size > 0) {
       const kept = this.gaps.filter((g) => !dropped.has(g));
       this.gaps.length = 0;
       for (const g of kept) this.gaps.push(g);
     }
     // In order, into lists already sorted (incremental), naming no instance to re-judge (all are judged).
-    for (const a of again) this.attributeOne(a, null, true);
+    for (const t of again) this.attributeOne(t, null, true);
     // Broadcasts left with no activity (their activities now reach another set of instances).
     for (const [ids, b] of this.broadcastOf) {
       if (b.activities.length > 0) continue;
@@ -414,8 +421,11 @@ export class Attributor {
       else for (const id of taken.where ?? []) concerned.add(id);
     }
     const waited: Activity[] = [];
+    const freshTaken: Taken[] = [];
     for (const a of fresh) {
-      this.taken.set(a.id, { activity: a, where: null, ordinal: -1 });
+      const taken: Taken = { activity: a, where: null, ordinal: -1 };
+      this.taken.set(a.id, taken);
+      freshTaken.push(taken);
       if (a.tagChanges) for (const instanceId of new Set(a.instanceIds)) push(this.tagChanges, instanceId, a);
       for (const t of a.tagChanges ?? []) {
         for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
@@ -467,8 +477,8 @@ export class Attributor {
         this.historyOnly.delete(a.sessionId);
       }
     }
-    for (const a of waited) this.attributeOne(a, concerned, true);
-    for (const a of fresh) this.attributeOne(a, concerned, incremental);
+    for (const a of waited) this.attributeOne(this.taken.get(a.id) as Taken, concerned, true);
+    for (const t of freshTaken) this.attributeOne(t, concerned, incremental);
     return concerned;
   }
 
@@ -491,7 +501,7 @@ export class Attributor {
   }
 
   /** Marks an activity as tied through the instance index (see `indexed`). */
-  private viaIndex(a: Activity): { tied: Activity | null; broadcast: Broadcast | null; gaps: Gap[] } {
+  private viaIndex(a: Activity): IndexedTie {
     let done = this.indexed.get(a.id);
     if (!done) {
       done = { tied: null, broadcast: null, gaps: [] };
@@ -500,8 +510,11 @@ export class Attributor {
     return done;
   }
 
-  private attributeOne(a: Activity, concerned: Set<string> | null, incremental: boolean): void {
+  private attributeOne(taken: Taken, concerned: Set<string> | null, incremental: boolean): void {
     const { facts, index } = this;
+    const a = taken.activity;
+    /** set when the activity is tied through the index: what it was tied as, kept to untie it */
+    let done: IndexedTie | undefined;
     if (a.source === 'ssm-sessions' && a.sessionId && this.trailSessions.has(a.sessionId)) return;
     let ids = a.instanceIds;
     let activity = a;
@@ -510,7 +523,7 @@ export class Attributor {
       ids = target ? [target] : [];
       if (!target) push(this.pending, a.sessionId, a);
     } else if (ids.length === 0 && a.refs?.privateIpAddress) {
-      this.viaIndex(a);
+      done = this.viaIndex(a);
       const ip = a.refs.privateIpAddress;
       if (a.refs.endpointId) this.asked.endpoints.add(a.refs.endpointId);
       const vpc = a.refs.endpointId ? facts.endpointVpcs.get(a.refs.endpointId) : undefined;
@@ -526,7 +539,7 @@ export class Attributor {
         }
       }
     } else if (ids.length === 0 && (a.refs?.networkInterfaceIds || a.refs?.volumeIds)) {
-      this.viaIndex(a);
+      done = this.viaIndex(a);
       ids = [
         ...(a.refs.networkInterfaceIds ?? []).flatMap((eni) => index.byEni.get(eni) ?? []),
         ...(a.refs.volumeIds ?? []).flatMap((vol) => index.byVolume.get(vol) ?? []),
@@ -536,7 +549,7 @@ export class Attributor {
       if (commandId) this.asked.commands.add(commandId);
       const invoked = commandId ? facts.commandTargets.get(commandId) : undefined;
       const failed = commandId ? facts.unresolvedCommands.get(commandId) : undefined;
-      if (!invoked) this.viaIndex(a);
+      if (!invoked) done = this.viaIndex(a);
       const byTags = invoked ? null : index.resolveTargets(targets);
       if (invoked) ids = invoked;
       else if (failed !== undefined) {
@@ -552,7 +565,7 @@ export class Attributor {
         activity = { ...a, detail: { ...a.detail, resolvedBy: 'targets' } };
       }
     } else if (ids.length === 0 && (a.associationIds || a.documentUpdate)) {
-      this.viaIndex(a);
+      done = this.viaIndex(a);
       let associationIds = a.associationIds;
       const gone: Activity[] = [];
       if (!associationIds && a.documentUpdate) {
@@ -610,12 +623,10 @@ export class Attributor {
       this.gapRetagged(a, `${a.eventName} ${a.id} by the targets of association ${(associationIds ?? []).join(', ')}`, ids, [...moved]);
       activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };
     }
-    const taken = this.taken.get(a.id) as Taken;
     taken.where = ids;
     if (incremental && concerned) for (const id of ids) concerned.add(id);
     if (this.irrelevant(activity)) return;
     if (taken.ordinal < 0) taken.ordinal = this.nextOrdinal++;
-    const done = this.indexed.get(a.id);
     if (done) done.tied = activity;
     if (ids.length >= BROADCAST) {
       const b = this.broadcastFor(ids);
