@@ -366,6 +366,7 @@ export class ScopeJudge {
     let until = Infinity;
     for (const id of run.detectors) {
       const detector = DETECTORS[id];
+      if (detector.onlyInActivities && kept.activities.length === 0) continue;
       const options = cp.options.get(id);
       for (const finding of detector.evaluate(ctx, options)) findings.push(finding);
       if (detector.stableUntil) until = Math.min(until, detector.stableUntil(ctx, options));

@@ -43,6 +43,22 @@ describe('the detector registry', () => {
     expect(problems).toEqual(['p.yaml: policies[0].detect.package-drift: Unrecognized key: "ignroe"']);
   });
 
+  // A judge does not call a detector that finds only in activities for an instance without any.
+  it.each(DETECTOR_IDS.filter((id) => DETECTORS[id].onlyInActivities))('%s finds nothing without activities, as it declares onlyInActivities', (id) => {
+    const baked = manifest();
+    const contexts = [
+      { manifest: baked, inventory: cleanInventory(baked) },
+      { manifest: baked, inventory: driftedInventory(FIXTURE_NOW - 100 * 3_600_000) },
+      { manifest: baked, inventory: null },
+      { manifest: null, inventory: null },
+    ];
+    for (const c of contexts) {
+      const ctx: InstanceContext = { instance: instance(), activities: [], ...c, isGuardTag: (k: string) => k.startsWith('pristine:'), now: FIXTURE_NOW };
+      expect(DETECTORS[id].evaluate(ctx, DETECTORS[id].options.parse({}))).toEqual([]);
+      expect(DETECTORS[id].stableUntil).toBeUndefined();
+    }
+  });
+
   // A judge keeps findings from cycle to cycle until what a detector says of `now` (stableUntil).
   it.each(DETECTOR_IDS.filter((id) => !DETECTORS[id].stableUntil))('%s does not read the time, as it declares no stableUntil', (id) => {
     const baked = manifest();

@@ -10,6 +10,7 @@ export const guardTampered = defineDetector({
   description: "Someone added or removed one of pristine's own tags (pristine:*, the policy's exemption tags, or a tag a policy's scope selects by) after launch.",
   severity: 'high',
   sources: ['cloudtrail'],
+  onlyInActivities: true,
   options: Options,
   // Which tags are guard tags is the policy's: every tag change concerns it.
   concerns: (a) => a.kind === 'tag-change' && a.tagChanges !== undefined,

@@ -40,6 +40,7 @@ export const instanceModified = defineDetector({
   description: 'The instance itself was changed: attributes, volumes, IAM role, metadata options, root volume.',
   severity: 'medium',
   sources: ['cloudtrail'],
+  onlyInActivities: true,
   options: Options,
   concerns,
   evaluate(ctx, options) {

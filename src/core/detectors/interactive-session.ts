@@ -42,6 +42,7 @@ export const interactiveSession = defineDetector({
   description: 'A person opened a shell, tunnel or remote desktop on the instance (SSM Session Manager, EC2 Instance Connect, Fleet Manager).',
   severity: 'high',
   sources: ['cloudtrail', 'ssm-sessions'],
+  onlyInActivities: true,
   options: Options,
   concerns,
   evaluate(ctx, options) {

@@ -47,6 +47,7 @@ export const remoteCommand = defineDetector({
   description: 'A command, automation or State Manager association ran on the instance (SSM Run Command, Automation, State Manager).',
   severity: 'high',
   sources: ['cloudtrail', 'ssm-commands'],
+  onlyInActivities: true,
   options: Options,
   concerns,
   evaluate(ctx, options) {

@@ -59,6 +59,11 @@ export interface Detector<O = unknown> {
    * A detector that reads no activity says `() => false`.
    */
   concerns(a: Activity, options: O): boolean;
+  /**
+   * Set when it finds nothing but in the instance's activities: an instance without any (most of a
+   * fleet) is not looked at. The registry's test holds every detector that says so to it.
+   */
+  onlyInActivities?: true;
   evaluate(ctx: InstanceContext, options: O): Finding[];
   /**
    * A judge keeps an instance's findings from cycle to cycle while their facts stay the same. A
