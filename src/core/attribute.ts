@@ -363,7 +363,7 @@ export class Attributor {
     for (const [ids, b] of this.broadcastOf) b.members = this.membersOf(ids);
     const again = [...this.indexed.keys()].map((id) => this.taken.get(id) as Taken);
     const dropped = new Set<Gap>();
-    for (const t of again) for (const g of this.untie(t.activity)) dropped.add(g);
+    for (const t of again) for (const g of this.untie(t)) dropped.add(g);
     if (dropped.size > 0) {
       const kept = this.gaps.filter((g) => !dropped.has(g));
       this.gaps.length = 0;
@@ -380,26 +380,26 @@ export class Attributor {
   }
 
   /** Undoes what attributing an activity through the index did (its ties, its place in a broadcast); returns the gaps it left. */
-  private untie(a: Activity): Gap[] {
-    const done = this.indexed.get(a.id);
+  private untie(taken: Taken): Gap[] {
+    const { id } = taken.activity;
+    const done = this.indexed.get(id);
     if (!done) return [];
-    this.indexed.delete(a.id);
+    this.indexed.delete(id);
     if (done.tied && done.broadcast) {
       const at = done.broadcast.activities.indexOf(done.tied);
       if (at >= 0) done.broadcast.activities.splice(at, 1);
       this.broadcastVersion++;
     } else if (done.tied) {
-      for (const id of new Set(this.taken.get(a.id)?.where ?? [])) {
-        const list = this.byInstance.get(id);
+      for (const instanceId of new Set(taken.where ?? [])) {
+        const list = this.byInstance.get(instanceId);
         const at = list ? list.indexOf(done.tied) : -1;
         if (list && at >= 0) {
           list.splice(at, 1);
-          this.changed.set(id, ++this.changes);
+          this.changed.set(instanceId, ++this.changes);
         }
       }
     }
-    const taken = this.taken.get(a.id);
-    if (taken) taken.where = null;
+    taken.where = null;
     return done.gaps;
   }
 

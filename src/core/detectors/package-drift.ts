@@ -39,17 +39,23 @@ function index(packages: Iterable<Package>): VersionsByName {
  * the versions of each name, and a mark per name that diffList sets on the names a list holds.
  */
 interface Baseline {
-  byName: Map<string, { versions: string[]; at: number }>;
+  byName: Map<string, BaselineName>;
   /** by a name's `at`: the turn of the last list that held it */
   marks: Uint32Array;
   turn: number;
+}
+
+/** The image's versions of a name (sorted), and the name's place: its mark's index. */
+interface BaselineName {
+  versions: string[];
+  at: number;
 }
 
 const baselines = new WeakMap<Manifest, Baseline>();
 function baselineOf(manifest: Manifest): Baseline {
   let b = baselines.get(manifest);
   if (!b) {
-    const byName = new Map<string, { versions: string[]; at: number }>();
+    const byName = new Map<string, BaselineName>();
     for (const [name, versions] of index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })))) {
       byName.set(name, { versions, at: byName.size });
     }
