@@ -1010,10 +1010,13 @@ const pushedRecords = timed(
 const facts = factsOf(parsed.activities, inventory, trail.commandTargets, NOW);
 const judge = timed('attribute', `attribute ${fmt(parsed.activities.length)} activities (ScopeJudge)`, () => new ScopeJudge(facts, policies, manifests));
 const result: ScopeResult = timed('evaluate', `evaluate ${fmt(N_INSTANCES)} instances`, () => judge.judgeAll(NOW));
-const report = timed('report', 'build the report', () => reportOf(result, facts.window, NOW));
 const JUDGEMENT = ['normalise', 'parse', 'attribute', 'evaluate', 'report'];
-// What `audit` and `run --format json` do besides (the daemon's cycle does not): write it out.
-const bytes = timed('json', 'write the report as JSON (streamed)', () => reportBytes(report));
+// Built, then written as `audit` and `run --format json` write it (the daemon's cycle does not); not
+// kept after, as neither keeps it.
+const bytes = ((): number => {
+  const report = timed('report', 'build the report', () => reportOf(result, facts.window, NOW));
+  return timed('json', 'write the report as JSON (streamed)', () => reportBytes(report));
+})();
 
 // What a real cycle pays besides: the evidence log and the verdicts in the state store.
 // A file, as the daemon keeps it: SQLite holds a bounded page cache, not the whole log, in memory.
