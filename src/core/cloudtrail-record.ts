@@ -212,60 +212,71 @@ function resourceIds(req: Obj): string[] {
   });
 }
 
-/** Kept by the activity: a list of its own length (one grown by push holds room for sixteen). */
-const idsOf = (named: NamedIds): string[] => named.instances.slice();
+/**
+ * The ids a record's request and response name (collectIds), into one list set reused record after
+ * record: what an activity keeps of them is copied out (a list of its own length; one grown by push
+ * holds room for sixteen).
+ */
+const NAMED: NamedIds = { instances: [], enis: [], volumes: [] };
+function namedIn(req: Obj, res: Obj): NamedIds {
+  NAMED.instances.length = 0;
+  NAMED.enis.length = 0;
+  NAMED.volumes.length = 0;
+  collectIds(req, NAMED, 0, Names.Nothing);
+  collectIds(res, NAMED, 0, Names.Nothing);
+  return NAMED;
+}
+const instancesIn = (req: Obj, res: Obj): string[] => namedIn(req, res).instances.slice();
 
-/** The instance-specific part of an activity: ids, join keys and what happened. */
-function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'> & Partial<Activity> {
+/** What an activity is made with before it is filled: no instance (replaced by a list of its own), no detail yet. */
+const NO_IDS: string[] = Object.freeze([]) as unknown as string[];
+const NO_DETAIL: Obj = Object.freeze({});
+
+/**
+ * The instance-specific part of an activity, set on it: ids, join keys and what happened. Every
+ * activity is made with each of these fields (undefined when the record has none) before it is
+ * filled, so all have one shape. The detail is returned, to be compacted.
+ */
+function fill(a: Activity, r: CloudTrailRecord): Obj {
   const req: Obj = r.requestParameters ?? {};
   const res: Obj = r.responseElements ?? {};
-  const named: NamedIds = { instances: [], enis: [], volumes: [] };
-  collectIds(req, named, 0, Names.Nothing);
-  collectIds(res, named, 0, Names.Nothing);
   switch (r.eventName) {
-    case 'StartSession':
-      return {
-        instanceIds: idsOf(named),
-        sessionId: str(res['sessionId']),
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']) ?? 'SSM-SessionManagerRunShell', sessionId: str(res['sessionId']), reason: str(req['reason']), parameters: isObj(req['parameters']) ? req['parameters'] : undefined },
-      };
+    case 'StartSession': {
+      a.instanceIds = instancesIn(req, res);
+      a.sessionId = str(res['sessionId']);
+      return { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']) ?? 'SSM-SessionManagerRunShell', sessionId: str(res['sessionId']), reason: str(req['reason']), parameters: isObj(req['parameters']) ? req['parameters'] : undefined };
+    }
     case 'ResumeSession':
-      return { instanceIds: [], sessionId: str(req['sessionId']), detail: { sourceIPAddress: r.sourceIPAddress, sessionId: str(req['sessionId']) } };
+      a.sessionId = str(req['sessionId']);
+      return { sourceIPAddress: r.sourceIPAddress, sessionId: str(req['sessionId']) };
     case 'SendSSHPublicKey':
     case 'SendSerialConsoleSSHPublicKey':
-      return { instanceIds: idsOf(named), detail: { sourceIPAddress: r.sourceIPAddress, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] } };
+      a.instanceIds = instancesIn(req, res);
+      return { sourceIPAddress: r.sourceIPAddress, osUser: str(req['instanceOSUser']), serialPort: req['serialPort'] };
     case 'OpenTunnel': {
       const privateIpAddress = str(req['privateIpAddress']);
       const endpointId = str(req['instanceConnectEndpointId']);
-      return {
-        instanceIds: idsOf(named),
-        refs: { ...(privateIpAddress ? { privateIpAddress } : {}), ...(endpointId ? { endpointId } : {}) },
-        detail: { sourceIPAddress: r.sourceIPAddress, privateIpAddress, remotePort: req['remotePort'], endpointId },
-      };
+      a.instanceIds = instancesIn(req, res);
+      if (privateIpAddress || endpointId) a.refs = { ...(privateIpAddress ? { privateIpAddress } : {}), ...(endpointId ? { endpointId } : {}) };
+      return { sourceIPAddress: r.sourceIPAddress, privateIpAddress, remotePort: req['remotePort'], endpointId };
     }
     case 'SendCommand':
     case 'StartAutomationExecution': {
       const command = isObj(res['command']) ? res['command'] : {};
       const commandId = str(command['commandId']) ?? str(res['automationExecutionId']);
       const targets = targetsOf(req['targets']);
-      const instanceIds = idsOf(named);
-      return {
-        instanceIds,
-        ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: commandId ?? '', targets } } : {}),
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']), commandId, targets: targets.length ? targets : undefined },
-      };
+      a.instanceIds = instancesIn(req, res);
+      if (a.instanceIds.length === 0 && targets.length > 0) a.commandTargets = { commandId: commandId ?? '', targets };
+      return { sourceIPAddress: r.sourceIPAddress, documentName: str(req['documentName']), commandId, targets: targets.length ? targets : undefined };
     }
     case 'CreateAssociation':
     case 'UpdateAssociation': {
       const described = isObj(res['associationDescription']) ? res['associationDescription'] : {};
       const associationId = str(described['associationId']) ?? str(req['associationId']);
       const targets = targetsOf(req['targets']).length ? targetsOf(req['targets']) : targetsOf(described['targets']);
-      const instanceIds = idsOf(named);
-      return {
-        instanceIds,
-        ...(instanceIds.length === 0 && targets.length > 0 ? { commandTargets: { commandId: associationId ?? '', targets } } : {}),
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: str(req['name']) ?? str(described['name']), associationId, associationName: str(req['associationName']) ?? str(described['associationName']), targets: targets.length ? targets : undefined },
-      };
+      a.instanceIds = instancesIn(req, res);
+      if (a.instanceIds.length === 0 && targets.length > 0) a.commandTargets = { commandId: associationId ?? '', targets };
+      return { sourceIPAddress: r.sourceIPAddress, documentName: str(req['name']) ?? str(described['name']), associationId, associationName: str(req['associationName']) ?? str(described['associationName']), targets: targets.length ? targets : undefined };
     }
     case 'CreateAssociationBatch': {
       // Entries by instance id or by targets; the associations made are in the response. With any entry
@@ -275,61 +286,52 @@ function specifics(r: CloudTrailRecord): Pick<Activity, 'instanceIds' | 'detail'
       const associationIds = made.flatMap((e) => str(e['associationId']) ?? []);
       const byTargets = [...entries, ...made].some((e) => targetsOf(e['targets']).length > 0);
       const documents = [...new Set(entries.flatMap((e) => str(e['name']) ?? []))];
-      return {
-        instanceIds: byTargets ? [] : idsOf(named),
-        associationIds: byTargets ? associationIds : undefined,
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: documents.join(', ') || undefined, associationIds: associationIds.length ? associationIds : undefined, entries: entries.length },
-      };
+      if (byTargets) {
+        if (associationIds.length) a.associationIds = associationIds;
+      } else a.instanceIds = instancesIn(req, res);
+      return { sourceIPAddress: r.sourceIPAddress, documentName: documents.join(', ') || undefined, associationIds: associationIds.length ? associationIds : undefined, entries: entries.length };
     }
     case 'StartAssociationsOnce': {
       const associationIds = Array.isArray(req['associationIds']) ? req['associationIds'].filter((x): x is string => typeof x === 'string' && x !== '') : [];
-      return { instanceIds: [], associationIds, detail: { sourceIPAddress: r.sourceIPAddress, associationIds } };
+      if (associationIds.length) a.associationIds = associationIds;
+      return { sourceIPAddress: r.sourceIPAddress, associationIds };
     }
     case 'UpdateDocument': {
       // A new version: what associations at $LATEST run from now on (and any pinned to that version).
       const described = isObj(res['documentDescription']) ? res['documentDescription'] : {};
       const name = str(req['name']) ?? str(described['name']);
       const version = str(described['documentVersion']);
-      return {
-        instanceIds: [],
-        documentUpdate: name ? { name, versions: version ? ['$LATEST', version] : null } : undefined,
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: version },
-      };
+      if (name) a.documentUpdate = { name, versions: version ? ['$LATEST', version] : null };
+      return { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: version };
     }
     case 'UpdateDocumentDefaultVersion': {
       // Another default: what associations at $DEFAULT (or naming no version) run from now on.
       const described = isObj(res['description']) ? res['description'] : {};
       const name = str(req['name']) ?? str(described['name']);
-      return {
-        instanceIds: [],
-        documentUpdate: name ? { name, versions: ['$DEFAULT'] } : undefined,
-        detail: { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: str(req['documentVersion']) ?? str(described['defaultVersion']) },
-      };
+      if (name) a.documentUpdate = { name, versions: ['$DEFAULT'] };
+      return { sourceIPAddress: r.sourceIPAddress, documentName: name, documentVersion: str(req['documentVersion']) ?? str(described['defaultVersion']) };
     }
     case 'DeleteAssociation':
-      return {
-        instanceIds: idsOf(named),
-        deletedAssociation: { associationId: str(req['associationId']) ?? null, documentName: str(req['name']) ?? null },
-        detail: { sourceIPAddress: r.sourceIPAddress, associationId: str(req['associationId']), documentName: str(req['name']) },
-      };
+      a.instanceIds = instancesIn(req, res);
+      a.deletedAssociation = { associationId: str(req['associationId']) ?? null, documentName: str(req['name']) ?? null };
+      return { sourceIPAddress: r.sourceIPAddress, associationId: str(req['associationId']), documentName: str(req['name']) };
     case 'CreateTags':
     case 'DeleteTags':
-      return { instanceIds: resourceIds(req), tagChanges: tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove'), detail: { sourceIPAddress: r.sourceIPAddress } };
+      a.instanceIds = resourceIds(req);
+      a.tagChanges = tagChanges(req, r.eventName === 'CreateTags' ? 'add' : 'remove');
+      return { sourceIPAddress: r.sourceIPAddress };
     default: {
       const attributes = r.eventName === 'ModifyInstanceAttribute' || r.eventName === 'ModifyNetworkInterfaceAttribute'
         ? Object.keys(req).filter((k) => k !== 'instanceId' && k !== 'networkInterfaceId')
         : undefined;
+      const named = namedIn(req, res);
       const networkInterfaceIds = named.enis.slice();
       const volumeIds = named.volumes.slice();
-      const refs = {
-        ...(networkInterfaceIds.length ? { networkInterfaceIds } : {}),
-        ...(volumeIds.length ? { volumeIds } : {}),
-      };
-      return {
-        instanceIds: idsOf(named),
-        ...(Object.keys(refs).length ? { refs } : {}),
-        detail: { sourceIPAddress: r.sourceIPAddress, attributes, volumeId: volumeIds[0], networkInterfaceId: networkInterfaceIds[0], allocationId: str(req['allocationId']), publicIp: str(req['publicIp']) },
-      };
+      a.instanceIds = named.instances.slice();
+      if (networkInterfaceIds.length || volumeIds.length) {
+        a.refs = { ...(networkInterfaceIds.length ? { networkInterfaceIds } : {}), ...(volumeIds.length ? { volumeIds } : {}) };
+      }
+      return { sourceIPAddress: r.sourceIPAddress, attributes, volumeId: volumeIds[0], networkInterfaceId: networkInterfaceIds[0], allocationId: str(req['allocationId']), publicIp: str(req['publicIp']) };
     }
   }
 }
@@ -405,13 +407,6 @@ export function activityFromRecord(raw: unknown, channel?: RecordChannel): Recor
     return malformedRecord(raw, source as string, name as string, `${issue?.path.join('.') || 'record'}: ${issue?.message ?? 'invalid'}`);
   }
   if (r.errorCode) return { kind: 'ignored' };
-  const s = specifics(r);
-  // Tags on volumes, images and the like are not pristine's business.
-  if (kind === 'tag-change' && s.instanceIds.length === 0) return { kind: 'ignored' };
-  // A batch whose every entry failed made no association.
-  if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
-  const joinable = s.sessionId || s.commandTargets || s.associationIds?.length || s.documentUpdate || s.deletedAssociation || s.refs?.networkInterfaceIds || s.refs?.volumeIds || s.refs?.privateIpAddress;
-  if (s.instanceIds.length === 0 && !joinable) return malformedRecord(raw, source as string, name as string, `${r.eventName} names no instance`);
   const ui = r.userIdentity;
   // Every field, optional ones undefined, in one order: every activity read from a record has one
   // shape (the code that reads them stays monomorphic), and its JSON (the evidence log's) only the
@@ -426,16 +421,25 @@ export function activityFromRecord(raw: unknown, channel?: RecordChannel): Recor
     region: channel ? channel.region : interned(r.awsRegion),
     accountId: channel ? channel.accountId : interned(r.recipientAccountId ?? ui?.accountId ?? null),
     actor: actorFrom(ui?.arn ?? null, ui?.sessionContext?.sessionIssuer?.arn, ui?.invokedBy),
-    instanceIds: s.instanceIds,
-    sessionId: s.sessionId || undefined,
-    commandTargets: s.commandTargets,
-    associationIds: s.associationIds?.length ? s.associationIds : undefined,
-    documentUpdate: s.documentUpdate,
-    deletedAssociation: s.deletedAssociation,
-    refs: s.refs && (s.refs.networkInterfaceIds || s.refs.volumeIds || s.refs.privateIpAddress || s.refs.endpointId) ? s.refs : undefined,
-    tagChanges: s.tagChanges,
-    detail: compact(s.detail),
+    instanceIds: NO_IDS,
+    sessionId: undefined,
+    commandTargets: undefined,
+    associationIds: undefined,
+    documentUpdate: undefined,
+    deletedAssociation: undefined,
+    refs: undefined,
+    tagChanges: undefined,
+    detail: NO_DETAIL,
     via: channel?.via as Channel[] | undefined,
   };
+  const detail = fill(activity, r);
+  if (activity.instanceIds === NO_IDS) activity.instanceIds = [];
+  // Tags on volumes, images and the like are not pristine's business.
+  if (kind === 'tag-change' && activity.instanceIds.length === 0) return { kind: 'ignored' };
+  // A batch whose every entry failed made no association.
+  if (r.eventName === 'CreateAssociationBatch' && Array.isArray(r.responseElements?.['successful']) && (r.responseElements['successful'] as unknown[]).length === 0) return { kind: 'ignored' };
+  const joinable = activity.sessionId || activity.commandTargets || activity.associationIds || activity.documentUpdate || activity.deletedAssociation || activity.refs?.networkInterfaceIds || activity.refs?.volumeIds || activity.refs?.privateIpAddress;
+  if (activity.instanceIds.length === 0 && !joinable) return malformedRecord(raw, source as string, name as string, `${r.eventName} names no instance`);
+  activity.detail = compact(detail);
   return { kind: 'activity', activity };
 }
