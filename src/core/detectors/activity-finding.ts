@@ -13,6 +13,20 @@ export function activityEvidence(a: Activity): Record<string, unknown> {
   };
 }
 
+/**
+ * The string, made one piece now. A template literal is a tree of its parts in V8 (a cons string),
+ * made flat by V8 when first read character by character: here, once, rather than later by every
+ * writer (SQLite, the JSON report) while the tree's nodes sit in the heap. A finding's key and summary
+ * are kept and written every cycle: for 10,000 instances `npm run bench` measured writing the verdicts
+ * to SQLite 0.12 to 0.15 CPU-s less, the JSON report 0.04 less and peak RSS 6 to 7 MiB less (medians of
+ * 10 and 12 pairs of runs side by side; lower in 8 and 11 of them). Flattening a young string costs
+ * little; a writer flattening it once it is old costs ~0.5 µs.
+ */
+function flattened(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
 export function activityFinding(
   detector: DetectorId,
   severity: Severity,
@@ -22,10 +36,10 @@ export function activityFinding(
   return {
     detector,
     // One SSM session is one finding, whether CloudTrail's StartSession or SSM's history told of it.
-    key: `${detector}:${a.sessionId ?? a.id}`,
+    key: flattened(`${detector}:${a.sessionId ?? a.id}`),
     severity,
     effect: 'taint',
-    summary,
+    summary: flattened(summary),
     at: a.at,
     actor: a.actor.arn,
     evidence: activityEvidence(a),
