@@ -55,15 +55,10 @@ const baselines = new WeakMap<Manifest, Baseline>();
 function baselineOf(manifest: Manifest): Baseline {
   let b = baselines.get(manifest);
   if (!b) {
-    // As index() would make it, in one map: each name's versions, sorted, and its place.
     const byName = new Map<string, BaselineName>();
-    for (const p of manifest.packages) {
-      const version = normalizeVersion(p.version);
-      const known = byName.get(p.name);
-      if (known) known.versions.push(version);
-      else byName.set(p.name, { versions: [version], at: byName.size });
+    for (const [name, versions] of index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })))) {
+      byName.set(name, { versions, at: byName.size });
     }
-    for (const name of byName.values()) name.versions.sort();
     b = { byName, marks: new Uint32Array(byName.size), turn: 0 };
     baselines.set(manifest, b);
   }
