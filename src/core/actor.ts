@@ -25,7 +25,10 @@ export function actorFrom(arn: string | null, issuer?: string | null, invokedBy?
   const v = invokedBy || null;
   let same = actors.get(arn ?? '');
   if (same) {
-    for (const e of same) if (e.issuer === i && e.invokedBy === v) return e.actor;
+    for (let n = 0; n < same.length; n++) {
+      const e = same[n] as { issuer: string | null; invokedBy: string | null; actor: Actor };
+      if (e.issuer === i && e.invokedBy === v) return e.actor;
+    }
   } else {
     if (actorCount >= MAX_ACTORS) {
       actors.clear();

@@ -415,14 +415,16 @@ export class Attributor {
   add(activities: readonly Activity[], incremental = true): Set<string> {
     const concerned = new Set<string>();
     const fresh: Activity[] = [];
-    for (const a of activities) {
+    for (let n = 0; n < activities.length; n++) {
+      const a = activities[n] as Activity;
       const taken = incremental ? this.taken.get(a.id) : undefined;
       if (!taken) fresh.push(a);
       else for (const id of taken.where ?? []) concerned.add(id);
     }
     const waited: Activity[] = [];
     const freshTaken: Taken[] = [];
-    for (const a of fresh) {
+    for (let n = 0; n < fresh.length; n++) {
+      const a = fresh[n] as Activity;
       const taken: Taken = { activity: a, where: null, ordinal: -1 };
       this.taken.set(a.id, taken);
       freshTaken.push(taken);
@@ -478,7 +480,7 @@ export class Attributor {
       }
     }
     for (const a of waited) this.attributeOne(this.taken.get(a.id) as Taken, concerned, true);
-    for (const t of freshTaken) this.attributeOne(t, concerned, incremental);
+    for (let n = 0; n < freshTaken.length; n++) this.attributeOne(freshTaken[n] as Taken, concerned, incremental);
     return concerned;
   }
 
@@ -624,7 +626,7 @@ export class Attributor {
       activity = { ...activity, detail: { ...activity.detail, resolvedBy: 'targets' } };
     }
     taken.where = ids;
-    if (incremental && concerned) for (const id of ids) concerned.add(id);
+    if (incremental && concerned) for (let n = 0; n < ids.length; n++) concerned.add(ids[n] as string);
     if (this.irrelevant(activity)) return;
     if (taken.ordinal < 0) taken.ordinal = this.nextOrdinal++;
     if (done) done.tied = activity;
@@ -635,7 +637,9 @@ export class Attributor {
       else b.activities.push(activity);
       return;
     }
-    for (const id of ids.length > 2 ? new Set(ids) : ids.length === 2 && ids[0] === ids[1] ? [ids[0] as string] : ids) {
+    const each = ids.length > 2 ? [...new Set(ids)] : ids.length === 2 && ids[0] === ids[1] ? [ids[0] as string] : ids;
+    for (let n = 0; n < each.length; n++) {
+      const id = each[n] as string;
       if (incremental) {
         const list = this.byInstance.get(id);
         if (list) this.insert(list, activity);
@@ -725,8 +729,8 @@ export class Attributor {
   /** By instance position: 1 for each of these instances in the scope. */
   private membersOf(ids: readonly string[]): Uint8Array {
     const members = new Uint8Array(this.facts.instances.length);
-    for (const id of ids) {
-      const n = this._index.byId.get(id);
+    for (let k = 0; k < ids.length; k++) {
+      const n = this._index.byId.get(ids[k] as string);
       if (n !== undefined) members[n] = 1;
     }
     return members;
@@ -746,7 +750,7 @@ export class Attributor {
   static of(facts: ScopeFacts, irrelevant?: (a: Activity) => boolean): Attributor {
     const at = new Attributor(facts, irrelevant);
     at.add(facts.activities, false);
-    for (const list of at.byInstance.values()) list.sort((x, y) => x.at - y.at);
+    at.byInstance.forEach((list) => list.sort((x, y) => x.at - y.at));
     for (const b of at.broadcasts) b.activities.sort((x, y) => x.at - y.at);
     return at;
   }

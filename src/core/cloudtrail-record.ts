@@ -156,7 +156,8 @@ function collectIds(value: unknown, out: NamedIds, depth: number, under: Names):
   // Eight levels of values below the request or response are looked at, no deeper.
   if (depth >= 8) return;
   if (Array.isArray(value)) {
-    for (const v of value) {
+    for (let n = 0; n < value.length; n++) {
+      const v: unknown = value[n];
       if (typeof v === 'string') {
         if (under !== Names.Nothing) collectId(v, out, under);
       } else if (typeof v === 'object' && v !== null) collectIds(v, out, depth + 1, under);

@@ -92,7 +92,12 @@ function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): Compiled
 }
 
 function tagsMatch(tags: Record<string, string>, matchers: Array<[string, Matcher]>): boolean {
-  return matchers.every(([key, match]) => tags[key] !== undefined && match(tags[key] as string));
+  for (let n = 0; n < matchers.length; n++) {
+    const m = matchers[n] as [string, Matcher];
+    const value = tags[m[0]];
+    if (value === undefined || !m[1](value)) return false;
+  }
+  return true;
 }
 
 /**
@@ -364,11 +369,14 @@ export class ScopeJudge {
     const ctx = { instance, activities: kept.activities, manifest, inventory, isGuardTag: cp.isGuardTag, now };
     const findings: Finding[] = [];
     let until = Infinity;
-    for (const id of run.detectors) {
+    const { detectors } = run;
+    for (let n = 0; n < detectors.length; n++) {
+      const id = detectors[n] as DetectorId;
       const detector = DETECTORS[id];
       if (detector.onlyInActivities && kept.activities.length === 0) continue;
       const options = cp.options.get(id);
-      for (const finding of detector.evaluate(ctx, options)) findings.push(finding);
+      const found = detector.evaluate(ctx, options);
+      for (let f = 0; f < found.length; f++) findings.push(found[f] as Finding);
       if (detector.stableUntil) until = Math.min(until, detector.stableUntil(ctx, options));
     }
     findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
@@ -403,14 +411,21 @@ export class ScopeJudge {
     const { firstLaunch } = instance;
     const out: Activity[] = [];
     const own = this.attributor.byInstance.get(id);
-    if (own) for (const a of own) if (a.at > firstLaunch && !cp.allows(a.actor)) out.push(a);
+    if (own) {
+      for (let n = 0; n < own.length; n++) {
+        const a = own[n] as Activity;
+        if (a.at > firstLaunch && !cp.allows(a.actor)) out.push(a);
+      }
+    }
     const relevant = this.broadcastsFor(cp);
     if (relevant.length === 0) return out;
     const position = this.attributor.index.byId.get(id) ?? -1;
     let merged = false;
-    for (const { b, activities } of relevant) {
+    for (let r = 0; r < relevant.length; r++) {
+      const { b, activities } = relevant[r] as { b: Broadcast; activities: Activity[] };
       if (b.members[position] !== 1) continue;
-      for (const a of activities) {
+      for (let n = 0; n < activities.length; n++) {
+        const a = activities[n] as Activity;
         if (a.at <= firstLaunch) continue;
         out.push(a);
         merged = true;

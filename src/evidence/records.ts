@@ -41,7 +41,8 @@ export function recordsToEvidence(records: ReadonlyArray<{ eventId?: string; raw
   const out: RecordsEvidence = { activities: [], gaps: [], warnings: [], unreadable: 0, oldestUnreadable: Infinity };
   // The channel knows the scope for certain (LookupEvents of an account and region, a trail file's key, an envelope).
   const known: RecordChannel = { accountId: scope.accountId, region: scope.region, via: VIA[channel] };
-  for (const r of records) {
+  for (let n = 0; n < records.length; n++) {
+    const r = records[n] as { eventId?: string; raw: string | unknown };
     let record: unknown = r.raw;
     if (typeof r.raw === 'string') {
       try {
@@ -66,7 +67,8 @@ export const noEvidence = (): RecordsEvidence => ({ activities: [], gaps: [], wa
 
 /** The evidence of more records (the next page) added to what came before: as if read in one go. */
 export function addEvidence(into: RecordsEvidence, more: RecordsEvidence): void {
-  for (const a of more.activities) into.activities.push(a);
+  // Indexed, not for-of: V8 makes an object per step of an iterator in code it has not optimised.
+  for (let n = 0; n < more.activities.length; n++) into.activities.push(more.activities[n] as Activity);
   for (const g of more.gaps) into.gaps.push(g);
   for (const w of more.warnings) into.warnings.push(w);
   if (more.unreadable === 0) return;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isServiceLinked } from '../actor.js';
 import { activityFinding, byWhom } from './activity-finding.js';
+import type { Activity } from '../facts.js';
 import { defineDetector } from './types.js';
 
 const Options = z.strictObject({});
@@ -16,7 +17,9 @@ export const guardTampered = defineDetector({
   concerns: (a) => a.kind === 'tag-change' && a.tagChanges !== undefined,
   evaluate(ctx) {
     const findings = [];
-    for (const a of ctx.activities) {
+    const { activities } = ctx;
+    for (let n = 0; n < activities.length; n++) {
+      const a = activities[n] as Activity;
       // AWS's service-linked roles tag what they launched as the owner configured them: not tampering.
       if (a.kind !== 'tag-change' || !a.tagChanges || isServiceLinked(a.actor)) continue;
       const touched = a.tagChanges.filter((t) => ctx.isGuardTag(t.key));

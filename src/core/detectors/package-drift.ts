@@ -23,14 +23,15 @@ export interface PackageDiff {
 
 type VersionsByName = Map<string, string[]>;
 
-function index(packages: Iterable<Package>): VersionsByName {
+function index(packages: readonly Package[]): VersionsByName {
   const out: VersionsByName = new Map();
-  for (const p of packages) {
+  for (let n = 0; n < packages.length; n++) {
+    const p = packages[n] as Package;
     const list = out.get(p.name);
     if (list) list.push(p.version);
     else out.set(p.name, [p.version]);
   }
-  for (const list of out.values()) list.sort();
+  out.forEach((list) => list.sort());
   return out;
 }
 
@@ -40,6 +41,8 @@ function index(packages: Iterable<Package>): VersionsByName {
  */
 interface Baseline {
   byName: Map<string, BaselineName>;
+  /** the same, by `at` */
+  names: BaselineName[];
   /** by a name's `at`: the turn of the last list that held it */
   marks: Uint32Array;
   turn: number;
@@ -47,6 +50,7 @@ interface Baseline {
 
 /** The image's versions of a name (sorted), and the name's place: its mark's index. */
 interface BaselineName {
+  name: string;
   versions: string[];
   at: number;
 }
@@ -56,10 +60,13 @@ function baselineOf(manifest: Manifest): Baseline {
   let b = baselines.get(manifest);
   if (!b) {
     const byName = new Map<string, BaselineName>();
-    for (const [name, versions] of index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) })))) {
-      byName.set(name, { versions, at: byName.size });
-    }
-    b = { byName, marks: new Uint32Array(byName.size), turn: 0 };
+    const names: BaselineName[] = [];
+    index(manifest.packages.map((p) => ({ name: p.name, arch: p.arch, version: normalizeVersion(p.version) }))).forEach((versions, name) => {
+      const entry = { name, versions, at: names.length };
+      byName.set(name, entry);
+      names.push(entry);
+    });
+    b = { byName, names, marks: new Uint32Array(names.length), turn: 0 };
     baselines.set(manifest, b);
   }
   return b;
@@ -86,9 +93,11 @@ function diffPackages(baseline: Baseline, installed: VersionsByName, ignored: (n
 /** The image's packages no longer installed, then every list in name order (an added name's versions in version order). */
 function withRemoved(diff: PackageDiff, baseline: Baseline, installed: ((name: string, at: number) => boolean) | null, ignored: (name: string) => boolean): PackageDiff {
   if (installed) {
-    for (const [name, then] of baseline.byName) {
-      if (installed(name, then.at) || ignored(name)) continue;
-      for (const version of then.versions) diff.removed.push({ name, version });
+    const { names } = baseline;
+    for (let at = 0; at < names.length; at++) {
+      const { name, versions } = names[at] as BaselineName;
+      if (installed(name, at) || ignored(name)) continue;
+      for (let v = 0; v < versions.length; v++) diff.removed.push({ name, version: versions[v] as string });
     }
   }
   const byName = (x: { name: string }, y: { name: string }) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
@@ -113,7 +122,8 @@ function diffList(baseline: Baseline, packages: readonly Package[], ignored: (na
   const mark = ++baseline.turn;
   const diff: PackageDiff = { added: [], removed: [], changed: [] };
   let kept = 0; // the image's names still installed
-  for (const p of packages) {
+  for (let n = 0; n < packages.length; n++) {
+    const p = packages[n] as Package;
     const then = byName.get(p.name);
     if (then) {
       if (marks[then.at] === mark) return diffPackages(baseline, index(packages), ignored);
