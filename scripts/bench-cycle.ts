@@ -935,7 +935,7 @@ const TRACKED = new Set(TRACKED_EVENT_NAMES);
 function parseRecords(events: readonly LookupEvent[], into: Parsed = noneParsed()): Parsed {
   const tracked = trackedOf(events, TRACKED);
   const evidence = recordsToEvidence(recordsOf(tracked), SCOPE, 'lookup-events');
-  for (const a of evidence.activities) into.activities.push(a);
+  for (let n = 0; n < evidence.activities.length; n++) into.activities.push(evidence.activities[n] as Activity);
   into.untracked += events.length - tracked.length;
   into.ignored += tracked.length - evidence.activities.length - evidence.unreadable;
   for (const g of evidence.gaps) into.malformed.push(g.message);

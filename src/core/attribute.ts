@@ -428,13 +428,15 @@ export class Attributor {
       const taken: Taken = { activity: a, where: null, ordinal: -1 };
       this.taken.set(a.id, taken);
       freshTaken.push(taken);
-      if (a.tagChanges) for (const instanceId of new Set(a.instanceIds)) push(this.tagChanges, instanceId, a);
-      for (const t of a.tagChanges ?? []) {
-        for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
-        // An action placed by this key's values of now before this change, on an instance that lived
-        // then: placed otherwise now. (A new instance tagged after its launch changes nothing.)
-        const placed = this.placedByTag.get(t.key);
-        if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.livedBefore(id, placed.last))) this.stale = true;
+      if (a.tagChanges) {
+        for (const instanceId of new Set(a.instanceIds)) push(this.tagChanges, instanceId, a);
+        for (const t of a.tagChanges) {
+          for (const instanceId of a.instanceIds) push(this.tagMoves, t.key, { instanceId, at: a.at });
+          // An action placed by this key's values of now before this change, on an instance that lived
+          // then: placed otherwise now. (A new instance tagged after its launch changes nothing.)
+          const placed = this.placedByTag.get(t.key);
+          if (incremental && placed !== undefined && placed.first <= a.at && a.instanceIds.some((id) => this.livedBefore(id, placed.last))) this.stale = true;
+        }
       }
       if (a.deletedAssociation) {
         this.deletions.push(a);

@@ -67,7 +67,6 @@ export const noEvidence = (): RecordsEvidence => ({ activities: [], gaps: [], wa
 
 /** The evidence of more records (the next page) added to what came before: as if read in one go. */
 export function addEvidence(into: RecordsEvidence, more: RecordsEvidence): void {
-  // Indexed, not for-of: V8 makes an object per step of an iterator in code it has not optimised.
   for (let n = 0; n < more.activities.length; n++) into.activities.push(more.activities[n] as Activity);
   for (const g of more.gaps) into.gaps.push(g);
   for (const w of more.warnings) into.warnings.push(w);
