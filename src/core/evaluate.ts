@@ -83,7 +83,17 @@ function compile(policy: LoadedPolicy, scopeKeys: ReadonlySet<string>): Compiled
     exclude: policy.scope.exclude ? tagMatchers(policy.scope.exclude.tags) : null,
     allows,
     // Tag changes always may (the exemption check reads them); else a detector that could run must be concerned.
-    mayMatter: (a) => !allows(a.actor) && (a.tagChanges !== undefined || runs.tampered.detectors.some((id) => DETECTORS[id].concerns(a, options.get(id)))),
+    mayMatter: (a) => {
+      if (allows(a.actor)) return false;
+      if (a.tagChanges !== undefined) return true;
+      // A loop, not some(): a closure over each activity is an object made per call.
+      const { detectors } = runs.tampered;
+      for (let n = 0; n < detectors.length; n++) {
+        const id = detectors[n] as DetectorId;
+        if (DETECTORS[id].concerns(a, options.get(id))) return true;
+      }
+      return false;
+    },
     runs,
     options,
     isGuardTag: (key) => guardsExemption(key) || scopeKeys.has(key),
@@ -253,7 +263,10 @@ export class ScopeJudge {
       const compiled = this.compiled;
       // What no policy of the scope could find anything in (an allowed caller, a document every policy
       // ignores) is attributed, and kept in no instance's list.
-      this.attributor = Attributor.of(facts, (a) => !compiled.some((cp) => cp.mayMatter(a)));
+      this.attributor = Attributor.of(facts, (a) => {
+        for (let n = 0; n < compiled.length; n++) if ((compiled[n] as CompiledPolicy).mayMatter(a)) return false;
+        return true;
+      });
     }
     if (this.attributor.stale) this.attributor = this.attributor.again();
     this.carried = !options.attributor && this.attributor === prev?.attributor;
