@@ -13,7 +13,10 @@ import v8 from 'node:v8';
  *   Thirty-two times the budget keeps short-lived code in the interpreter and baseline tiers and
  *   optimises what stays hot: `npm run bench` measured about 10% less CPU for the first cycle of
  *   10,000 instances with sixteen times the default than with the default, and 7% less again with
- *   thirty-two times (medians of runs side by side, 2026-12-03).
+ *   thirty-two times (medians of runs side by side, 2026-12-03). Code left in those tiers makes an
+ *   object for each step of a `for ... of` iterator (and each array destructuring), which TurboFan
+ *   would have optimised away: the loops over a cycle's many items (activities, inventory rows,
+ *   packages, findings) are indexed for that reason.
  * - `--no-concurrent-marking`: a first cycle grows the heap past V8's first limit, and the full
  *   collection that follows marks ~100 MB. Marked on the main thread, in increments between the
  *   cycle's work, it costs less CPU in all than marked by helper threads alongside it: `npm run

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isServiceLinked } from '../actor.js';
-import { activityFinding, byWhom } from './activity-finding.js';
 import type { Activity } from '../facts.js';
+import { activityFinding, byWhom } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
 const Options = z.strictObject({});

@@ -46,7 +46,7 @@ export class InventoryCatalog {
   /** The packages of one row list, each row normalised once and interned. */
   toPackages(rows: readonly InventoryRow[]): Package[] {
     const out: Package[] = [];
-    // Indexed loops, not for-of: V8 makes an object per step of an iterator in code it has not optimised.
+    // Indexed loops, not for-of (see src/runtime-tuning.ts).
     for (let n = 0; n < rows.length; n++) {
       const entry = rows[n] as InventoryRow;
       // Content keys are documented capitalised (Name, Version); some producers write them lower-case.
