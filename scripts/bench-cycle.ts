@@ -17,7 +17,8 @@
  * `audit`/`run --format json` write it, streamed into a counter), store (the evidence log and the
  * verdicts in a SQLite file), a second cycle ten minutes later over the same inventories and 1% more
  * records (`secondCycleCpuS`; its report is built, not written, as the daemon does), and 200 events
- * pushed between cycles, each re-judging the instance it names (`rejudgeMs`). Generating data is
+ * pushed between cycles, each re-judging the instance it names (`rejudgeMs`). Between the cycles the
+ * daemon sleeps (`idle`, `idle2`: what V8 did meanwhile, in no cycle's figure). Generating data is
  * setup, marked so. A seeded PRNG makes every run the same fleet. Exits 1 when the verdicts look
  * implausible; `--dump FILE` writes every verdict and finding (the equivalence test compares them).
  */
@@ -781,6 +782,8 @@ interface Row {
   ms: number;
   cpuS: number;
   setup: boolean;
+  /** the daemon asleep between cycles (see `idle`): part of neither cycle's figure */
+  idle?: boolean;
   /** resident set size when the phase ended */
   rssMiB: number;
   /** for a phase timed in pieces: when each ran */
@@ -812,6 +815,26 @@ async function timedAsync<T>(key: string, phase: string, fn: () => Promise<T>): 
   const cpu = process.cpuUsage(cpu0);
   rows.push({ key, phase, start, ms, cpuS: (cpu.user + cpu.system) / 1e6, setup: false, rssMiB: process.memoryUsage.rss() / 1048576 });
   return out;
+}
+
+/**
+ * The daemon asleep between cycles (for minutes): V8 does then what a cycle left it, such as marking
+ * the heap the cycle grew past its limit, or sweeping. The bench lets the event loop idle until it is
+ * quiet (25 ms with under 1 ms of CPU; at most 2 s) and shows that CPU on its own row: the daemon pays
+ * it, in neither cycle's figure. Back to back, without this, the next cycle would be charged for
+ * the previous one's collection in some runs and not in others.
+ */
+async function idle(key: string, phase: string): Promise<void> {
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  for (;;) {
+    const slice = process.cpuUsage();
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    const used = process.cpuUsage(slice);
+    if (used.user + used.system < 1000 || performance.now() - start > 2000) break;
+  }
+  const cpu = process.cpuUsage(cpu0);
+  rows.push({ key, phase, start, ms: performance.now() - start, cpuS: (cpu.user + cpu.system) / 1e6, setup: false, idle: true, rssMiB: process.memoryUsage.rss() / 1048576 });
 }
 
 /**
@@ -1027,6 +1050,9 @@ await timedAsync('store', `store ${fmt(parsed.activities.length)} activities and
   await store.transaction(() => store.recordVerdicts(NOW, result.results.map(verdictInputOf)));
 });
 
+// The daemon sleeps until its next cycle.
+await idle('idle', 'asleep between the cycles (what V8 does meanwhile)');
+
 // The second cycle, ten minutes later: the same inventories, some new records.
 const NOW2 = NOW + 10 * 60_000;
 const inventory2 = timed('normalise2', `second cycle: normalise ${fmt(entities.length)} unchanged inventories`, () => normalise(catalog));
@@ -1044,6 +1070,8 @@ await timedAsync('store2', `second cycle: store ${fmt(parsed2.activities.length)
 });
 await store.close();
 rmSync(storeDir, { recursive: true, force: true });
+
+await idle('idle2', 'asleep after the second cycle');
 
 // Events pushed between cycles: each re-judges the instance it names, as the daemon does (src/pushed.ts).
 const pushedJudge = judge2.forPushedEvents();
@@ -1102,7 +1130,7 @@ const line = (phase: string, ms: number, cpuS: number, gcMs: number, rss?: numbe
   say(`${phase.padEnd(w)}${ms.toFixed(1).padStart(12)}${cpuS.toFixed(3).padStart(10)}${gcMs.toFixed(1).padStart(12)}${rss === undefined ? '' : rss.toFixed(0).padStart(9)}`);
 say(`${'phase'.padEnd(w)}${'wall ms'.padStart(12)}${'CPU s'.padStart(10)}${'GC pause ms'.padStart(12)}${'RSS MiB'.padStart(9)}`);
 say('-'.repeat(w + 43));
-for (const r of rows) line(r.setup ? `${r.phase} [setup]` : r.phase, r.ms, r.cpuS, gcMsIn(r), r.rssMiB);
+for (const r of rows) line(r.setup ? `${r.phase} [setup]` : r.idle ? `${r.phase} [idle]` : r.phase, r.ms, r.cpuS, gcMsIn(r), r.rssMiB);
 say('-'.repeat(w + 43));
 line('judgement of one cycle (normalise ... report)', msOf(JUDGEMENT), cpuOf(JUDGEMENT), gcOf(JUDGEMENT));
 line('second cycle (unchanged inventories, new records)', msOf(SECOND), cpuOf(SECOND), gcOf(SECOND));
