@@ -46,6 +46,28 @@ export function activityFinding(
   };
 }
 
+/** Per detector: the finding each activity was, made once (see `sharedActivityFinding`). */
+const madeOnce = new Map<DetectorId, WeakMap<Activity, Finding>>();
+
+/**
+ * The finding an activity is, for a detector whose finding is the activity's alone (its summary and
+ * evidence say nothing of the instance or the policy): made once and shared by every instance the
+ * activity reached, as a command sent to a fleet reaches many. Findings are never changed.
+ */
+export function sharedActivityFinding(detector: DetectorId, severity: Severity, a: Activity, summary: (a: Activity) => string): Finding {
+  let made = madeOnce.get(detector);
+  if (!made) {
+    made = new WeakMap();
+    madeOnce.set(detector, made);
+  }
+  let f = made.get(a);
+  if (!f) {
+    f = activityFinding(detector, severity, a, summary(a));
+    made.set(a, f);
+  }
+  return f;
+}
+
 export function byWhom(a: Activity): string {
   return a.actor.arn ? `by ${a.actor.arn}` : 'by an unknown caller';
 }

@@ -2,7 +2,7 @@ import type { Activity } from '../facts.js';
 import { z } from 'zod';
 import { Glob } from '../schema-types.js';
 import { anyGlob, cachedAnyGlob, memoized } from '../glob.js';
-import { activityFinding, byWhom } from './activity-finding.js';
+import { byWhom, sharedActivityFinding } from './activity-finding.js';
 import { defineDetector } from './types.js';
 
 /** SSM's own inventory gathering reads the instance; it never changes it. */
@@ -36,6 +36,13 @@ function describe(eventName: string, doc: string, association: unknown): string 
   }
 }
 
+function summary(a: Activity): string {
+  const doc = typeof a.detail['documentName'] === 'string' ? String(a.detail['documentName']) : 'an unnamed document';
+  const what = describe(a.eventName, doc, a.detail['associationName'] ?? a.detail['associationId'] ?? a.detail['associationIds']);
+  const via = a.detail['resolvedBy'] === 'targets' ? ' (matched by its targets)' : '';
+  return `${what}${via} ${byWhom(a)}`;
+}
+
 function concerns(a: Activity, options: z.output<typeof Options>): boolean {
   if (a.kind !== 'remote-command') return false;
   const doc = a.detail['documentName'];
@@ -53,11 +60,7 @@ export const remoteCommand = defineDetector({
   evaluate(ctx, options) {
     return ctx.activities
       .filter((a) => concerns(a, options))
-      .map((a) => {
-        const doc = typeof a.detail['documentName'] === 'string' ? String(a.detail['documentName']) : 'an unnamed document';
-        const what = describe(a.eventName, doc, a.detail['associationName'] ?? a.detail['associationId'] ?? a.detail['associationIds']);
-        const via = a.detail['resolvedBy'] === 'targets' ? ' (matched by its targets)' : '';
-        return activityFinding('remote-command', 'high', a, `${what}${via} ${byWhom(a)}`);
-      });
+      // A command by ids or targets reaches many instances: each has the one finding it is.
+      .map((a) => sharedActivityFinding('remote-command', 'high', a, summary));
   },
 });
