@@ -16,8 +16,8 @@ export interface InstanceResult {
   verdict: Verdict;
   /** oldest first; may be shared with other judgements' results (never changed) */
   findings: readonly Finding[];
-  /** evidence that could not be read for this instance: why a verdict is `unknown` */
-  gaps: Gap[];
+  /** evidence that could not be read for this instance: why a verdict is `unknown` (an empty list may be shared: never changed) */
+  gaps: readonly Gap[];
 }
 
 export interface ScopeResult {
@@ -133,6 +133,8 @@ function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonl
 }
 
 const NO_GAPS: readonly Gap[] = Object.freeze([]);
+const NO_FINDINGS: readonly Finding[] = Object.freeze([]);
+const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
 
 /** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
 class GapIndex {
@@ -186,7 +188,7 @@ interface Kept {
   broadcastVersion: number;
   policy: LoadedPolicy;
   firstLaunch: number;
-  activities: Activity[];
+  activities: readonly Activity[];
   /** null when the instance was exempt (nothing was evaluated) */
   found: {
     run: 'plain' | 'tampered';
@@ -339,7 +341,8 @@ export class ScopeJudge {
     // A tag a policy selects by, changed after launch: tampering (it chooses the policy, or whether any
     // judges), found whether or not the policy asks for guard-tampered, as with an exemption tag.
     let run = retagged ? cp.runs.tampered : cp.runs.plain;
-    const gaps: Gap[] = [];
+    // Most instances have none: they share one empty list.
+    let gaps: Gap[] | null = null;
     const beforeWindow = instance.firstLaunch < facts.window.from;
 
     if (cp.exclude && tagsMatch(instance.tags, cp.exclude)) {
@@ -347,27 +350,32 @@ export class ScopeJudge {
       const tampered = activities.some((a) => !isServiceLinked(a.actor) && a.tagChanges?.some((t) => t.op === 'add' && cp.guardsExemption(t.key)));
       if (tampered) run = cp.runs.tampered;
       else if (trailGaps.length > 0 || beforeWindow) {
-        gaps.push({
+        gaps = [{
           source: 'cloudtrail',
           ...scope,
           instanceIds: [instance.instanceId],
           message: `exempt by tag, but who set the tag could not be checked: ${trailGaps[0]?.message ?? `activity before ${iso(facts.window.from)} was not examined`}`,
-        });
+        }];
       } else return { kind: 'exempt' };
     }
 
     const findings = this.findingsOf(instance, cp, run, kept, now);
     const { sources } = run;
-    for (const g of this.gapIndex.for(instance, sources)) gaps.push(g);
+    const more = this.gapIndex.for(instance, sources);
+    if (more.length > 0) {
+      gaps ??= [];
+      for (let n = 0; n < more.length; n++) gaps.push(more[n] as Gap);
+    }
     if (beforeWindow && sources.has('cloudtrail')) {
-      gaps.push({
+      (gaps ??= []).push({
         source: 'cloudtrail',
         ...scope,
         instanceIds: [instance.instanceId],
         message: `first launched ${iso(instance.firstLaunch)}, before the evidence window (from ${iso(facts.window.from)}): earlier activity was not examined`,
       });
     }
-    return { kind: 'judged', result: { instance, policy: cp.policy.name, verdict: verdictOf(findings, gaps), findings, gaps } };
+    const all = gaps ?? NO_GAPS;
+    return { kind: 'judged', result: { instance, policy: cp.policy.name, verdict: verdictOf(findings, all), findings, gaps: all } };
   }
 
   /** The detectors' findings, oldest first: as kept when their facts are the same, else found again (and kept). */
@@ -392,10 +400,9 @@ export class ScopeJudge {
       for (let f = 0; f < found.length; f++) findings.push(found[f] as Finding);
       if (detector.stableUntil) until = Math.min(until, detector.stableUntil(ctx, options));
     }
-    findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity));
-    Object.freeze(findings);
-    kept.found = { run: which, imageId: instance.imageId, manifest, inventory, from: now, until, findings };
-    return findings;
+    const out = findings.length === 0 ? NO_FINDINGS : Object.freeze(findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity)));
+    kept.found = { run: which, imageId: instance.imageId, manifest, inventory, from: now, until, findings: out };
+    return out;
   }
 
   /**
@@ -419,7 +426,7 @@ export class ScopeJudge {
   }
 
   /** The activities on an instance after its first launch, by principals its policy does not allow, oldest first. */
-  private activitiesOf(instance: Instance, cp: CompiledPolicy): Activity[] {
+  private activitiesOf(instance: Instance, cp: CompiledPolicy): readonly Activity[] {
     const id = instance.instanceId;
     const { firstLaunch } = instance;
     const out: Activity[] = [];
@@ -431,7 +438,8 @@ export class ScopeJudge {
       }
     }
     const relevant = this.broadcastsFor(cp);
-    if (relevant.length === 0) return out;
+    // Many instances have none: they share one empty list.
+    if (relevant.length === 0) return out.length === 0 ? NO_ACTIVITIES : out;
     const position = this.attributor.index.byId.get(id) ?? -1;
     let merged = false;
     for (let r = 0; r < relevant.length; r++) {
@@ -445,7 +453,7 @@ export class ScopeJudge {
       }
     }
     if (merged) out.sort((x, y) => this.attributor.order(x, y));
-    return out;
+    return out.length === 0 ? NO_ACTIVITIES : out;
   }
 
   /** The verdicts of some instances (those judged, not exempt or out of scope), in the scope's order. */
