@@ -248,7 +248,15 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
     }
   };
   await beat();
-  const heartbeat = setInterval(() => void beat(), Math.max(1000, Math.floor(leaseTtlMs / 3)));
+  // One renewal at a time; the one in flight when the daemon stops is awaited before its leases go, or
+  // it would claim this replica's lease again after the release.
+  let beating = null as Promise<void> | null; // (not narrowed to null: the interval assigns it)
+  const heartbeat = setInterval(() => {
+    if (beating) return;
+    beating = beat().finally(() => {
+      beating = null;
+    });
+  }, Math.max(1000, Math.floor(leaseTtlMs / 3)));
 
   const server = await startHttpServer({ host: listen.host, port: listen.port, health, registry: metrics.registry, logger });
   logger.info({ listen: server.url, schedule: flags.schedule, state: store.location, store: store.kind, replica: owner }, 'pristine daemon started');
@@ -281,6 +289,7 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   if (running) await running;
   await Promise.all([...consumers, driving]);
   clearInterval(heartbeat);
+  await beating;
   // A clean stop lets go of every lease at once: another replica takes the scopes at its next cycle.
   const released = await scopeLeases.releaseAll().catch(() => 0);
   logger.info({ released }, 'leases released');
