@@ -78,6 +78,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   /** the last cycle's scopes: pushed events are judged against them between cycles */
   let lastScopes = new Map<string, ScopeAudit>();
   let noticesQueued = false;
+  /** outbox drains the worker started and does not wait for: a stop waits for them (a drain waits at most OUTBOX_WAIT_MS for the lease) */
+  const drains = new Set<Promise<void>>();
   const replacer = new Replacer({
     store,
     clientsFor: pool.get,
@@ -101,9 +103,11 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
       // wait for it (another replica may hold the outbox for a while: the drain waits for it, the turns go on).
       if (noticesQueued) {
         noticesQueued = false;
-        drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }), owner).catch((err: unknown) =>
-          logger.warn({ err: describeError(err) }, 'the outbox could not be sent; it is tried again'),
-        );
+        const drain = drainOutbox(store, transport, logger, (outcome) => metrics.slack.inc({ outcome }), owner)
+          .then(() => undefined)
+          .catch((err: unknown) => logger.warn({ err: describeError(err) }, 'the outbox could not be sent; it is tried again'))
+          .finally(() => drains.delete(drain));
+        drains.add(drain);
       }
     },
   });
@@ -290,6 +294,8 @@ export async function runDaemon(flags: DaemonFlags, logger: Logger): Promise<num
   await Promise.all([...consumers, driving]);
   clearInterval(heartbeat);
   await beating;
+  // A drain still sending holds the outbox lease: it lets go of it itself, before the store closes.
+  await Promise.all([...drains]);
   // A clean stop lets go of every lease at once: another replica takes the scopes at its next cycle.
   const released = await scopeLeases.releaseAll().catch(() => 0);
   logger.info({ released }, 'leases released');
