@@ -34,8 +34,8 @@ export interface DaemonFlags {
  * `pristine daemon`: a cycle at start, then on the schedule, never two at once; /healthz and /metrics
  * on --listen; JSON logs; replacements driven in the background by a worker. On SIGTERM or SIGINT it
  * stops reading evidence (a cut-short audit records nothing), lets the running turn of each replacement
- * finish, releases its leases (another driver may take them at once; the journal resumes them) and
- * exits 0.
+ * and the outbox drains the worker started finish, releases its leases (another driver may take them
+ * at once; the journal resumes them) and exits 0.
  */
 /** What a load of the user's files holds (policies, manifests, configuration), as one string to compare loads by. */
 function contentOf(i: AuditInputs): string {
