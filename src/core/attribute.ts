@@ -192,7 +192,8 @@ export interface Broadcast {
   activities: Activity[];
 }
 
-const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
+/** An empty list of activities, shared (frozen: never changed). */
+export const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
 
 /** What attributing an activity through the instance index did: what it was tied as, the broadcast holding it, the gaps it left. */
 interface IndexedTie {

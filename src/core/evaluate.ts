@@ -2,7 +2,7 @@ import type { Manifest, ManifestIndex } from '../manifest/types.js';
 import { manifestKey } from '../manifest/types.js';
 import type { LoadedPolicy } from '../policy/schema.js';
 import { isServiceLinked } from './actor.js';
-import { Attributor, type Broadcast } from './attribute.js';
+import { Attributor, NO_ACTIVITIES, type Broadcast } from './attribute.js';
 import { ALWAYS_ON, DETECTORS } from './detectors/registry.js';
 import { DETECTOR_IDS, type DetectorId, type Finding } from './detectors/types.js';
 import type { Activity, Actor, EvidenceSource, Gap, Instance, InventorySnapshot, ScopeFacts } from './facts.js';
@@ -134,7 +134,6 @@ function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonl
 
 const NO_GAPS: readonly Gap[] = Object.freeze([]);
 const NO_FINDINGS: readonly Finding[] = Object.freeze([]);
-const NO_ACTIVITIES: readonly Activity[] = Object.freeze([]);
 
 /** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
 class GapIndex {
