@@ -135,6 +135,20 @@ function mayHaveMatched(instance: Instance, cp: CompiledPolicy, changes: readonl
 const NO_GAPS: readonly Gap[] = Object.freeze([]);
 const NO_FINDINGS: readonly Finding[] = Object.freeze([]);
 
+/**
+ * An instance's activities and findings are gathered here, then copied into a list of their own
+ * length: one grown by push from empty holds room for sixteen more, and every instance's are kept.
+ * (Judging is synchronous: nothing else uses these meanwhile.)
+ */
+const SCRATCH_ACTIVITIES: Activity[] = [];
+const SCRATCH_FINDINGS: Finding[] = [];
+const ownCopy = (list: Activity[]): readonly Activity[] => {
+  if (list.length === 0) return NO_ACTIVITIES;
+  const copy = list.slice();
+  list.length = 0;
+  return copy;
+};
+
 /** Gaps by the instance they concern; a gap naming no instance concerns every one. Built once per scope. */
 class GapIndex {
   private readonly everyone: Gap[] = [];
@@ -180,6 +194,8 @@ export function policyCovers(policy: LoadedPolicy, accountId: string, region: st
  * What judging an instance found, kept for the next judgement while its facts stay the same: the
  * attribution (the same attributor, the instance's list and the broadcasts unchanged), the policy,
  * the image, its manifest and the inventory, and `now` within what the detectors said (stableUntil).
+ * One object an instance (what was found is in it, not in one of its own): a first cycle makes one
+ * for each of the fleet's instances, and every object it keeps is copied by V8's young collections.
  */
 interface Kept {
   attributor: Attributor;
@@ -188,18 +204,16 @@ interface Kept {
   policy: LoadedPolicy;
   firstLaunch: number;
   activities: readonly Activity[];
-  /** null when the instance was exempt (nothing was evaluated) */
-  found: {
-    run: 'plain' | 'tampered';
-    imageId: string;
-    manifest: Manifest | null;
-    inventory: InventorySnapshot | null;
-    /** the `now` they were found at, and until when they stay as found */
-    from: number;
-    until: number;
-    /** oldest first; shared by the results of every judgement that keeps them, so never changed */
-    findings: readonly Finding[];
-  } | null;
+  /** what the detectors found: null until they ran (not when the instance was exempt) */
+  findings: readonly Finding[] | null;
+  /** what they ran on, set with `findings` */
+  run: 'plain' | 'tampered';
+  imageId: string;
+  manifest: Manifest | null;
+  inventory: InventorySnapshot | null;
+  /** the `now` they were found at, and until when they stay as found */
+  from: number;
+  until: number;
 }
 
 /** The very same objects in the same order. */
@@ -212,8 +226,8 @@ function sameItems<T>(x: readonly T[], y: readonly T[]): boolean {
 const sameInventory = (x: InventorySnapshot | null, y: InventorySnapshot | null): boolean =>
   x === y || (x !== null && y !== null && x.fingerprint === y.fingerprint && x.packages === y.packages && x.captureTime === y.captureTime);
 
-/** How one instance came out: judged, exempt by a verified tag, or selected by no policy. */
-export type InstanceOutcome = { kind: 'judged'; result: InstanceResult } | { kind: 'exempt' } | { kind: 'out-of-scope' };
+/** How one instance came out: its verdict, or why it has none (exempt by a verified tag, selected by no policy). */
+type InstanceOutcome = InstanceResult | 'exempt' | 'out-of-scope';
 
 /**
  * One scope made ready to judge: policies compiled, activities attributed, gaps indexed. Judging an
@@ -301,14 +315,14 @@ export class ScopeJudge {
     return concerned;
   }
 
-  judge(instance: Instance, now: number): InstanceOutcome {
+  private judge(instance: Instance, now: number): InstanceOutcome {
     const { facts, scope, attributor } = this;
     const id = instance.instanceId;
     const changes = attributor.tagChangesOf(id);
     let cp = this.compiled.find((c) => tagsMatch(instance.tags, c.scope));
     // Retagged out of every policy's scope: judged by the first policy it may have been in at launch.
     if (!cp && changes.length > 0) cp = this.compiled.find((c) => mayHaveMatched(instance, c, changes));
-    if (!cp) return { kind: 'out-of-scope' };
+    if (!cp) return 'out-of-scope';
     const policy = cp;
     const { scopeKeys } = this;
     const retagged = changes.length > 0 && changes.some((a) => movesScope(a, instance, policy) && a.tagChanges?.some((t) => scopeKeys.has(t.key)));
@@ -332,7 +346,13 @@ export class ScopeJudge {
         policy: cp.policy,
         firstLaunch: instance.firstLaunch,
         activities: same ? same.activities : activities,
-        found: same ? same.found : null,
+        findings: same ? same.findings : null,
+        run: same ? same.run : 'plain',
+        imageId: same ? same.imageId : instance.imageId,
+        manifest: same ? same.manifest : null,
+        inventory: same ? same.inventory : null,
+        from: same ? same.from : 0,
+        until: same ? same.until : 0,
       };
       this.kept.set(id, kept);
     }
@@ -355,7 +375,7 @@ export class ScopeJudge {
           instanceIds: [instance.instanceId],
           message: `exempt by tag, but who set the tag could not be checked: ${trailGaps[0]?.message ?? `activity before ${iso(facts.window.from)} was not examined`}`,
         }];
-      } else return { kind: 'exempt' };
+      } else return 'exempt';
     }
 
     const findings = this.findingsOf(instance, cp, run, kept, now);
@@ -374,7 +394,7 @@ export class ScopeJudge {
       });
     }
     const all = gaps ?? NO_GAPS;
-    return { kind: 'judged', result: { instance, policy: cp.policy.name, verdict: verdictOf(findings, all), findings, gaps: all } };
+    return { instance, policy: cp.policy.name, verdict: verdictOf(findings, all), findings, gaps: all };
   }
 
   /** The detectors' findings, oldest first: as kept when their facts are the same, else found again (and kept). */
@@ -382,12 +402,20 @@ export class ScopeJudge {
     const which = run === cp.runs.plain ? 'plain' : 'tampered';
     const manifest = this.manifests.get(manifestKey(instance.region, instance.imageId)) ?? null;
     const inventory = this.facts.inventory.get(instance.instanceId) ?? null;
-    const f = kept.found;
-    if (f && f.run === which && f.imageId === instance.imageId && f.manifest === manifest && sameInventory(f.inventory, inventory) && f.from <= now && now <= f.until) {
-      return f.findings;
+    if (
+      kept.findings !== null &&
+      kept.run === which &&
+      kept.imageId === instance.imageId &&
+      kept.manifest === manifest &&
+      sameInventory(kept.inventory, inventory) &&
+      kept.from <= now &&
+      now <= kept.until
+    ) {
+      return kept.findings;
     }
     const ctx = { instance, activities: kept.activities, manifest, inventory, isGuardTag: cp.isGuardTag, now };
-    const findings: Finding[] = [];
+    const findings = SCRATCH_FINDINGS;
+    findings.length = 0;
     let until = Infinity;
     const { detectors } = run;
     for (let n = 0; n < detectors.length; n++) {
@@ -399,8 +427,15 @@ export class ScopeJudge {
       for (let f = 0; f < found.length; f++) findings.push(found[f] as Finding);
       if (detector.stableUntil) until = Math.min(until, detector.stableUntil(ctx, options));
     }
-    const out = findings.length === 0 ? NO_FINDINGS : Object.freeze(findings.sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity)));
-    kept.found = { run: which, imageId: instance.imageId, manifest, inventory, from: now, until, findings: out };
+    const out = findings.length === 0 ? NO_FINDINGS : Object.freeze(findings.slice().sort((a, b) => (a.at ?? Infinity) - (b.at ?? Infinity)));
+    findings.length = 0;
+    kept.findings = out;
+    kept.run = which;
+    kept.imageId = instance.imageId;
+    kept.manifest = manifest;
+    kept.inventory = inventory;
+    kept.from = now;
+    kept.until = until;
     return out;
   }
 
@@ -428,7 +463,8 @@ export class ScopeJudge {
   private activitiesOf(instance: Instance, cp: CompiledPolicy): readonly Activity[] {
     const id = instance.instanceId;
     const { firstLaunch } = instance;
-    const out: Activity[] = [];
+    const out = SCRATCH_ACTIVITIES;
+    out.length = 0;
     const own = this.attributor.byInstance.get(id);
     if (own) {
       for (let n = 0; n < own.length; n++) {
@@ -438,7 +474,7 @@ export class ScopeJudge {
     }
     const relevant = this.broadcastsFor(cp);
     // Many instances have none: they share one empty list.
-    if (relevant.length === 0) return out.length === 0 ? NO_ACTIVITIES : out;
+    if (relevant.length === 0) return ownCopy(out);
     const position = this.attributor.index.byId.get(id) ?? -1;
     let merged = false;
     for (let r = 0; r < relevant.length; r++) {
@@ -452,7 +488,7 @@ export class ScopeJudge {
       }
     }
     if (merged) out.sort((x, y) => this.attributor.order(x, y));
-    return out.length === 0 ? NO_ACTIVITIES : out;
+    return ownCopy(out);
   }
 
   /** The verdicts of some instances (those judged, not exempt or out of scope), in the scope's order. */
@@ -468,7 +504,7 @@ export class ScopeJudge {
     const out: InstanceResult[] = [];
     for (const n of positions.sort((a, b) => a - b)) {
       const o = this.judge(index.instances[n] as Instance, now);
-      if (o.kind === 'judged') out.push(o.result);
+      if (o !== 'exempt' && o !== 'out-of-scope') out.push(o);
     }
     return out;
   }
@@ -478,9 +514,9 @@ export class ScopeJudge {
     const out: ScopeResult = { accountId: this.facts.accountId, region: this.facts.region, results: [], outOfScope: 0, exempt: 0 };
     for (const instance of this.facts.instances) {
       const o = this.judge(instance, now);
-      if (o.kind === 'judged') out.results.push(o.result);
-      else if (o.kind === 'exempt') out.exempt++;
-      else out.outOfScope++;
+      if (o === 'exempt') out.exempt++;
+      else if (o === 'out-of-scope') out.outOfScope++;
+      else out.results.push(o);
     }
     return out;
   }

@@ -47,8 +47,8 @@ export interface ReportInstance {
   verdict: Verdict;
   /** may be shared with other reports' entries (frozen) */
   findings: readonly ReportFinding[];
-  /** evidence that could not be read for this instance */
-  gaps: Array<{ source: string; message: string }>;
+  /** evidence that could not be read for this instance (an empty list may be shared: frozen) */
+  gaps: ReadonlyArray<{ source: string; message: string }>;
 }
 
 export interface ReportError {
@@ -100,22 +100,27 @@ export function toReportInstance(r: InstanceResult): ReportInstance {
     policy: r.policy,
     verdict: r.verdict,
     findings: reportFindings(r.findings),
-    gaps: r.gaps.map((g) => ({ source: g.source, message: g.message })),
+    gaps: r.gaps.length === 0 ? NO_GAPS : r.gaps.map((g) => ({ source: g.source, message: g.message })),
   };
 }
 
+/** The entry of an instance without gaps (most): one list, shared. */
+const NO_GAPS: ReportInstance['gaps'] = Object.freeze([]);
+
 const PLAIN = /^[a-z0-9-]*$/;
+
+/** Plain strings in code-unit order (`<`). */
+const plainOrder = (x: string, y: string): number => (x === y ? 0 : x < y ? -1 : 1);
 
 /**
  * By region, account and instance id, in localeCompare's order. Ids and regions are lower-case
- * letters, digits and dashes, which that order ranks as plain code units do: then one string a
- * row compares with `<`, and the collator is only for anything else.
+ * letters, digits and dashes, which that order ranks as plain code units do: then they are compared
+ * with `<` (a region and an account are mostly the very same string), and the collator is only for
+ * anything else.
  */
 function sortInstances(instances: ReportInstance[]): void {
   if (instances.every((i) => PLAIN.test(i.region) && PLAIN.test(i.accountId) && PLAIN.test(i.instanceId))) {
-    const keyed = instances.map((i) => ({ key: `${i.region}\0${i.accountId}\0${i.instanceId}`, i }));
-    keyed.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
-    keyed.forEach((k, n) => (instances[n] = k.i));
+    instances.sort((a, b) => plainOrder(a.region, b.region) || plainOrder(a.accountId, b.accountId) || plainOrder(a.instanceId, b.instanceId));
     return;
   }
   instances.sort((a, b) => collate(a.region, b.region) || collate(a.accountId, b.accountId) || collate(a.instanceId, b.instanceId));
@@ -135,18 +140,24 @@ export function buildReport(input: {
     const w = byRegion.get(s.region);
     byRegion.set(s.region, w ? { from: Math.min(w.from, s.window.from), to: Math.max(w.to, s.window.to) } : { ...s.window });
   }
-  const count = (v: Verdict) => instances.filter((i) => i.verdict === v).length;
+  const verdicts: Record<Verdict, number> = { pristine: 0, tainted: 0, unknown: 0 };
+  let gapless = true;
+  for (let n = 0; n < instances.length; n++) {
+    const i = instances[n] as ReportInstance;
+    verdicts[i.verdict]++;
+    if (i.gaps.length > 0) gapless = false;
+  }
   return {
     version: 1,
     startedAt: iso(input.startedAt),
     finishedAt: iso(input.finishedAt),
-    complete: input.errors.length === 0 && instances.every((i) => i.gaps.length === 0) && input.scopes.every((s) => s.complete),
+    complete: input.errors.length === 0 && gapless && input.scopes.every((s) => s.complete),
     regions: [...byRegion].sort(([a], [b]) => a.localeCompare(b)).map(([region, w]) => ({ region, window: { from: iso(w.from), to: iso(w.to) } })),
     scopes: input.scopes.map((s) => ({ accountId: s.accountId, region: s.region, window: { from: iso(s.window.from), to: iso(s.window.to) }, complete: s.complete })),
     summary: {
-      pristine: count('pristine'),
-      tainted: count('tainted'),
-      unknown: count('unknown'),
+      pristine: verdicts.pristine,
+      tainted: verdicts.tainted,
+      unknown: verdicts.unknown,
       exempt: input.scopes.reduce((n, r) => n + r.exempt, 0),
       outOfScope: input.scopes.reduce((n, r) => n + r.outOfScope, 0),
     },
