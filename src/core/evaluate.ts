@@ -232,7 +232,7 @@ type InstanceOutcome = InstanceResult | 'exempt' | 'out-of-scope';
 /**
  * One scope made ready to judge: policies compiled, activities attributed, gaps indexed. Judging an
  * instance then reads only what concerns it, so a cycle costs what its distinct facts cost, and an
- * event pushed between cycles re-judges the instances it names alone (`add`, then `judge`).
+ * event pushed between cycles re-judges the instances it names alone (`add`, then `judgeOnly`).
  */
 export class ScopeJudge {
   private readonly compiled: CompiledPolicy[];
